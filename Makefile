@@ -1,0 +1,42 @@
+# Strand: `make run` starts one node on 127.0.0.1:9092 (data in ./data); `make test` runs
+# every test. Both install what is missing first.
+
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+STRAND := $(CARGO_TARGET_DIR)/release/strand
+VENV := $(CURDIR)/.venv
+
+.PHONY: run test build setup unit e2e lint fmt clean-data
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	cargo build --release --workspace --bins
+
+run: build
+	$(STRAND) --data-dir ./data
+
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r tests/requirements.txt
+	touch $@
+
+test: build lint unit e2e
+
+unit:
+	cargo test --release --workspace
+
+e2e: build $(VENV)/.installed
+	STRAND_BIN=$(STRAND) $(VENV)/bin/pytest tests/e2e
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean-data:
+	rm -rf ./data

@@ -1,0 +1,132 @@
+//! The broker's shared context, and starting a node.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kafka_protocol::ResponseError;
+use openraft::BasicNode;
+use strand_raft::network::Transport;
+use strand_raft::{BrokerInfo, NodeIdentity, PartitionReplica, RaftNode, RaftTuning, TopicInfo};
+use strand_storage::{Store, StoreOptions};
+
+use crate::controller;
+use crate::metrics::Metrics;
+use crate::Config;
+
+/// Everything a request handler needs, shared by all connections.
+pub struct Broker {
+    pub config: Config,
+    pub node: Arc<RaftNode>,
+    pub metrics: Metrics,
+}
+
+/// Where a partition's requests go, as far as this node knows.
+pub enum PartitionRoute {
+    /// This node has a replica.
+    Local(Arc<PartitionReplica>),
+    /// The partition exists but has no replica here.
+    Remote,
+    /// No such partition.
+    Unknown,
+}
+
+impl Broker {
+    /// Opens the data directory, starts the Raft node, waits for the controller group to
+    /// elect a leader and opens every local partition replica.
+    pub async fn start(config: Config) -> anyhow::Result<Arc<Broker>> {
+        let db_path = config.data_dir.join("db");
+        let store = Store::open(&StoreOptions::new(&db_path)).with_context(|| {
+            format!(
+                "cannot open the data directory {}: check that it is writable and that no \
+                 other strand process is using it (or pass --data-dir)",
+                db_path.display()
+            )
+        })?;
+        let identity = NodeIdentity {
+            id: config.node_id,
+            raft_addr: config.raft_listen.to_string(),
+        };
+        let tuning = RaftTuning {
+            heartbeat_interval: config.raft_heartbeat,
+            election_timeout: (
+                config.raft_election_timeout,
+                config.raft_election_timeout * 2,
+            ),
+            ..RaftTuning::default()
+        };
+        let voters = BTreeMap::from([(
+            config.node_id,
+            BasicNode {
+                addr: config.raft_listen.to_string(),
+            },
+        )]);
+        let node = RaftNode::start(identity, store, tuning, Transport::new(), Some(voters))
+            .await
+            .context("cannot start the Raft node")?;
+        anyhow::ensure!(
+            node.controller()
+                .replica
+                .wait_serving(Duration::from_secs(60))
+                .await,
+            "the controller group did not elect this node within 60 s"
+        );
+        controller::register_broker(
+            &node,
+            BrokerInfo {
+                id: config.node_id,
+                host: config.advertised_host.clone(),
+                port: config.advertised_port,
+                raft_addr: config.raft_listen.to_string(),
+                rack: None,
+            },
+        )
+        .await
+        .context("cannot register this broker with the controller")?;
+        node.reconcile(&node.controller().metadata())
+            .await
+            .context("cannot open the partition replicas")?;
+        tokio::spawn(controller::reconcile_loop(node.clone()));
+        Ok(Arc::new(Broker {
+            config,
+            node,
+            metrics: Metrics::default(),
+        }))
+    }
+
+    /// The topic named `name`, if it exists.
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicInfo>> {
+        self.node.controller().metadata().topics.get(name).cloned()
+    }
+
+    /// Where requests for partition `index` of `topic` go.
+    pub fn route(&self, topic: &TopicInfo, index: i32) -> PartitionRoute {
+        let Some(info) = usize::try_from(index)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+        else {
+            return PartitionRoute::Unknown;
+        };
+        match self.node.partition(info.group) {
+            Some(replica) => PartitionRoute::Local(replica),
+            None => PartitionRoute::Remote,
+        }
+    }
+
+    /// The replica of a partition this node leads and serves from, or the Kafka error
+    /// for why it cannot serve it.
+    pub fn serving_replica(
+        &self,
+        topic: &TopicInfo,
+        index: i32,
+    ) -> Result<Arc<PartitionReplica>, ResponseError> {
+        match self.route(topic, index) {
+            PartitionRoute::Local(replica) if replica.replica.leadership().serving => Ok(replica),
+            PartitionRoute::Local(_) | PartitionRoute::Remote => {
+                Err(ResponseError::NotLeaderOrFollower)
+            }
+            PartitionRoute::Unknown => Err(ResponseError::UnknownTopicOrPartition),
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! Broker configuration: defaults, overridden by a TOML file (`--config`), overridden by
+//! `STRAND_*` environment variables, overridden by command-line flags.
+//!
+//! Every setting is one field of [`Settings`], which is both the clap definition (flag and
+//! environment variable) and the serde definition (file key). A new setting is one field
+//! here, one default in [`Config::resolve`], and one line in the README's table.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Strand: a Kafka-compatible distributed log. Every Kafka client works against it.
+///
+/// Each setting can also be given as an environment variable (shown below) or as a key in
+/// the --config file (the flag name without dashes' prefix, e.g. `node-id = 1`). Flags
+/// override environment variables, which override the file, which overrides defaults.
+#[derive(Debug, Default, Clone, Parser, Deserialize)]
+#[command(name = "strand", version, about, long_about = None)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with settings (keys are the flag names, e.g. `listen = "0.0.0.0:9092"`).
+    #[arg(long, env = "STRAND_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// This node's id: its Kafka broker id and Raft node id [default: 1].
+    #[arg(long, env = "STRAND_NODE_ID")]
+    pub node_id: Option<u64>,
+
+    /// Directory for all data (created if missing) [default: ./data].
+    #[arg(long, env = "STRAND_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address the Kafka listener binds [default: 127.0.0.1:9092].
+    #[arg(long, env = "STRAND_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// host:port clients are told to connect to [default: the listen address].
+    #[arg(long, env = "STRAND_ADVERTISED_ADDR")]
+    pub advertised_addr: Option<String>,
+
+    /// Address the node-to-node Raft listener binds [default: Kafka port + 10000 on the
+    /// listen host].
+    #[arg(long, env = "STRAND_RAFT_LISTEN")]
+    pub raft_listen: Option<SocketAddr>,
+
+    /// Address the Prometheus metrics endpoint binds; "off" disables it
+    /// [default: Kafka port + 1000 on the listen host, e.g. 127.0.0.1:10092].
+    #[arg(long, env = "STRAND_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
+    /// Create a topic when a client asks for one that does not exist (Metadata, Produce)
+    /// (Kafka: auto.create.topics.enable) [default: true].
+    #[arg(long, env = "STRAND_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+
+    /// Partitions of a topic created without a count (Kafka: num.partitions) [default: 1].
+    #[arg(long, env = "STRAND_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<i32>,
+
+    /// Replicas of a topic created without a replication factor
+    /// (Kafka: default.replication.factor) [default: 1].
+    #[arg(long, env = "STRAND_DEFAULT_REPLICATION_FACTOR")]
+    pub default_replication_factor: Option<i16>,
+
+    /// Largest record batch a topic accepts unless its max.message.bytes says otherwise
+    /// (Kafka: message.max.bytes) [default: 1048588].
+    #[arg(long, env = "STRAND_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<i32>,
+
+    /// Largest request frame accepted; larger ones close the connection
+    /// (Kafka: socket.request.max.bytes) [default: 104857600].
+    #[arg(long, env = "STRAND_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+
+    /// Cluster id reported to clients [default: strand-cluster].
+    #[arg(long, env = "STRAND_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+
+    /// Raft leader heartbeat period in milliseconds [default: 250].
+    #[arg(long, env = "STRAND_RAFT_HEARTBEAT_MS")]
+    pub raft_heartbeat_ms: Option<u64>,
+
+    /// Minimum Raft election timeout in milliseconds; the maximum is twice this
+    /// [default: 1000].
+    #[arg(long, env = "STRAND_RAFT_ELECTION_TIMEOUT_MS")]
+    pub raft_election_timeout_ms: Option<u64>,
+
+    /// Log filter, in tracing's EnvFilter syntax (RUST_LOG also works)
+    /// [default: info,openraft=warn].
+    #[arg(long, env = "STRAND_LOG")]
+    pub log: Option<String>,
+}
+
+impl Settings {
+    /// Fills every unset field of `self` from `lower`.
+    fn or(self, lower: Settings) -> Settings {
+        Settings {
+            config: self.config.or(lower.config),
+            node_id: self.node_id.or(lower.node_id),
+            data_dir: self.data_dir.or(lower.data_dir),
+            listen: self.listen.or(lower.listen),
+            advertised_addr: self.advertised_addr.or(lower.advertised_addr),
+            raft_listen: self.raft_listen.or(lower.raft_listen),
+            metrics_listen: self.metrics_listen.or(lower.metrics_listen),
+            auto_create_topics: self.auto_create_topics.or(lower.auto_create_topics),
+            default_partitions: self.default_partitions.or(lower.default_partitions),
+            default_replication_factor: self
+                .default_replication_factor
+                .or(lower.default_replication_factor),
+            max_message_bytes: self.max_message_bytes.or(lower.max_message_bytes),
+            max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
+            cluster_id: self.cluster_id.or(lower.cluster_id),
+            raft_heartbeat_ms: self.raft_heartbeat_ms.or(lower.raft_heartbeat_ms),
+            raft_election_timeout_ms: self
+                .raft_election_timeout_ms
+                .or(lower.raft_election_timeout_ms),
+            log: self.log.or(lower.log),
+        }
+    }
+}
+
+/// The resolved configuration the broker runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    pub raft_listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub default_replication_factor: i16,
+    pub max_message_bytes: i32,
+    pub max_request_bytes: usize,
+    pub cluster_id: String,
+    pub raft_heartbeat: Duration,
+    pub raft_election_timeout: Duration,
+    pub log: String,
+}
+
+/// A configuration problem, worded so the user knows what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("{setting} = {value:?} is invalid: {fix}")]
+    Invalid {
+        setting: &'static str,
+        value: String,
+        fix: &'static str,
+    },
+}
+
+fn invalid(setting: &'static str, value: impl ToString, fix: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        value: value.to_string(),
+        fix,
+    }
+}
+
+impl Config {
+    /// Parses the command line (and environment), reads the config file it names, and
+    /// resolves defaults.
+    pub fn from_args() -> Result<Config, ConfigError> {
+        Config::resolve(Settings::parse())
+    }
+
+    /// Resolves command-line/environment settings over the file they name over defaults.
+    pub fn resolve(cli: Settings) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => Settings::default(),
+        };
+        let s = cli.or(file);
+
+        let listen = s
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:9092".parse().expect("valid default"));
+        let (advertised_host, advertised_port) = match &s.advertised_addr {
+            Some(addr) => parse_host_port(addr).ok_or_else(|| {
+                invalid(
+                    "advertised-addr",
+                    addr,
+                    "give host:port, e.g. broker1.example.com:9092",
+                )
+            })?,
+            None => (listen.ip().to_string(), listen.port()),
+        };
+        if advertised_host == "0.0.0.0" || advertised_host == "::" {
+            return Err(invalid(
+                "advertised-addr",
+                format!("{advertised_host}:{advertised_port}"),
+                "clients cannot connect to a wildcard address; set --advertised-addr to a \
+                 host name or IP clients can reach",
+            ));
+        }
+        let offset_port = |delta: u16| -> Result<SocketAddr, ConfigError> {
+            let port = listen.port().checked_add(delta).ok_or_else(|| {
+                invalid(
+                    "listen",
+                    listen,
+                    "the port is too high to derive the Raft and metrics ports from; set \
+                     --raft-listen and --metrics-listen explicitly",
+                )
+            })?;
+            Ok(SocketAddr::new(listen.ip(), port))
+        };
+        let raft_listen = match s.raft_listen {
+            Some(addr) => addr,
+            None => offset_port(10000)?,
+        };
+        let metrics_listen = match s.metrics_listen.as_deref() {
+            Some("off") | Some("none") | Some("") => None,
+            Some(addr) => Some(addr.parse().map_err(|_| {
+                invalid(
+                    "metrics-listen",
+                    addr,
+                    "give ip:port (e.g. 127.0.0.1:10092) or \"off\"",
+                )
+            })?),
+            None => Some(offset_port(1000)?),
+        };
+
+        let default_partitions = s.default_partitions.unwrap_or(1);
+        if default_partitions < 1 {
+            return Err(invalid(
+                "default-partitions",
+                default_partitions,
+                "a topic needs at least one partition",
+            ));
+        }
+        let default_replication_factor = s.default_replication_factor.unwrap_or(1);
+        if default_replication_factor < 1 {
+            return Err(invalid(
+                "default-replication-factor",
+                default_replication_factor,
+                "use 1 for a single node, 3 for a three-node cluster",
+            ));
+        }
+        let max_message_bytes = s.max_message_bytes.unwrap_or(1_048_588);
+        if max_message_bytes < 64 {
+            return Err(invalid(
+                "max-message-bytes",
+                max_message_bytes,
+                "must hold at least one record batch header; Kafka's default is 1048588",
+            ));
+        }
+        let max_request_bytes = s.max_request_bytes.unwrap_or(104_857_600);
+        if max_request_bytes < 1024 {
+            return Err(invalid(
+                "max-request-bytes",
+                max_request_bytes,
+                "use at least 1024; Kafka's default is 104857600",
+            ));
+        }
+        let raft_heartbeat_ms = s.raft_heartbeat_ms.unwrap_or(250);
+        let raft_election_timeout_ms = s.raft_election_timeout_ms.unwrap_or(1000);
+        if raft_heartbeat_ms == 0 || raft_election_timeout_ms <= raft_heartbeat_ms * 2 {
+            return Err(invalid(
+                "raft-election-timeout-ms",
+                raft_election_timeout_ms,
+                "must be more than twice raft-heartbeat-ms (which must be above 0), or \
+                 followers start elections while the leader is healthy",
+            ));
+        }
+        Ok(Config {
+            node_id: s.node_id.unwrap_or(1),
+            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("data")),
+            listen,
+            advertised_host,
+            advertised_port,
+            raft_listen,
+            metrics_listen,
+            auto_create_topics: s.auto_create_topics.unwrap_or(true),
+            default_partitions,
+            default_replication_factor,
+            max_message_bytes,
+            max_request_bytes,
+            cluster_id: s.cluster_id.unwrap_or_else(|| "strand-cluster".into()),
+            raft_heartbeat: Duration::from_millis(raft_heartbeat_ms),
+            raft_election_timeout: Duration::from_millis(raft_election_timeout_ms),
+            log: s.log.unwrap_or_else(|| "info,openraft=warn".into()),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn parse_host_port(addr: &str) -> Option<(String, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Settings {
+        Settings::try_parse_from(std::iter::once("strand").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_serve_a_laptop() {
+        let c = Config::resolve(Settings::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("127.0.0.1", 9092)
+        );
+        assert_eq!(c.raft_listen.to_string(), "127.0.0.1:19092");
+        assert_eq!(c.metrics_listen.unwrap().to_string(), "127.0.0.1:10092");
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert!(c.auto_create_topics);
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("strand.toml");
+        std::fs::write(
+            &file,
+            "node-id = 7\nlisten = \"127.0.0.1:9500\"\ndefault-partitions = 3\n",
+        )
+        .unwrap();
+        let c = Config::resolve(cli(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--default-partitions",
+            "5",
+        ]))
+        .unwrap();
+        assert_eq!(c.node_id, 7);
+        assert_eq!(c.listen.port(), 9500);
+        assert_eq!(c.default_partitions, 5);
+    }
+
+    #[test]
+    fn mistakes_name_the_setting_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "nodeid = 7\n").unwrap();
+        let err = Config::resolve(cli(&["--config", file.to_str().unwrap()]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nodeid") && err.contains("node-id"), "{err}");
+
+        let err = Config::resolve(cli(&["--listen", "0.0.0.0:9092"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--advertised-addr"), "{err}");
+
+        let err = Config::resolve(cli(&["--default-partitions", "0"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("default-partitions"), "{err}");
+    }
+}

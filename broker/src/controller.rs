@@ -1,0 +1,385 @@
+//! Topic creation and deletion through the controller group, broker registration, and
+//! the loop that keeps this node's partition replicas in line with the metadata.
+//!
+//! Decisions are made here, by the proposer, and carried in the command (replica
+//! placement, topic id), so applying the command is deterministic on every replica.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+use strand_raft::{
+    BrokerInfo, ClusterMetadata, Command, ControllerCommand, NodeId, ProposeError, RaftNode,
+    Rejection, Response, TopicInfo,
+};
+
+use crate::topics;
+use crate::Broker;
+
+/// A topic to create, as a client asked for it (before defaults).
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    /// -1 for the broker default.
+    pub partitions: i32,
+    /// -1 for the broker default.
+    pub replication_factor: i16,
+    /// Explicit replicas per partition, if the client chose them.
+    pub assignments: Option<Vec<Vec<NodeId>>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicSpec {
+    /// A topic with every setting at its default, as auto-creation makes them.
+    pub fn with_defaults(name: &str) -> TopicSpec {
+        TopicSpec {
+            name: name.to_string(),
+            partitions: -1,
+            replication_factor: -1,
+            assignments: None,
+            configs: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a topic operation failed; each maps to a Kafka error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("{0}")]
+    InvalidName(&'static str),
+    #[error("topic '{0}' already exists")]
+    Exists(String),
+    #[error("topic '{0}' does not exist")]
+    Unknown(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidAssignment(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("this broker is not the controller")]
+    NotController,
+    #[error("the controller is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl TopicError {
+    pub fn error_code(&self) -> i16 {
+        match self {
+            TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
+            TopicError::Exists(_) => ResponseError::TopicAlreadyExists,
+            TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
+            TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            TopicError::InvalidAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+            TopicError::NotController => ResponseError::NotController,
+            TopicError::Unavailable(_) => ResponseError::RequestTimedOut,
+        }
+        .code()
+    }
+}
+
+fn from_propose(e: ProposeError) -> TopicError {
+    match e {
+        ProposeError::NotLeader { .. } => TopicError::NotController,
+        ProposeError::Unavailable(reason) => TopicError::Unavailable(reason),
+    }
+}
+
+/// Replica placement: partition `i` starts at broker `start + i` and takes the next
+/// `replication_factor` brokers, so leaders and replicas spread evenly.
+pub fn place_replicas(
+    partitions: usize,
+    replication_factor: usize,
+    brokers: &[NodeId],
+    start: usize,
+) -> Vec<Vec<NodeId>> {
+    (0..partitions)
+        .map(|i| {
+            (0..replication_factor)
+                .map(|j| brokers[(start + i + j) % brokers.len()])
+                .collect()
+        })
+        .collect()
+}
+
+/// Checks a spec against the cluster and fills in defaults, returning the replicas of
+/// each partition.
+fn plan(
+    broker: &Broker,
+    spec: &TopicSpec,
+    metadata: &ClusterMetadata,
+) -> Result<Vec<Vec<NodeId>>, TopicError> {
+    if let Some(problem) = topics::name_problem(&spec.name) {
+        return Err(TopicError::InvalidName(problem));
+    }
+    if metadata.topics.contains_key(&spec.name) {
+        return Err(TopicError::Exists(spec.name.clone()));
+    }
+    for (key, value) in &spec.configs {
+        if let Some(problem) = topics::config_problem(key, value) {
+            return Err(TopicError::InvalidConfig(problem));
+        }
+    }
+    let brokers: Vec<NodeId> = metadata.brokers.keys().copied().collect();
+    if let Some(assignments) = &spec.assignments {
+        if spec.partitions != -1 || spec.replication_factor != -1 {
+            return Err(TopicError::InvalidAssignment(
+                "give either assignments or a partition count and replication factor".into(),
+            ));
+        }
+        if assignments.is_empty() {
+            return Err(TopicError::InvalidAssignment(
+                "no partitions assigned".into(),
+            ));
+        }
+        let rf = assignments[0].len();
+        for replicas in assignments {
+            if replicas.is_empty() || replicas.len() != rf {
+                return Err(TopicError::InvalidAssignment(
+                    "every partition needs the same, non-zero number of replicas".into(),
+                ));
+            }
+            if let Some(unknown) = replicas.iter().find(|r| !brokers.contains(r)) {
+                return Err(TopicError::InvalidAssignment(format!(
+                    "broker {unknown} is not in the cluster"
+                )));
+            }
+            let mut distinct = replicas.clone();
+            distinct.sort();
+            distinct.dedup();
+            if distinct.len() != replicas.len() {
+                return Err(TopicError::InvalidAssignment(
+                    "a partition lists the same broker twice".into(),
+                ));
+            }
+        }
+        return Ok(assignments.clone());
+    }
+    let partitions = match spec.partitions {
+        -1 => broker.config.default_partitions,
+        n if n >= 1 => n,
+        n => {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions must be at least 1, not {n}"
+            )))
+        }
+    };
+    if partitions > 100_000 {
+        return Err(TopicError::InvalidPartitions(format!(
+            "{partitions} partitions is more than this broker supports (100000)"
+        )));
+    }
+    let rf = match spec.replication_factor {
+        -1 => broker.config.default_replication_factor,
+        n if n >= 1 => n,
+        n => {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor must be at least 1, not {n}"
+            )))
+        }
+    };
+    if rf as usize > brokers.len() {
+        return Err(TopicError::InvalidReplicationFactor(format!(
+            "replication factor {rf} is larger than the {} available broker(s)",
+            brokers.len()
+        )));
+    }
+    let start = spec
+        .name
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    Ok(place_replicas(
+        partitions as usize,
+        rf as usize,
+        &brokers,
+        start % brokers.len().max(1),
+    ))
+}
+
+/// Creates a topic (or only validates it). Returns the topic once this node has opened
+/// its local replicas and they have leaders, or when `wait` runs out.
+pub async fn create_topic(
+    broker: &Broker,
+    spec: TopicSpec,
+    validate_only: bool,
+    wait: Duration,
+) -> Result<Arc<TopicInfo>, TopicError> {
+    let controller = broker.node.controller();
+    let metadata = controller.metadata();
+    let replicas = plan(broker, &spec, &metadata)?;
+    if validate_only {
+        return Ok(Arc::new(TopicInfo {
+            name: spec.name,
+            id: [0; 16],
+            partitions: replicas
+                .into_iter()
+                .map(|replicas| strand_raft::PartitionInfo { group: 0, replicas })
+                .collect(),
+            configs: spec.configs,
+        }));
+    }
+    let command = Command::Controller(ControllerCommand::CreateTopic {
+        name: spec.name.clone(),
+        topic_id: *uuid::Uuid::new_v4().as_bytes(),
+        replicas,
+        configs: spec.configs,
+    });
+    match controller
+        .replica
+        .propose(command)
+        .await
+        .map_err(from_propose)?
+    {
+        Response::TopicCreated { .. } => {}
+        Response::Rejected(Rejection::TopicExists(name)) => return Err(TopicError::Exists(name)),
+        other => {
+            return Err(TopicError::Unavailable(format!(
+                "unexpected result {other:?}"
+            )))
+        }
+    }
+    tracing::info!(topic = %spec.name, "topic created");
+    let topic = wait_for_topic(broker, &spec.name, wait).await;
+    topic.ok_or_else(|| TopicError::Unavailable("the new topic did not appear in time".into()))
+}
+
+/// The topic named `name`, created with defaults first when auto-creation is on.
+pub async fn get_or_auto_create(
+    broker: &Broker,
+    name: &str,
+    allow_create: bool,
+) -> Result<Arc<TopicInfo>, TopicError> {
+    if let Some(topic) = broker.node.controller().metadata().topics.get(name) {
+        return Ok(topic.clone());
+    }
+    if let Some(problem) = topics::name_problem(name) {
+        return Err(TopicError::InvalidName(problem));
+    }
+    if !(allow_create && broker.config.auto_create_topics) {
+        return Err(TopicError::Unknown(name.to_string()));
+    }
+    match create_topic(
+        broker,
+        TopicSpec::with_defaults(name),
+        false,
+        Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok(topic) => Ok(topic),
+        // Another request created it first.
+        Err(TopicError::Exists(_)) => broker
+            .node
+            .controller()
+            .metadata()
+            .topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TopicError::Unknown(name.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes a topic; its partition replicas are removed by the reconcile loop.
+pub async fn delete_topic(broker: &Broker, name: &str) -> Result<(), TopicError> {
+    let controller = broker.node.controller();
+    if !controller.metadata().topics.contains_key(name) {
+        return Err(TopicError::Unknown(name.to_string()));
+    }
+    let command = Command::Controller(ControllerCommand::DeleteTopic {
+        name: name.to_string(),
+    });
+    match controller
+        .replica
+        .propose(command)
+        .await
+        .map_err(from_propose)?
+    {
+        Response::TopicDeleted => {
+            tracing::info!(topic = %name, "topic deleted");
+            Ok(())
+        }
+        Response::Rejected(Rejection::UnknownTopic(name)) => Err(TopicError::Unknown(name)),
+        other => Err(TopicError::Unavailable(format!(
+            "unexpected result {other:?}"
+        ))),
+    }
+}
+
+/// Waits until `name` exists and every partition this node replicates has a local
+/// replica that leads and serves, up to `wait`. Returns the topic if it exists.
+async fn wait_for_topic(broker: &Broker, name: &str, wait: Duration) -> Option<Arc<TopicInfo>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let topic = broker
+            .node
+            .controller()
+            .metadata()
+            .topics
+            .get(name)
+            .cloned();
+        if let Some(topic) = &topic {
+            let ready = topic.partitions.iter().all(|p| {
+                !p.replicas.contains(&broker.node.id())
+                    || broker
+                        .node
+                        .partition(p.group)
+                        .is_some_and(|r| r.replica.leadership().leader.is_some())
+            });
+            if ready {
+                return Some(topic.clone());
+            }
+        }
+        if Instant::now() >= deadline {
+            return topic;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Records this broker's client and Raft addresses in the metadata if they changed.
+pub async fn register_broker(node: &RaftNode, info: BrokerInfo) -> Result<(), TopicError> {
+    if node.controller().metadata().brokers.get(&info.id) == Some(&info) {
+        return Ok(());
+    }
+    node.controller()
+        .replica
+        .propose(Command::Controller(ControllerCommand::RegisterBroker(info)))
+        .await
+        .map_err(from_propose)?;
+    Ok(())
+}
+
+/// Keeps local partition replicas in line with the metadata, for as long as the node runs.
+pub async fn reconcile_loop(node: Arc<RaftNode>) {
+    let mut metadata = node.controller().watch_metadata();
+    loop {
+        let current = metadata.borrow_and_update().clone();
+        if let Err(e) = node.reconcile(&current).await {
+            tracing::error!(error = %e, "cannot open or remove partition replicas; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        if metadata.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_spreads_leaders_and_never_repeats_a_broker() {
+        let placed = place_replicas(4, 3, &[1, 2, 3], 1);
+        assert_eq!(placed, [[2, 3, 1], [3, 1, 2], [1, 2, 3], [2, 3, 1]]);
+        let single = place_replicas(3, 1, &[1], 0);
+        assert_eq!(single, [[1], [1], [1]]);
+    }
+}

@@ -1,0 +1,60 @@
+//! Plumbing shared by the handlers.
+
+use kafka_protocol::messages::{BrokerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use strand_raft::Leadership;
+
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+pub fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+pub fn broker_id(id: u64) -> BrokerId {
+    BrokerId(i32::try_from(id).unwrap_or(-1))
+}
+
+/// The Kafka leader epoch of a group's current term.
+pub fn leader_epoch(leadership: &Leadership) -> i32 {
+    i32::try_from(leadership.term).unwrap_or(i32::MAX)
+}
+
+/// KIP-320 fencing: a client that names a leader epoch must name the current one. Older
+/// epochs are stale clients (FENCED_LEADER_EPOCH), newer ones mean this node has not yet
+/// learnt of an election (UNKNOWN_LEADER_EPOCH). -1 skips the check.
+pub fn check_leader_epoch(requested: i32, leadership: &Leadership) -> Result<(), ResponseError> {
+    let current = leader_epoch(leadership);
+    match requested {
+        -1 => Ok(()),
+        e if e < current => Err(ResponseError::FencedLeaderEpoch),
+        e if e > current => Err(ResponseError::UnknownLeaderEpoch),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_epochs_are_fenced_both_ways() {
+        let l = Leadership {
+            leader: Some(1),
+            term: 5,
+            serving: true,
+        };
+        assert_eq!(check_leader_epoch(-1, &l), Ok(()));
+        assert_eq!(check_leader_epoch(5, &l), Ok(()));
+        assert_eq!(
+            check_leader_epoch(4, &l),
+            Err(ResponseError::FencedLeaderEpoch)
+        );
+        assert_eq!(
+            check_leader_epoch(6, &l),
+            Err(ResponseError::UnknownLeaderEpoch)
+        );
+    }
+}

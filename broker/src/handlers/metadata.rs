@@ -1,0 +1,135 @@
+//! Metadata: brokers, the controller, and for each topic its partitions with leader,
+//! leader epoch (the Raft term), replicas and in-sync replicas. Asking for a topic that
+//! does not exist creates it when auto-creation is on and the client allows it.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+use kafka_protocol::ResponseError;
+use strand_raft::TopicInfo;
+use uuid::Uuid;
+
+use super::details::{broker_id, leader_epoch, str_bytes, topic_name};
+use crate::broker::PartitionRoute;
+use crate::controller::{self, TopicError};
+use crate::Broker;
+
+pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+    // v0 asks for all topics with an empty list; later versions with a null one. v1-v3
+    // create topics implicitly, v4+ say whether they may.
+    let allow_create = version < 4 || request.allow_auto_topic_creation;
+    let requested: Option<Vec<_>> = match request.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(t),
+    };
+
+    let mut topics = Vec::new();
+    match requested {
+        None => {
+            for topic in broker.node.controller().metadata().topics.values() {
+                topics.push(describe(broker, topic));
+            }
+        }
+        Some(requested) => {
+            for wanted in requested {
+                let by_id = wanted.name.is_none() && !wanted.topic_id.is_nil();
+                let found = if by_id {
+                    let id = *wanted.topic_id.as_bytes();
+                    broker
+                        .node
+                        .controller()
+                        .metadata()
+                        .topics
+                        .values()
+                        .find(|t| t.id == id)
+                        .cloned()
+                        .ok_or(ResponseError::UnknownTopicId)
+                } else {
+                    let name = wanted.name.as_ref().map(|n| n.0.as_str()).unwrap_or("");
+                    controller::get_or_auto_create(broker, name, allow_create)
+                        .await
+                        .map_err(|e| match e {
+                            TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
+                            TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
+                            _ => ResponseError::LeaderNotAvailable,
+                        })
+                };
+                topics.push(match found {
+                    Ok(topic) => describe(broker, &topic),
+                    Err(error) => MetadataResponseTopic::default()
+                        .with_error_code(error.code())
+                        .with_name(wanted.name)
+                        .with_topic_id(wanted.topic_id),
+                });
+            }
+        }
+    }
+
+    let metadata = broker.node.controller().metadata();
+    let brokers = metadata
+        .brokers
+        .values()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(broker_id(b.id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
+    let controller_id = broker
+        .node
+        .controller()
+        .replica
+        .leadership()
+        .leader
+        .map_or(broker_id(broker.node.id()), broker_id);
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(broker.config.cluster_id.clone())))
+        .with_controller_id(controller_id)
+        .with_topics(topics)
+}
+
+fn describe(broker: &Broker, topic: &TopicInfo) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, info)| {
+            let replicas: Vec<_> = info.replicas.iter().map(|r| broker_id(*r)).collect();
+            let base = MetadataResponsePartition::default()
+                .with_partition_index(index as i32)
+                .with_replica_nodes(replicas.clone());
+            match broker.route(topic, index as i32) {
+                PartitionRoute::Local(replica) => {
+                    let leadership = replica.replica.leadership();
+                    match leadership.leader {
+                        Some(leader) => base
+                            .with_leader_id(broker_id(leader))
+                            .with_leader_epoch(leader_epoch(&leadership))
+                            .with_isr_nodes(replicas),
+                        None => base
+                            .with_error_code(ResponseError::LeaderNotAvailable.code())
+                            .with_leader_id(broker_id_none())
+                            .with_leader_epoch(-1),
+                    }
+                }
+                PartitionRoute::Remote | PartitionRoute::Unknown => base
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(broker_id_none())
+                    .with_leader_epoch(-1),
+            }
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&topic.name)))
+        .with_topic_id(Uuid::from_bytes(topic.id))
+        .with_partitions(partitions)
+}
+
+fn broker_id_none() -> kafka_protocol::messages::BrokerId {
+    kafka_protocol::messages::BrokerId(-1)
+}

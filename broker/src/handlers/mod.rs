@@ -1,0 +1,99 @@
+//! One module per Kafka API. Each turns a decoded request into a response body; this
+//! module dispatches and encodes.
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+pub mod details;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod unsupported;
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use strand_protocol::codec::{encode_response, Request};
+use tokio::task::JoinHandle;
+
+use crate::Broker;
+
+/// What the connection does after a request.
+pub enum Outcome {
+    /// Send this frame.
+    Reply(BytesMut),
+    /// Send nothing (produce with acks=0).
+    NoReply,
+    /// Close the connection (unreadable input, or an acks=0 produce that failed).
+    Close,
+}
+
+/// A request's outcome, known now or later.
+pub enum Pending {
+    Ready(Outcome),
+    /// Produce requests wait for replication in a task of their own, so the connection can
+    /// read and submit the next request meanwhile.
+    Running(JoinHandle<Outcome>),
+}
+
+/// Starts handling one request. The connection awaits this before reading the next
+/// request, so every request's effects are submitted in the order the client sent them;
+/// only the wait for replication overlaps with later requests.
+pub async fn start(broker: &Arc<Broker>, request: Request) -> Pending {
+    let Request {
+        api_key,
+        version,
+        header,
+        body,
+    } = request;
+    broker.metrics.request(api_key);
+    let correlation_id = header.correlation_id;
+    let response = match body {
+        RequestKind::Produce(r) => {
+            let committed = produce::submit(broker, r, version).await;
+            return Pending::Running(tokio::spawn(async move {
+                match committed.await {
+                    produce::Answer::Respond(r) => {
+                        encode(correlation_id, api_key, version, ResponseKind::Produce(r))
+                    }
+                    produce::Answer::Nothing => Outcome::NoReply,
+                    produce::Answer::Close => Outcome::Close,
+                }
+            }));
+        }
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(broker, r, version).await)
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(broker, r, version).await)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics::handle(broker, r, version).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version).await)
+        }
+        other => match unsupported::respond(other) {
+            Some(response) => response,
+            None => {
+                tracing::debug!(?api_key, version, "unsupported API; closing connection");
+                return Pending::Ready(Outcome::Close);
+            }
+        },
+    };
+    Pending::Ready(encode(correlation_id, api_key, version, response))
+}
+
+fn encode(correlation_id: i32, api_key: ApiKey, version: i16, response: ResponseKind) -> Outcome {
+    match encode_response(correlation_id, api_key, version, &response) {
+        Ok(frame) => Outcome::Reply(frame),
+        Err(e) => {
+            tracing::error!(error = %e, "closing connection");
+            Outcome::Close
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Produce: validate each partition's record batches, replicate them through the
+//! partition's Raft group, and answer with the base offset once they are committed.
+//!
+//! acks=all and acks=1 both wait for a majority to have the batch on disk (acks=1 is
+//! treated as all: stronger than Kafka, and legal). acks=0 gets no response at all; if
+//! anything fails, the connection is closed so the client refreshes its metadata, as Kafka
+//! does.
+
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use kafka_protocol::messages::produce_request::PartitionProduceData;
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+use strand_protocol::batch::{validate_produce_records, BatchError};
+use strand_raft::{
+    AppendBatches, BatchSummary, Command, PartitionReplica, Proposal, ProposeError, Response,
+    TopicInfo,
+};
+
+use super::details::{broker_id, leader_epoch, str_bytes};
+use crate::broker::PartitionRoute;
+use crate::controller::{self, TopicError};
+use crate::topics::TopicSettings;
+use crate::Broker;
+
+pub enum Answer {
+    Respond(ProduceResponse),
+    /// acks=0 and everything succeeded.
+    Nothing,
+    /// acks=0 and something failed.
+    Close,
+}
+
+/// The shortest and longest time a produce request may wait for replication.
+const TIMEOUT_RANGE: (u64, u64) = (1_000, 300_000);
+
+/// Validates every partition's batches and hands them to their Raft groups, in request
+/// order, then returns a future that waits for them to commit and builds the answer.
+///
+/// Submitting before the connection reads its next request is what keeps two pipelined
+/// requests to one partition in the order the producer sent them.
+pub async fn submit(
+    broker: &Arc<Broker>,
+    request: ProduceRequest,
+    version: i16,
+) -> impl Future<Output = Answer> + Send + 'static {
+    let acks = request.acks;
+    let timeout = Duration::from_millis(
+        (request.timeout_ms.max(0) as u64).clamp(TIMEOUT_RANGE.0, TIMEOUT_RANGE.1),
+    );
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for data in request.topic_data {
+        let topic = controller::get_or_auto_create(broker, data.name.0.as_str(), true).await;
+        let mut partitions = Vec::with_capacity(data.partition_data.len());
+        for p in data.partition_data {
+            let index = p.index;
+            let submitted = match (&topic, acks) {
+                (_, a) if !matches!(a, -1..=1) => Err(ResponseError::InvalidRequiredAcks.into()),
+                (Err(TopicError::InvalidName(_)), _) => {
+                    Err(ResponseError::InvalidTopicException.into())
+                }
+                (Err(_), _) => Err(ResponseError::UnknownTopicOrPartition.into()),
+                (Ok(topic), _) => submit_partition(broker, topic, p).await,
+            };
+            partitions.push((index, submitted));
+        }
+        topics.push((data.name, partitions));
+    }
+
+    let broker = broker.clone();
+    async move {
+        let topics = join_all(topics.into_iter().map(|(name, partitions)| {
+            let broker = &broker;
+            async move {
+                let responses =
+                    join_all(partitions.into_iter().map(|(index, submitted)| async move {
+                        let result = match submitted {
+                            Ok(submitted) => submitted.committed(broker, timeout).await,
+                            Err(failure) => Err(failure),
+                        };
+                        match result {
+                            Ok((base_offset, log_start_offset)) => {
+                                PartitionProduceResponse::default()
+                                    .with_index(index)
+                                    .with_base_offset(base_offset)
+                                    .with_log_start_offset(log_start_offset)
+                            }
+                            Err(failure) => failure.response(index, version),
+                        }
+                    }))
+                    .await;
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(responses)
+            }
+        }))
+        .await;
+        if acks == 0 {
+            let failed = topics
+                .iter()
+                .flat_map(|t| &t.partition_responses)
+                .any(|p| p.error_code != 0);
+            return if failed {
+                Answer::Close
+            } else {
+                Answer::Nothing
+            };
+        }
+        Answer::Respond(ProduceResponse::default().with_responses(topics))
+    }
+}
+
+/// A partition's error, with what the client needs to recover.
+struct Failure {
+    error: ResponseError,
+    message: Option<String>,
+    leader: Option<(u64, i32)>,
+}
+
+impl From<ResponseError> for Failure {
+    fn from(error: ResponseError) -> Self {
+        Failure {
+            error,
+            message: None,
+            leader: None,
+        }
+    }
+}
+
+impl Failure {
+    fn response(self, index: i32, version: i16) -> PartitionProduceResponse {
+        let mut r = PartitionProduceResponse::default()
+            .with_index(index)
+            .with_error_code(self.error.code())
+            .with_base_offset(-1)
+            .with_error_message(self.message.map(str_bytes));
+        // The new leader is in the response from v10 on (KIP-951).
+        if let Some((leader, epoch)) = self.leader.filter(|_| version >= 10) {
+            r = r.with_current_leader(
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(broker_id(leader))
+                    .with_leader_epoch(epoch),
+            );
+        }
+        r
+    }
+}
+
+fn batch_failure(e: BatchError) -> Failure {
+    Failure {
+        error: ResponseError::try_from_code(e.error_code())
+            .unwrap_or(ResponseError::CorruptMessage),
+        message: Some(e.to_string()),
+        leader: None,
+    }
+}
+
+fn not_leader(replica: &PartitionReplica, leader: Option<u64>, message: Option<String>) -> Failure {
+    Failure {
+        error: ResponseError::NotLeaderOrFollower,
+        message,
+        leader: leader.map(|l| (l, leader_epoch(&replica.replica.leadership()))),
+    }
+}
+
+/// A partition's batches, handed to its Raft group.
+struct Submitted {
+    replica: Arc<PartitionReplica>,
+    proposal: Proposal,
+    records: u64,
+    bytes: u64,
+}
+
+impl Submitted {
+    /// Waits for the append to commit; returns the base offset and log start offset.
+    async fn committed(self, broker: &Broker, timeout: Duration) -> Result<(i64, i64), Failure> {
+        match tokio::time::timeout(timeout, self.proposal.outcome()).await {
+            Ok(Ok(Response::Appended {
+                base_offset,
+                log_start_offset,
+            })) => {
+                broker
+                    .metrics
+                    .produced_records
+                    .fetch_add(self.records, Relaxed);
+                broker.metrics.produced_bytes.fetch_add(self.bytes, Relaxed);
+                Ok((base_offset, log_start_offset))
+            }
+            Ok(Ok(other)) => Err(Failure {
+                error: ResponseError::UnknownServerError,
+                message: Some(format!("unexpected append result {other:?}")),
+                leader: None,
+            }),
+            Ok(Err(ProposeError::NotLeader { leader })) => {
+                Err(not_leader(&self.replica, leader, None))
+            }
+            Ok(Err(ProposeError::Unavailable(reason))) => {
+                Err(not_leader(&self.replica, None, Some(reason)))
+            }
+            // The entry may still commit; idempotent producers make the retry safe.
+            Err(_) => Err(ResponseError::RequestTimedOut.into()),
+        }
+    }
+}
+
+async fn submit_partition(
+    broker: &Broker,
+    topic: &TopicInfo,
+    data: PartitionProduceData,
+) -> Result<Submitted, Failure> {
+    let replica = match broker.route(topic, data.index) {
+        PartitionRoute::Local(replica) => replica,
+        PartitionRoute::Remote => return Err(ResponseError::NotLeaderOrFollower.into()),
+        PartitionRoute::Unknown => return Err(ResponseError::UnknownTopicOrPartition.into()),
+    };
+    let leadership = replica.replica.leadership();
+    if leadership.leader != Some(broker.node.id()) {
+        return Err(not_leader(&replica, leadership.leader, None));
+    }
+
+    let records: Bytes = data.records.unwrap_or_default();
+    let headers = validate_produce_records(&records).map_err(batch_failure)?;
+    let settings = TopicSettings::resolve(&topic.configs, broker.config.max_message_bytes);
+    if let Some(big) = headers
+        .iter()
+        .find(|h| h.total_len() > settings.max_message_bytes as usize)
+    {
+        return Err(Failure {
+            error: ResponseError::MessageTooLarge,
+            message: Some(format!(
+                "batch of {} bytes exceeds max.message.bytes {}",
+                big.total_len(),
+                settings.max_message_bytes
+            )),
+            leader: None,
+        });
+    }
+    if headers.iter().any(|h| h.is_transactional()) {
+        return Err(Failure {
+            error: ResponseError::InvalidRecord,
+            message: Some("transactions are not supported".into()),
+            leader: None,
+        });
+    }
+    if headers.iter().any(|h| h.has_producer_id()) {
+        // Idempotent batches need producer state this broker does not keep yet; storing
+        // them without sequence checks would silently drop the guarantee.
+        return Err(Failure {
+            error: ResponseError::UnknownProducerId,
+            message: Some("this broker has issued no producer ids".into()),
+            leader: None,
+        });
+    }
+    let command = Command::Append(AppendBatches {
+        batches: headers
+            .iter()
+            .map(|h| BatchSummary {
+                len: h.total_len() as u32,
+                last_offset_delta: h.last_offset_delta,
+                max_timestamp: h.max_timestamp,
+            })
+            .collect(),
+        data: records.clone(),
+    });
+    let proposal = match replica.replica.submit(command).await {
+        Ok(proposal) => proposal,
+        Err(ProposeError::NotLeader { leader }) => return Err(not_leader(&replica, leader, None)),
+        Err(ProposeError::Unavailable(reason)) => {
+            return Err(not_leader(&replica, None, Some(reason)))
+        }
+    };
+    Ok(Submitted {
+        replica,
+        proposal,
+        records: headers.iter().map(|h| h.record_count as u64).sum(),
+        bytes: records.len() as u64,
+    })
+}

@@ -1,0 +1,23 @@
+//! The Strand broker: the Kafka listener and API handlers on top of the multi-raft node.
+//!
+//! - [`config`]: settings from flags, environment and file.
+//! - [`broker`]: the node's shared context and start-up.
+//! - [`server`], [`connection`]: the accept loop, and one task pair per client connection
+//!   that keeps responses in request order.
+//! - [`handlers`]: one module per Kafka API: parse, act, respond.
+//! - [`controller`]: topic creation and deletion through the controller Raft group, and
+//!   the loop that opens and removes local partition replicas as metadata changes.
+//! - [`topics`]: topic names and topic-level configs.
+//! - [`metrics`]: the Prometheus endpoint.
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod controller;
+pub mod handlers;
+pub mod metrics;
+pub mod server;
+pub mod topics;
+
+pub use broker::Broker;
+pub use config::Config;

@@ -1,0 +1,84 @@
+//! The `strand` binary: parse settings, start the node, serve Kafka until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use strand_broker::{metrics, server, Broker, Config};
+use tokio::net::TcpListener;
+
+// Garbage array lengths in requests make the Kafka decoders reserve absurd capacities;
+// this allocator turns those into cheap reservations instead of aborting the process.
+#[global_allocator]
+static ALLOC: strand_protocol::alloc::HugeAllocationGuard =
+    strand_protocol::alloc::HugeAllocationGuard;
+
+fn main() -> ExitCode {
+    let config = match Config::from_args() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("strand: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("strand: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strand: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "cannot listen for Kafka clients on {}: is another broker running there? Pass \
+             --listen to use another address",
+            config.listen
+        )
+    })?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot serve metrics on {addr}: pass --metrics-listen (or \"off\")")
+        })?),
+        None => None,
+    };
+    let broker = Broker::start(config.clone()).await?;
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(metrics::serve(broker.clone(), listener));
+    }
+    tracing::info!(
+        node = config.node_id,
+        kafka = %config.listen,
+        advertised = %format!("{}:{}", config.advertised_host, config.advertised_port),
+        data = %config.data_dir.display(),
+        "strand is ready"
+    );
+    server::run(broker.clone(), listener, shutdown_signal()).await;
+    tracing::info!("shutting down");
+    broker.node.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,140 @@
+//! Topic names and topic-level configuration, validated as Kafka validates them.
+
+use std::collections::BTreeMap;
+
+/// Why a topic name is not legal.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("topic name is empty");
+    }
+    if name == "." || name == ".." {
+        return Some("topic name cannot be \".\" or \"..\"");
+    }
+    if name.len() > 249 {
+        return Some("topic name is longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Some("topic names may contain only ASCII letters, digits, '.', '_' and '-'");
+    }
+    None
+}
+
+/// Topic configs Kafka defines. Strand stores all of them and reports them back; the ones
+/// it acts on are read through [`TopicSettings`].
+const KNOWN_CONFIGS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "flush.ms",
+    "follower.replication.throttled.replicas",
+    "index.interval.bytes",
+    "leader.replication.throttled.replicas",
+    "local.retention.bytes",
+    "local.retention.ms",
+    "max.compaction.lag.ms",
+    "max.message.bytes",
+    "message.downconversion.enable",
+    "message.format.version",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+    "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "preallocate",
+    "remote.storage.enable",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "segment.ms",
+    "unclean.leader.election.enable",
+];
+
+/// Checks a topic config entry; the error says what is wrong.
+pub fn config_problem(key: &str, value: &str) -> Option<String> {
+    if !KNOWN_CONFIGS.contains(&key) {
+        return Some(format!("unknown topic config '{key}'"));
+    }
+    let integer = |min: i64| match value.parse::<i64>() {
+        Ok(v) if v >= min => None,
+        _ => Some(format!(
+            "{key} must be an integer of at least {min}, not '{value}'"
+        )),
+    };
+    match key {
+        "max.message.bytes" => integer(0),
+        "retention.ms" | "retention.bytes" => integer(-1),
+        "message.timestamp.type" => match value {
+            "CreateTime" => None,
+            "LogAppendTime" => Some(
+                "message.timestamp.type=LogAppendTime is not supported yet; use CreateTime"
+                    .to_string(),
+            ),
+            _ => Some(format!(
+                "message.timestamp.type must be CreateTime or LogAppendTime, not '{value}'"
+            )),
+        },
+        "cleanup.policy" => match value {
+            "delete" => None,
+            _ => Some(format!(
+                "cleanup.policy={value} is not supported yet; only 'delete' is"
+            )),
+        },
+        _ => None,
+    }
+}
+
+/// The topic settings the broker enforces, resolved against the broker's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSettings {
+    pub max_message_bytes: i32,
+}
+
+impl TopicSettings {
+    pub fn resolve(configs: &BTreeMap<String, String>, broker_max_message_bytes: i32) -> Self {
+        TopicSettings {
+            max_message_bytes: configs
+                .get("max.message.bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(broker_max_message_bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_kafka_rules() {
+        assert_eq!(name_problem("orders.v1_EU-west"), None);
+        assert!(name_problem("").is_some());
+        assert!(name_problem("..").is_some());
+        assert!(name_problem("has space").is_some());
+        assert!(name_problem("slash/y").is_some());
+        assert!(name_problem(&"x".repeat(250)).is_some());
+        assert_eq!(name_problem(&"x".repeat(249)), None);
+    }
+
+    #[test]
+    fn configs_are_checked_and_resolved() {
+        assert_eq!(config_problem("retention.ms", "-1"), None);
+        assert!(config_problem("retention.ms", "soon").is_some());
+        assert!(config_problem("no.such.config", "1").is_some());
+        let mut configs = BTreeMap::new();
+        assert_eq!(TopicSettings::resolve(&configs, 100).max_message_bytes, 100);
+        configs.insert("max.message.bytes".into(), "5000".into());
+        assert_eq!(
+            TopicSettings::resolve(&configs, 100).max_message_bytes,
+            5000
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! Turning a frame into a typed request, and a typed response back into a frame.
+//!
+//! The request header's own version depends on the API key and version, so both are peeked
+//! from the first four bytes before anything is decoded. An ApiVersions request with a
+//! version we do not know gets the KIP-511 fallback: a v0 body with error 35 and our ranges,
+//! so the client can retry with a version we share. Every other failure tells the caller to
+//! close the connection, which is what Kafka does with requests it cannot read.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::ResponseError;
+
+use crate::api_versions;
+
+/// A decoded request.
+#[derive(Debug)]
+pub struct Request {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub header: RequestHeader,
+    pub body: RequestKind,
+}
+
+/// Why a frame could not be decoded into a request.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("frame of {0} bytes is too short for a request header")]
+    TooShort(usize),
+    #[error("unknown API key {0}")]
+    UnknownApiKey(i16),
+    #[error("{api_key:?} version {version} is not supported")]
+    UnsupportedVersion {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    },
+    #[error("malformed {api_key:?} v{version} request: {reason}")]
+    Malformed {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        reason: String,
+    },
+}
+
+impl DecodeError {
+    /// The frame to send back before closing, if Kafka defines one for this failure: only an
+    /// ApiVersions request of an unknown version gets an answer (the KIP-511 fallback).
+    pub fn reply(&self) -> Option<BytesMut> {
+        match self {
+            DecodeError::UnsupportedVersion {
+                api_key: ApiKey::ApiVersions,
+                correlation_id,
+                ..
+            } => Some(api_versions_fallback(*correlation_id)),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes one frame (without its size prefix) into a request.
+///
+/// APIs Strand does not implement are still decoded when the codec knows them, so the broker
+/// can answer with UNSUPPORTED_VERSION in that API's own response shape; versions outside an
+/// implemented API's advertised range are refused here.
+pub fn decode_request(mut frame: Bytes) -> Result<Request, DecodeError> {
+    if frame.len() < 8 {
+        return Err(DecodeError::TooShort(frame.len()));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api_key = ApiKey::try_from(raw_key).map_err(|_| DecodeError::UnknownApiKey(raw_key))?;
+
+    let codec_range = api_key.valid_versions();
+    let decodable = codec_range.min <= version && version <= codec_range.max;
+    let advertised_ok = match api_versions::supported_range(api_key) {
+        Some(_) => api_versions::is_supported(api_key, version),
+        None => true,
+    };
+    if !decodable || !advertised_ok {
+        return Err(DecodeError::UnsupportedVersion {
+            api_key,
+            version,
+            correlation_id,
+        });
+    }
+
+    let malformed = |reason: String| DecodeError::Malformed {
+        api_key,
+        version,
+        correlation_id,
+        reason,
+    };
+    // The generated decoders return errors on short input; catch_unwind is a second line of
+    // defence so no byte sequence can take a connection task down with a panic.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))?;
+        let body = RequestKind::decode(api_key, &mut frame, version)?;
+        anyhow::Ok((header, body))
+    }));
+    match decoded {
+        Ok(Ok((header, body))) => Ok(Request {
+            api_key,
+            version,
+            header,
+            body,
+        }),
+        Ok(Err(e)) => Err(malformed(format!("{e:#}"))),
+        Err(_) => Err(malformed("decoder panicked".into())),
+    }
+}
+
+/// Encodes a response frame, size prefix included, in the request's version.
+pub fn encode_response(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    body: &ResponseKind,
+) -> Result<BytesMut, EncodeError> {
+    let mut out = BytesMut::with_capacity(256);
+    out.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut out, api_key.response_header_version(version))
+        .map_err(|e| EncodeError(format!("{api_key:?} v{version} header: {e:#}")))?;
+    body.encode(&mut out, version)
+        .map_err(|e| EncodeError(format!("{api_key:?} v{version} body: {e:#}")))?;
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(out)
+}
+
+/// A response that cannot be encoded in the requested version: a bug in a handler (it set a
+/// field the version cannot carry), reported rather than sent half-written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode response: {0}")]
+pub struct EncodeError(String);
+
+/// The KIP-511 answer to an ApiVersions request of a version we do not know: response header
+/// v0, a v0 body, error UNSUPPORTED_VERSION and our supported ranges.
+pub fn api_versions_fallback(correlation_id: i32) -> BytesMut {
+    let body = ResponseKind::ApiVersions(api_versions::api_versions_response(
+        ResponseError::UnsupportedVersion.code(),
+    ));
+    encode_response(correlation_id, ApiKey::ApiVersions, 0, &body)
+        .expect("an ApiVersions v0 response always encodes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{ApiVersionsResponse, MetadataRequest};
+    use kafka_protocol::protocol::Decodable;
+
+    fn request_frame(api_key: ApiKey, version: i16, correlation_id: i32, body: &[u8]) -> Bytes {
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                "t",
+            )))
+            .encode(&mut buf, api_key.request_header_version(version))
+            .unwrap();
+        buf.extend_from_slice(body);
+        buf.freeze()
+    }
+
+    #[test]
+    fn decodes_a_metadata_request() {
+        let mut body = BytesMut::new();
+        MetadataRequest::default().encode(&mut body, 9).unwrap();
+        let req = decode_request(request_frame(ApiKey::Metadata, 9, 42, &body)).unwrap();
+        assert_eq!(req.api_key, ApiKey::Metadata);
+        assert_eq!(req.header.correlation_id, 42);
+        assert!(matches!(req.body, RequestKind::Metadata(_)));
+    }
+
+    #[test]
+    fn too_new_api_versions_gets_a_v0_fallback_with_error_35() {
+        // A future ApiVersions v99 with a body we cannot read.
+        let frame = request_frame(ApiKey::ApiVersions, 3, 7, &[0xde, 0xad]);
+        let mut frame = BytesMut::from(&frame[..]);
+        frame[2..4].copy_from_slice(&99i16.to_be_bytes());
+        let err = decode_request(frame.freeze()).unwrap_err();
+        let mut reply = err.reply().expect("ApiVersions fallback").freeze();
+        let size = i32::from_be_bytes(reply[..4].try_into().unwrap());
+        assert_eq!(size as usize, reply.len() - 4);
+        // Response header v0: just the correlation id, no tagged fields.
+        assert_eq!(&reply[4..8], &7i32.to_be_bytes());
+        let _ = reply.split_to(8);
+        let body = ApiVersionsResponse::decode(&mut reply, 0).unwrap();
+        assert_eq!(body.error_code, 35);
+        assert!(body
+            .api_keys
+            .iter()
+            .any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4));
+    }
+
+    #[test]
+    fn unknown_keys_short_frames_and_unadvertised_versions_are_refused() {
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0x7f, 0x00, 0, 0, 0, 0, 0, 1])),
+            Err(DecodeError::UnknownApiKey(0x7f00))
+        ));
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0, 3, 0])),
+            Err(DecodeError::TooShort(3))
+        ));
+        // Fetch v13 exists in the codec but is not advertised (topic ids).
+        let err = decode_request(request_frame(ApiKey::Fetch, 13, 1, &[])).unwrap_err();
+        assert!(matches!(
+            err,
+            DecodeError::UnsupportedVersion { version: 13, .. }
+        ));
+        assert!(
+            err.reply().is_none(),
+            "only ApiVersions gets a fallback answer"
+        );
+        // Produce v2 is advertised (for librdkafka) but cannot be decoded.
+        assert!(matches!(
+            decode_request(request_frame(ApiKey::Produce, 2, 1, &[])),
+            Err(DecodeError::UnsupportedVersion { version: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_bodies_are_malformed_not_panics() {
+        let garbage = [0xffu8; 64];
+        for key in [
+            ApiKey::Metadata,
+            ApiKey::Produce,
+            ApiKey::Fetch,
+            ApiKey::CreateTopics,
+        ] {
+            let version = api_versions::supported_range(key).unwrap().max;
+            let frame = request_frame(key, version, 1, &garbage[..17]);
+            assert!(
+                matches!(decode_request(frame), Err(DecodeError::Malformed { .. })),
+                "{key:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! openraft's log storage over a group's [`RaftLog`]: entries are encoded with postcard,
+//! appended without syncing, and reported flushed by the node-wide group commit.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader, StorageIOError};
+use strand_storage::keys::{RAFT_COMMITTED, RAFT_PURGED, RAFT_VOTE};
+use strand_storage::RaftLog;
+
+use crate::codec;
+use crate::types::{Entry, LogId, StorageError, Types, Vote};
+
+/// One group's Raft log store. Clones share the same underlying log.
+#[derive(Clone)]
+pub struct LogStore {
+    log: RaftLog,
+}
+
+impl LogStore {
+    pub fn new(log: RaftLog) -> LogStore {
+        LogStore { log }
+    }
+
+    fn read_hard_state<T: serde::de::DeserializeOwned>(
+        &self,
+        which: u8,
+    ) -> Result<Option<T>, StorageError> {
+        let bytes = self
+            .log
+            .hard_state(which)
+            .map_err(|e| StorageIOError::read(&e))?;
+        bytes
+            .map(|b| codec::decode(&b).map_err(|e| StorageIOError::read(&e).into()))
+            .transpose()
+    }
+
+    fn write_hard_state<T: serde::Serialize>(
+        &self,
+        which: u8,
+        value: &T,
+    ) -> Result<(), StorageError> {
+        self.log
+            .put_hard_state(which, &codec::encode(value))
+            .map_err(|e| StorageIOError::write(&e).into())
+    }
+}
+
+impl RaftLogReader<Types> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
+        };
+        let raw = self
+            .log
+            .read(start, end)
+            .map_err(|e| StorageIOError::read_logs(&e))?;
+        raw.into_iter()
+            .map(|(index, bytes)| {
+                codec::decode::<Entry>(&bytes)
+                    .map_err(|e| StorageIOError::read_log_at_index(index, &e).into())
+            })
+            .collect()
+    }
+}
+
+impl RaftLogStorage<Types> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<Types>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.read_hard_state(RAFT_PURGED)?;
+        let last = self.log.last().map_err(|e| StorageIOError::read_logs(&e))?;
+        let last_log_id = match last {
+            Some((index, bytes)) => Some(
+                codec::decode::<Entry>(&bytes)
+                    .map_err(|e| StorageIOError::read_log_at_index(index, &e))?
+                    .log_id,
+            ),
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    /// The vote must be on disk before this returns: a node that forgets its vote after a
+    /// crash could vote twice in one term.
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.write_hard_state(RAFT_VOTE, vote)?;
+        self.log
+            .store()
+            .group_commit()
+            .sync()
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.read_hard_state(RAFT_VOTE)
+    }
+
+    /// Not synced: the committed index only lets a restarting node re-apply sooner.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.write_hard_state(RAFT_COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self
+            .read_hard_state::<Option<LogId>>(RAFT_COMMITTED)?
+            .flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<Types>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| (e.log_id.index, codec::encode(&e)))
+            .collect();
+        self.log
+            .append(encoded.iter().map(|(i, b)| (*i, b.as_slice())))
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.log
+            .store()
+            .group_commit()
+            .after_sync(move |result| callback.log_io_completed(result));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.log
+            .truncate_from(log_id.index)
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.log
+            .purge_upto(log_id.index, &codec::encode(&log_id))
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}

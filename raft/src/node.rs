@@ -1,0 +1,496 @@
+//! The multi-raft node: the controller group and every partition group this node
+//! replicates, opened from storage at start and created or removed as the controller's
+//! metadata changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::ClientWriteError;
+use openraft::raft::responder::Responder;
+use openraft::{BasicNode, RaftMetrics, SnapshotPolicy};
+use strand_storage::{PartitionLog, Store};
+use tokio::sync::watch;
+
+use crate::controller::{ClusterMetadata, ControllerMachine, CONTROLLER_GROUP};
+use crate::log_store::LogStore;
+use crate::network::{NetworkFactory, Transport};
+use crate::partition::{PartitionMachine, PartitionStatus};
+use crate::state_machine::{durable_applied_index, Machine, StateMachine};
+use crate::types::{Command, GroupId, NodeId, Raft, Response, Types};
+
+type ResponderReceiverOf<C> =
+    <<C as openraft::RaftTypeConfig>::Responder as Responder<C>>::Receiver;
+
+/// Raft timing and sizing for every group on the node.
+#[derive(Debug, Clone)]
+pub struct RaftTuning {
+    /// Leader heartbeat period. Far above openraft's 50 ms default: a node may lead
+    /// hundreds of groups.
+    pub heartbeat_interval: Duration,
+    /// A follower that hears nothing for a random time in this range starts an election.
+    pub election_timeout: (Duration, Duration),
+    /// Entries kept behind a snapshot so briefly lagging followers need no snapshot.
+    pub log_kept_after_snapshot: u64,
+    /// How often each group checks whether it can take a snapshot and purge its log.
+    pub snapshot_check_interval: Duration,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_interval: Duration::from_millis(250),
+            election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
+            log_kept_after_snapshot: 256,
+            snapshot_check_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RaftTuning {
+    fn openraft_config(&self) -> Result<openraft::Config, NodeError> {
+        let config = openraft::Config {
+            cluster_name: "strand".into(),
+            heartbeat_interval: self.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: self.election_timeout.0.as_millis() as u64,
+            election_timeout_max: self.election_timeout.1.as_millis() as u64,
+            // Entries are whole produce requests: a few hundred per message is plenty.
+            max_payload_entries: 128,
+            // Snapshots are taken by `RaftNode::snapshot_task`, when the durable applied
+            // point has moved, never on a count of entries.
+            snapshot_policy: SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: self.log_kept_after_snapshot,
+            install_snapshot_timeout: 30_000,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| NodeError::Config(e.to_string()))
+    }
+}
+
+/// Who leads a group, as this node last heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leadership {
+    pub leader: Option<NodeId>,
+    /// The Raft term: Kafka's leader epoch.
+    pub term: u64,
+    /// This node leads the group and has applied every entry of earlier terms, so what it
+    /// serves is the whole committed log.
+    pub serving: bool,
+}
+
+/// Why a proposal was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error("not the leader (leader is {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("the group is unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid raft configuration: {0}")]
+    Config(String),
+    #[error("storage: {0}")]
+    Storage(#[from] strand_storage::StorageError),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// One Raft group on this node.
+pub struct Replica {
+    group: GroupId,
+    node_id: NodeId,
+    raft: Raft,
+    metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
+}
+
+impl Replica {
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn leadership(&self) -> Leadership {
+        let m = self.metrics.borrow();
+        let is_self = m.current_leader == Some(self.node_id);
+        Leadership {
+            leader: m.current_leader,
+            term: m.current_term,
+            serving: is_self
+                && m.last_applied
+                    .is_some_and(|applied| applied.leader_id.term == m.current_term),
+        }
+    }
+
+    /// Hands `command` to the group and returns at once; the result comes from the
+    /// returned [`Proposal`]. Commands submitted one after another from one task are
+    /// appended in that order.
+    pub async fn submit(&self, command: Command) -> Result<Proposal, ProposeError> {
+        self.raft
+            .client_write_ff(command)
+            .await
+            .map(Proposal)
+            .map_err(|e| ProposeError::Unavailable(e.to_string()))
+    }
+
+    /// Replicates `command` and returns its result once it is committed and applied.
+    pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
+        self.submit(command).await?.outcome().await
+    }
+
+    /// Waits until this node leads the group and serves its whole committed log.
+    pub async fn wait_serving(&self, timeout: Duration) -> bool {
+        let mut metrics = self.metrics.clone();
+        let ready = |m: &RaftMetrics<NodeId, BasicNode>| {
+            m.current_leader == Some(self.node_id)
+                && m.last_applied
+                    .is_some_and(|a| a.leader_id.term == m.current_term)
+        };
+        tokio::time::timeout(timeout, metrics.wait_for(ready))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// A submitted command, waiting to be committed and applied.
+pub struct Proposal(ResponderReceiverOf<Types>);
+
+impl Proposal {
+    /// The command's result once it is committed and applied.
+    pub async fn outcome(self) -> Result<Response, ProposeError> {
+        match self.0.await {
+            Ok(Ok(written)) => Ok(written.data),
+            Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ProposeError::NotLeader {
+                leader: f.leader_id,
+            }),
+            Ok(Err(e)) => Err(ProposeError::Unavailable(e.to_string())),
+            Err(_) => Err(ProposeError::Unavailable("the group shut down".into())),
+        }
+    }
+}
+
+/// A partition replica: its Raft group, its stored log and its published status.
+pub struct PartitionReplica {
+    pub replica: Replica,
+    pub log: PartitionLog,
+    status: watch::Receiver<PartitionStatus>,
+}
+
+impl PartitionReplica {
+    pub fn status(&self) -> PartitionStatus {
+        *self.status.borrow()
+    }
+
+    /// A receiver that changes whenever the high watermark moves (for long polls).
+    pub fn watch_status(&self) -> watch::Receiver<PartitionStatus> {
+        self.status.clone()
+    }
+}
+
+/// The controller replica and its published metadata.
+pub struct ControllerReplica {
+    pub replica: Replica,
+    metadata: watch::Receiver<Arc<ClusterMetadata>>,
+}
+
+impl ControllerReplica {
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.metadata.borrow().clone()
+    }
+
+    pub fn watch_metadata(&self) -> watch::Receiver<Arc<ClusterMetadata>> {
+        self.metadata.clone()
+    }
+}
+
+/// This node's identity for Raft.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub id: NodeId,
+    /// Address peers reach this node's Raft transport at.
+    pub raft_addr: String,
+}
+
+pub struct RaftNode {
+    identity: NodeIdentity,
+    store: Store,
+    config: Arc<openraft::Config>,
+    tuning: RaftTuning,
+    transport: Arc<Transport>,
+    controller: ControllerReplica,
+    partitions: RwLock<HashMap<GroupId, Arc<PartitionReplica>>>,
+}
+
+impl RaftNode {
+    /// Opens the controller group. `bootstrap` lists the initial controller voters when
+    /// the cluster is formed for the first time (ignored once the group has state).
+    pub async fn start(
+        identity: NodeIdentity,
+        store: Store,
+        tuning: RaftTuning,
+        transport: Arc<Transport>,
+        bootstrap: Option<BTreeMap<NodeId, BasicNode>>,
+    ) -> Result<Arc<RaftNode>, NodeError> {
+        let config = Arc::new(tuning.openraft_config()?);
+        let (machine, metadata) = ControllerMachine::open(store.clone())?;
+        let replica = open_group(
+            &identity,
+            &store,
+            &config,
+            &transport,
+            CONTROLLER_GROUP,
+            machine,
+        )
+        .await?;
+        if let Some(voters) = bootstrap {
+            initialize_if_new(&replica, voters).await?;
+        }
+        let node = Arc::new(RaftNode {
+            identity,
+            store,
+            config,
+            tuning,
+            transport,
+            controller: ControllerReplica { replica, metadata },
+            partitions: RwLock::new(HashMap::new()),
+        });
+        tokio::spawn(snapshot_task(Arc::downgrade(&node)));
+        Ok(node)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.identity.id
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn controller(&self) -> &ControllerReplica {
+        &self.controller
+    }
+
+    pub fn partition(&self, group: GroupId) -> Option<Arc<PartitionReplica>> {
+        self.partitions
+            .read()
+            .expect("partition map lock")
+            .get(&group)
+            .cloned()
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.partitions.read().expect("partition map lock").len()
+    }
+
+    /// Brings the set of local partition groups in line with `metadata`: opens (and on
+    /// first creation initialises) every partition replicated here, and shuts down and
+    /// deletes every local partition no longer in it.
+    pub async fn reconcile(&self, metadata: &ClusterMetadata) -> Result<(), NodeError> {
+        let mut wanted = HashMap::new();
+        for topic in metadata.topics.values() {
+            for p in &topic.partitions {
+                if p.replicas.contains(&self.identity.id) {
+                    wanted.insert(p.group, p.replicas.clone());
+                }
+            }
+        }
+        let existing: Vec<GroupId> = self
+            .partitions
+            .read()
+            .expect("partition map lock")
+            .keys()
+            .copied()
+            .collect();
+        for group in existing {
+            if !wanted.contains_key(&group) {
+                self.remove_partition(group).await?;
+            }
+        }
+        for (group, replicas) in wanted {
+            if self.partition(group).is_some() {
+                continue;
+            }
+            let voters = replicas
+                .iter()
+                .map(|id| {
+                    let addr = metadata
+                        .brokers
+                        .get(id)
+                        .map(|b| b.raft_addr.clone())
+                        .unwrap_or_else(|| self.identity.raft_addr.clone());
+                    (*id, BasicNode { addr })
+                })
+                .collect();
+            self.open_partition(group, Some(voters)).await?;
+        }
+        Ok(())
+    }
+
+    /// Opens a partition group from storage, initialising it with `voters` if it is new.
+    pub async fn open_partition(
+        &self,
+        group: GroupId,
+        voters: Option<BTreeMap<NodeId, BasicNode>>,
+    ) -> Result<Arc<PartitionReplica>, NodeError> {
+        if let Some(existing) = self.partition(group) {
+            return Ok(existing);
+        }
+        let log = self.store.partition_log(group);
+        let (machine, status) = PartitionMachine::open(log.clone())?;
+        let replica = open_group(
+            &self.identity,
+            &self.store,
+            &self.config,
+            &self.transport,
+            group,
+            machine,
+        )
+        .await?;
+        if let Some(voters) = voters {
+            initialize_if_new(&replica, voters).await?;
+        }
+        let partition = Arc::new(PartitionReplica {
+            replica,
+            log,
+            status,
+        });
+        self.partitions
+            .write()
+            .expect("partition map lock")
+            .insert(group, partition.clone());
+        tracing::debug!(group, "partition replica open");
+        Ok(partition)
+    }
+
+    /// Stops a partition group and deletes its data from this node.
+    pub async fn remove_partition(&self, group: GroupId) -> Result<(), NodeError> {
+        let removed = self
+            .partitions
+            .write()
+            .expect("partition map lock")
+            .remove(&group);
+        if let Some(p) = removed {
+            if let Err(e) = p.replica.raft.shutdown().await {
+                tracing::warn!(group, error = %e, "raft group did not shut down cleanly");
+            }
+        }
+        self.store.delete_group(group)?;
+        tracing::info!(group, "partition replica removed");
+        Ok(())
+    }
+
+    /// Stops every group (before the process exits).
+    pub async fn shutdown(&self) {
+        let partitions: Vec<_> = self
+            .partitions
+            .write()
+            .expect("partition map lock")
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for p in partitions {
+            let _ = p.replica.raft.shutdown().await;
+        }
+        let _ = self.controller.replica.raft.shutdown().await;
+    }
+
+    fn replicas(&self) -> Vec<(GroupId, Raft, Option<u64>)> {
+        let snapshot_of = |r: &Replica| r.metrics.borrow().snapshot.map(|s| s.index);
+        let mut all = vec![(
+            CONTROLLER_GROUP,
+            self.controller.replica.raft.clone(),
+            snapshot_of(&self.controller.replica),
+        )];
+        for p in self.partitions.read().expect("partition map lock").values() {
+            all.push((
+                p.replica.group,
+                p.replica.raft.clone(),
+                snapshot_of(&p.replica),
+            ));
+        }
+        all
+    }
+}
+
+async fn open_group<M: Machine>(
+    identity: &NodeIdentity,
+    store: &Store,
+    config: &Arc<openraft::Config>,
+    transport: &Arc<Transport>,
+    group: GroupId,
+    machine: M,
+) -> Result<Replica, NodeError> {
+    let log_store = LogStore::new(store.raft_log(group));
+    let state_machine = StateMachine::open(store.clone(), group, machine)
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let network = NetworkFactory::new(group, transport.clone());
+    let raft = Raft::new(
+        identity.id,
+        config.clone(),
+        network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| NodeError::Raft(format!("group {group}: {e}")))?;
+    let metrics = raft.metrics();
+    Ok(Replica {
+        group,
+        node_id: identity.id,
+        raft,
+        metrics,
+    })
+}
+
+/// Initialises a group that has never had any state on this node. Every initial replica
+/// does this with the same membership, which openraft documents as safe.
+async fn initialize_if_new(
+    replica: &Replica,
+    voters: BTreeMap<NodeId, BasicNode>,
+) -> Result<(), NodeError> {
+    let initialized = replica
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    if !initialized {
+        replica
+            .raft
+            .initialize(voters)
+            .await
+            .map_err(|e| NodeError::Raft(format!("initialise group {}: {e}", replica.group)))?;
+    }
+    Ok(())
+}
+
+/// Takes a snapshot of each group whose durable applied point has moved well past its last
+/// snapshot; openraft then purges the log behind it. Snapshots cost one point read (see
+/// [`crate::snapshot`]), so this runs every few seconds over all groups.
+async fn snapshot_task(node: std::sync::Weak<RaftNode>) {
+    loop {
+        let Some(interval) = node.upgrade().map(|n| n.tuning.snapshot_check_interval) else {
+            return;
+        };
+        tokio::time::sleep(interval).await;
+        let Some(node) = node.upgrade() else { return };
+        for (group, raft, snapshot) in node.replicas() {
+            let durable = match durable_applied_index(&node.store, group) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(group, error = %e, "cannot read durable applied point");
+                    continue;
+                }
+            };
+            let Some(durable) = durable else { continue };
+            if durable > snapshot.unwrap_or(0) + node.tuning.log_kept_after_snapshot / 4 {
+                let _ = raft.trigger().snapshot().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! openraft's state-machine interface over a plain-Rust [`Machine`].
+//!
+//! The adapter owns what every group shares: the applied log id and membership (stored in
+//! the same write as the entries' effects, so they always agree), the write of each apply
+//! round, and snapshots. A [`Machine`] only turns commands into writes and responses, so
+//! the partition and controller logic are unit-tested without Raft.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError};
+use strand_storage::keys::{self, GroupId};
+use strand_storage::{StateBatch, Store};
+
+use crate::codec;
+use crate::snapshot::SnapshotData;
+use crate::types::{
+    Command, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, Types,
+};
+
+/// A deterministic state machine: the same commands in the same order give the same
+/// writes on every replica.
+pub trait Machine: Send + Sync + 'static {
+    /// Called with the term of every applied entry, before the entry itself.
+    fn observe_term(&mut self, term: u64, batch: &mut StateBatch);
+    /// Applies one command, adding its effects to `batch`.
+    fn apply(&mut self, log_id: &LogId, command: Command, batch: &mut StateBatch) -> Response;
+    /// Adds whatever the round changed in aggregate (counters) to `batch`, just before it is
+    /// written.
+    fn finish_round(&mut self, batch: &mut StateBatch);
+    /// The round's writes are stored: make the new state visible to readers.
+    fn publish(&mut self);
+    /// The stored state was replaced (snapshot installed): reload it.
+    fn reload(&mut self) -> Result<(), strand_storage::StorageError>;
+}
+
+/// The applied point, persisted with every apply round.
+type AppliedState = (Option<LogId>, StoredMembership);
+
+fn read_applied(
+    store: &Store,
+    group: GroupId,
+    durable: bool,
+) -> Result<AppliedState, StorageError> {
+    let key = keys::state(group, keys::APPLIED);
+    let raw = if durable {
+        store.get_state_durable(&key)
+    } else {
+        store.get_state(&key)
+    }
+    .map_err(|e| StorageIOError::read_state_machine(&e))?;
+    match raw {
+        Some(bytes) => {
+            codec::decode(&bytes).map_err(|e| StorageIOError::read_state_machine(&e).into())
+        }
+        None => Ok((None, StoredMembership::default())),
+    }
+}
+
+/// The index of the last entry whose effects memtable flushes have made durable.
+pub fn durable_applied_index(store: &Store, group: GroupId) -> Result<Option<u64>, StorageError> {
+    Ok(read_applied(store, group, true)?.0.map(|id| id.index))
+}
+
+fn snapshot_meta(applied: &AppliedState) -> SnapshotMeta {
+    let (last_log_id, membership) = applied;
+    SnapshotMeta {
+        last_log_id: *last_log_id,
+        last_membership: membership.clone(),
+        snapshot_id: match last_log_id {
+            Some(id) => format!("{}-{}", id.leader_id.term, id.index),
+            None => "empty".to_string(),
+        },
+    }
+}
+
+/// openraft's view of one group's state machine.
+pub struct StateMachine<M> {
+    store: Store,
+    group: GroupId,
+    machine: M,
+    applied: AppliedState,
+    /// Whether a snapshot was built in this process; see `get_current_snapshot`.
+    built: Arc<AtomicBool>,
+}
+
+impl<M: Machine> StateMachine<M> {
+    pub fn open(store: Store, group: GroupId, machine: M) -> Result<Self, StorageError> {
+        let applied = read_applied(&store, group, false)?;
+        Ok(StateMachine {
+            store,
+            group,
+            machine,
+            applied,
+            built: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+impl<M: Machine> RaftStateMachine<Types> for StateMachine<M> {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<AppliedState, StorageError> {
+        Ok(self.applied.clone())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = self.store.state_batch();
+        let mut responses = Vec::new();
+        for entry in entries {
+            self.machine
+                .observe_term(entry.log_id.leader_id.term, &mut batch);
+            let response = match entry.payload {
+                EntryPayload::Blank => Response::None,
+                EntryPayload::Normal(command) => {
+                    self.machine.apply(&entry.log_id, command, &mut batch)
+                }
+                EntryPayload::Membership(membership) => {
+                    self.applied.1 = StoredMembership::new(Some(entry.log_id), membership);
+                    Response::None
+                }
+            };
+            self.applied.0 = Some(entry.log_id);
+            responses.push(response);
+        }
+        self.machine.finish_round(&mut batch);
+        batch.put(
+            &keys::state(self.group, keys::APPLIED),
+            &codec::encode(&self.applied),
+        );
+        self.store
+            .write_state(batch)
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.machine.publish();
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            store: self.store.clone(),
+            group: self.group,
+            built: self.built.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        Ok(Box::new(SnapshotData {
+            group: self.group,
+            pairs: Vec::new(),
+        }))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<SnapshotData>,
+    ) -> Result<(), StorageError> {
+        let write_err = |e: strand_storage::StorageError| {
+            StorageIOError::write_snapshot(Some(meta.signature()), &e)
+        };
+        self.store
+            .replace_group_state(self.group, &snapshot.pairs)
+            .await
+            .map_err(write_err)?;
+        self.applied = read_applied(&self.store, self.group, false)?;
+        if self.applied.0 != meta.last_log_id {
+            return Err(StorageIOError::write_snapshot(
+                Some(meta.signature()),
+                &std::io::Error::other("snapshot data does not match its meta"),
+            )
+            .into());
+        }
+        self.machine.reload().map_err(write_err)?;
+        self.machine.publish();
+        Ok(())
+    }
+
+    /// At start-up openraft asks for the current snapshot only to learn its meta, and a
+    /// dump is expensive, so until this process has built a snapshot there is none: openraft
+    /// then builds one (cheap) if any log was purged. A follower can only need a snapshot
+    /// once log was purged, and purging follows a build, so by then `built` is set and the
+    /// snapshot is dumped on demand.
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Types>>, StorageError> {
+        if !self.built.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let pairs = self
+            .store
+            .dump_group_state(self.group)
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let applied_key = keys::state(self.group, keys::APPLIED);
+        let relative = &applied_key[8..];
+        let applied: AppliedState = match pairs.iter().find(|(k, _)| k.as_slice() == relative) {
+            Some((_, v)) => {
+                codec::decode(v).map_err(|e| StorageIOError::read_snapshot(None, &e))?
+            }
+            None => (None, StoredMembership::default()),
+        };
+        Ok(Some(Snapshot {
+            meta: snapshot_meta(&applied),
+            snapshot: Box::new(SnapshotData {
+                group: self.group,
+                pairs,
+            }),
+        }))
+    }
+}
+
+/// Builds snapshots at the durable applied point; see [`crate::snapshot`].
+pub struct SnapshotBuilder {
+    store: Store,
+    group: GroupId,
+    built: Arc<AtomicBool>,
+}
+
+impl RaftSnapshotBuilder<Types> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<Types>, StorageError> {
+        let applied = read_applied(&self.store, self.group, true)?;
+        self.built.store(true, Ordering::Release);
+        Ok(Snapshot {
+            meta: snapshot_meta(&applied),
+            snapshot: Box::new(SnapshotData {
+                group: self.group,
+                pairs: Vec::new(),
+            }),
+        })
+    }
+}

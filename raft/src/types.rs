@@ -1,0 +1,125 @@
+//! The openraft type configuration and the commands every Raft group replicates.
+//!
+//! One configuration serves all groups: the controller group applies [`ControllerCommand`]s,
+//! partition groups apply [`Command::Append`]. Commands carry everything the state machine
+//! needs, already validated by the broker, so applying them is deterministic and identical
+//! on every replica.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+pub use strand_storage::keys::GroupId;
+
+/// Node ids are Kafka broker ids.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// Strand's openraft types.
+    pub Types:
+        D = Command,
+        R = Response,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        SnapshotData = crate::snapshot::SnapshotData,
+);
+
+pub type Raft = openraft::Raft<Types>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Entry = openraft::Entry<Types>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// A replicated command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    /// Append record batches to a partition.
+    Append(AppendBatches),
+    /// Change cluster metadata (controller group only).
+    Controller(ControllerCommand),
+}
+
+/// Record batches for one partition, exactly as the producer sent them, with the facts the
+/// broker learnt while validating them. The state machine assigns offsets and stamps each
+/// batch's header when it applies the command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppendBatches {
+    /// The batches, back to back.
+    pub data: Bytes,
+    /// One summary per batch, in order.
+    pub batches: Vec<BatchSummary>,
+}
+
+/// What the state machine needs to know of a batch without parsing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchSummary {
+    /// Size in bytes, header included.
+    pub len: u32,
+    /// Offsets the batch occupies, minus one.
+    pub last_offset_delta: i32,
+    pub max_timestamp: i64,
+}
+
+/// A change to cluster metadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerCommand {
+    /// Create a topic whose partition `i` is replicated on `replicas[i]`.
+    CreateTopic {
+        name: String,
+        topic_id: [u8; 16],
+        replicas: Vec<Vec<NodeId>>,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// Record (or update) a broker's addresses.
+    RegisterBroker(BrokerInfo),
+}
+
+/// The outcome of applying a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Batches were appended; the first got `base_offset`.
+    Appended {
+        base_offset: i64,
+        log_start_offset: i64,
+    },
+    TopicCreated {
+        groups: Vec<GroupId>,
+    },
+    TopicDeleted,
+    BrokerRegistered,
+    /// The command was refused; nothing changed.
+    Rejected(Rejection),
+    /// Raft's own entries (blank, membership) produce no result.
+    None,
+}
+
+/// Why a command was refused at apply time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("this group does not accept that command")]
+    WrongGroup,
+    #[error("the batch summaries do not match the data")]
+    InvalidAppend,
+}
+
+/// A broker as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    pub id: NodeId,
+    /// Kafka listener address clients should use.
+    pub host: String,
+    pub port: u16,
+    /// Address of the node's Raft transport.
+    pub raft_addr: String,
+    pub rack: Option<String>,
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing Strand needs and this machine lacks. Safe to re-run:
+# it only installs what is missing. Called by `make run` and `make test`.
+set -euo pipefail
+
+missing=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+have_pkg libclang-dev || missing+=(libclang-dev)   # RocksDB's bindgen needs libclang
+command -v c++ >/dev/null || missing+=(g++)         # RocksDB is C++
+command -v make >/dev/null || missing+=(make)
+command -v kcat >/dev/null || missing+=(kcat)       # a client the tests drive
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+
+if ((${#missing[@]})); then
+    if ! command -v apt-get >/dev/null; then
+        echo "setup: missing ${missing[*]}; install them with your package manager" >&2
+        exit 1
+    fi
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "setup: Rust is missing; install it from https://rustup.rs and re-run" >&2
+    exit 1
+fi

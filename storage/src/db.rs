@@ -1,0 +1,309 @@
+//! Opening the node's RocksDB and the few primitives every other module builds on.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode,
+    Direction, IteratorMode, Options, ReadOptions, ReadTier, WriteBatch, WriteOptions, DB,
+};
+
+use crate::group_commit::GroupCommit;
+use crate::keys::{self, GroupId};
+use crate::{PartitionLog, RaftLog, Result};
+
+pub(crate) const CF_RAFT_LOG: &str = "raft_log";
+pub(crate) const CF_RAFT_STATE: &str = "raft_state";
+pub(crate) const CF_STATE: &str = "state";
+
+/// Tunables for the node's RocksDB.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Directory of the database (created if missing).
+    pub path: PathBuf,
+    /// Memory all memtables may use together.
+    pub memtable_budget_bytes: usize,
+    /// WAL size that forces a flush of the families holding its oldest data.
+    pub max_wal_bytes: u64,
+}
+
+impl StoreOptions {
+    pub fn new(path: impl AsRef<Path>) -> StoreOptions {
+        StoreOptions {
+            path: path.as_ref().to_path_buf(),
+            memtable_budget_bytes: 256 << 20,
+            max_wal_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Counters a node exports as metrics.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// WAL syncs performed by the group-commit flusher.
+    pub wal_syncs: AtomicU64,
+    /// Appends made durable by those syncs (appends per sync = the group-commit factor).
+    pub synced_appends: AtomicU64,
+    /// Bytes written to the Raft log.
+    pub raft_log_bytes: AtomicU64,
+    /// Bytes written to the state family by state machines.
+    pub state_bytes: AtomicU64,
+}
+
+/// The node's one RocksDB instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: Arc<DB>,
+    group_commit: GroupCommit,
+    stats: Arc<StoreStats>,
+}
+
+fn family(name: &str, write_buffer: usize, blobs: bool) -> ColumnFamilyDescriptor {
+    let mut opts = Options::default();
+    opts.set_write_buffer_size(write_buffer);
+    opts.set_compression_type(DBCompressionType::None);
+    opts.set_level_compaction_dynamic_level_bytes(true);
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    opts.set_block_based_table_factory(&table);
+    if blobs {
+        // Record batches go to blob files when their memtable is flushed and stay there:
+        // compaction then rewrites only the small keys, not the payload.
+        opts.set_enable_blob_files(true);
+        opts.set_min_blob_size(512);
+        opts.set_blob_file_size(256 << 20);
+        opts.set_enable_blob_gc(false);
+    }
+    ColumnFamilyDescriptor::new(name, opts)
+}
+
+impl Store {
+    /// Opens (or creates) the database and starts its group-commit flusher.
+    pub fn open(options: &StoreOptions) -> Result<Store> {
+        std::fs::create_dir_all(&options.path)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        opts.set_max_background_jobs(2);
+        opts.set_db_write_buffer_size(options.memtable_budget_bytes);
+        opts.set_max_total_wal_size(options.max_wal_bytes);
+        opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+        opts.set_bytes_per_sync(1 << 20);
+        opts.set_enable_pipelined_write(true);
+        let per_family = options.memtable_budget_bytes / 4;
+        let db = DB::open_cf_descriptors(
+            &opts,
+            &options.path,
+            vec![
+                family(CF_RAFT_LOG, per_family, false),
+                family(CF_RAFT_STATE, 4 << 20, false),
+                family(CF_STATE, per_family, true),
+            ],
+        )?;
+        let db = Arc::new(db);
+        let stats = Arc::new(StoreStats::default());
+        let group_commit = GroupCommit::start(&db, stats.clone());
+        Ok(Store {
+            db,
+            group_commit,
+            stats,
+        })
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
+    }
+
+    /// The flusher that makes Raft log appends durable.
+    pub fn group_commit(&self) -> &GroupCommit {
+        &self.group_commit
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// A group's Raft log and hard state.
+    pub fn raft_log(&self, group: GroupId) -> RaftLog {
+        RaftLog::new(self.clone(), group)
+    }
+
+    /// A partition's stored batches and indexes.
+    pub fn partition_log(&self, group: GroupId) -> PartitionLog {
+        PartitionLog::new(self.clone(), group)
+    }
+
+    /// Writes to the Raft families go through the WAL but are not synced here; durability
+    /// comes from [`GroupCommit`].
+    pub(crate) fn write_logged(&self, batch: WriteBatch) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(false);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    /// A batch of state-machine writes, applied atomically by [`Store::write_state`].
+    pub fn state_batch(&self) -> StateBatch {
+        StateBatch {
+            store: self.clone(),
+            batch: WriteBatch::default(),
+            bytes: 0,
+        }
+    }
+
+    /// Applies state-machine writes without the WAL (see the crate docs for why that is
+    /// safe: the Raft log is the state's WAL, and [`Store::flush_state`] runs before any of
+    /// it is purged).
+    pub fn write_state(&self, batch: StateBatch) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.stats
+            .state_bytes
+            .fetch_add(batch.bytes as u64, Ordering::Relaxed);
+        self.db.write_opt(batch.batch, &wo)?;
+        Ok(())
+    }
+
+    /// Persists every state-machine write made so far (a memtable flush), so the Raft log
+    /// entries they came from may be purged.
+    pub fn flush_state(&self) -> Result<()> {
+        self.db.flush_cf(self.cf(CF_STATE))?;
+        Ok(())
+    }
+
+    pub fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(CF_STATE), key)?)
+    }
+
+    /// Reads `key` as a crash would leave it: only what memtable flushes have made durable,
+    /// none of the WAL-less writes still in memory. A state machine's durable applied point
+    /// is where Raft may purge its log up to, without forcing a flush.
+    pub fn get_state_durable(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut ro = ReadOptions::default();
+        ro.set_read_tier(ReadTier::Persisted);
+        Ok(self.db.get_cf_opt(self.cf(CF_STATE), key, &ro)?)
+    }
+
+    /// Calls `visit` with every `state` key and value in `[start, end)`, in key order,
+    /// until it returns `false`.
+    pub fn scan_state(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(end.to_vec());
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_STATE),
+            ro,
+            IteratorMode::From(start, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every trace of a group: Raft log, hard state and state-machine data. Used
+    /// when a partition's topic is deleted or the partition moves off this node.
+    pub fn delete_group(&self, group: GroupId) -> Result<()> {
+        let (start, end) = (keys::group_start(group), keys::group_end(group));
+        let mut batch = WriteBatch::default();
+        for cf in [CF_RAFT_LOG, CF_RAFT_STATE, CF_STATE] {
+            batch.delete_range_cf(self.cf(cf), start, end);
+        }
+        // Through the WAL, so a deleted group's state cannot reappear after a crash.
+        self.write_logged(batch)
+    }
+
+    /// Every `state` key and value of `group` (keys without the 8-byte group prefix), read
+    /// from one RocksDB snapshot so they are mutually consistent.
+    pub fn dump_group_state(&self, group: GroupId) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let snapshot = self.db.snapshot();
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(keys::group_end(group).to_vec());
+        let iter = snapshot.iterator_cf_opt(
+            self.cf(CF_STATE),
+            ro,
+            IteratorMode::From(&keys::group_start(group), Direction::Forward),
+        );
+        let mut pairs = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            pairs.push((k[8..].to_vec(), v.to_vec()));
+        }
+        Ok(pairs)
+    }
+
+    /// Replaces all `state` keys of `group` with `pairs` (as [`Store::dump_group_state`]
+    /// returns them), durably: a follower installing a snapshot must not lose it once Raft
+    /// purges the log behind it.
+    pub async fn replace_group_state(
+        &self,
+        group: GroupId,
+        pairs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<()> {
+        let cf = self.cf(CF_STATE);
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf, keys::group_start(group), keys::group_end(group));
+        let mut key = keys::group_start(group).to_vec();
+        for (k, v) in pairs {
+            key.truncate(8);
+            key.extend_from_slice(k);
+            batch.put_cf(cf, &key, v);
+        }
+        self.write_logged(batch)?;
+        self.group_commit.sync().await
+    }
+
+    /// Whether any key of `group` exists in the Raft state family (the group was created
+    /// on this node before).
+    pub fn group_exists(&self, group: GroupId) -> Result<bool> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(keys::group_end(group).to_vec());
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_RAFT_STATE), ro);
+        iter.seek(keys::group_start(group));
+        Ok(iter.valid())
+    }
+
+    /// A RocksDB statistic by property name (for metrics), if known.
+    pub fn property(&self, name: &str) -> Option<u64> {
+        self.db.property_int_value(name).ok().flatten()
+    }
+}
+
+/// State-machine writes collected during one apply round.
+pub struct StateBatch {
+    store: Store,
+    batch: WriteBatch,
+    bytes: usize,
+}
+
+impl StateBatch {
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.bytes += key.len() + value.len();
+        self.batch.put_cf(self.store.cf(CF_STATE), key, value);
+    }
+
+    pub fn delete(&mut self, key: &[u8]) {
+        self.batch.delete_cf(self.store.cf(CF_STATE), key);
+    }
+
+    /// Deletes `[start, end)`.
+    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) {
+        self.batch
+            .delete_range_cf(self.store.cf(CF_STATE), start, end);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}

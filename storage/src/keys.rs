@@ -1,0 +1,169 @@
+//! Every RocksDB key layout, with encode and decode side by side. Nothing else builds keys.
+//!
+//! All integers are big-endian so that byte order is numeric order; signed values that
+//! must sort (timestamps) have their sign bit flipped.
+//!
+//! ```text
+//! raft_log   [group u64][index u64]                       -> entry
+//! raft_state [group u64][RAFT_VOTE | RAFT_COMMITTED | RAFT_PURGED]
+//! state      [group u64][APPLIED]                         -> last applied log id + membership
+//!            [group u64][PARTITION_META]                  -> next offset, log start, …
+//!            [group u64][BATCH][base_offset u64]          -> record batch as stored
+//!            [group u64][TIME_INDEX][max_ts i64*][base_offset u64]   (running max time)
+//!            [group u64][EPOCH][epoch u32]                -> first offset of that epoch
+//!            [group u64][PRODUCER][producer_id i64*]      -> idempotent producer state
+//!            [group u64][RECORD][name bytes]              -> a state machine's named record
+//! ```
+
+/// A Raft group id: 0 is the controller, partitions get ids from the controller.
+pub type GroupId = u64;
+
+pub const RAFT_VOTE: u8 = 1;
+pub const RAFT_COMMITTED: u8 = 2;
+pub const RAFT_PURGED: u8 = 3;
+
+pub const APPLIED: u8 = 0x00;
+pub const PARTITION_META: u8 = 0x01;
+pub const BATCH: u8 = 0x10;
+pub const TIME_INDEX: u8 = 0x11;
+pub const EPOCH: u8 = 0x12;
+pub const PRODUCER: u8 = 0x13;
+pub const RECORD: u8 = 0x20;
+
+pub fn raft_log(group: GroupId, index: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&group.to_be_bytes());
+    k[8..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The log index of a `raft_log` key.
+pub fn raft_log_index(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(8..16)?.try_into().ok()?))
+}
+
+/// The first key after every key of `group` in any family: the exclusive end of its range.
+pub fn group_end(group: GroupId) -> [u8; 8] {
+    (group + 1).to_be_bytes()
+}
+
+pub fn group_start(group: GroupId) -> [u8; 8] {
+    group.to_be_bytes()
+}
+
+pub fn raft_state(group: GroupId, which: u8) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&group.to_be_bytes());
+    k[8] = which;
+    k
+}
+
+/// `[group][tag]`: a fixed per-group record in the `state` family, and the prefix of the
+/// multi-key ones.
+pub fn state(group: GroupId, tag: u8) -> [u8; 9] {
+    raft_state(group, tag)
+}
+
+/// The exclusive end of all `[group][tag]…` keys.
+pub fn state_tag_end(group: GroupId, tag: u8) -> Vec<u8> {
+    if tag == u8::MAX {
+        group_end(group).to_vec()
+    } else {
+        state(group, tag + 1).to_vec()
+    }
+}
+
+pub fn batch(group: GroupId, base_offset: i64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&state(group, BATCH));
+    k[9..].copy_from_slice(&(base_offset as u64).to_be_bytes());
+    k
+}
+
+/// The base offset of a `batch` key.
+pub fn batch_base_offset(key: &[u8]) -> Option<i64> {
+    Some(u64::from_be_bytes(key.get(9..17)?.try_into().ok()?) as i64)
+}
+
+fn sortable_i64(v: i64) -> [u8; 8] {
+    ((v as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn unsortable_i64(b: &[u8]) -> Option<i64> {
+    Some((u64::from_be_bytes(b.try_into().ok()?) ^ (1 << 63)) as i64)
+}
+
+pub fn time_index(group: GroupId, max_timestamp: i64, base_offset: i64) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[..9].copy_from_slice(&state(group, TIME_INDEX));
+    k[9..17].copy_from_slice(&sortable_i64(max_timestamp));
+    k[17..].copy_from_slice(&(base_offset as u64).to_be_bytes());
+    k
+}
+
+/// `(max_timestamp, base_offset)` of a `time_index` key.
+pub fn decode_time_index(key: &[u8]) -> Option<(i64, i64)> {
+    let ts = unsortable_i64(key.get(9..17)?)?;
+    let base = u64::from_be_bytes(key.get(17..25)?.try_into().ok()?) as i64;
+    Some((ts, base))
+}
+
+pub fn epoch(group: GroupId, epoch: u32) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[..9].copy_from_slice(&state(group, EPOCH));
+    k[9..].copy_from_slice(&epoch.to_be_bytes());
+    k
+}
+
+pub fn decode_epoch(key: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(key.get(9..13)?.try_into().ok()?))
+}
+
+pub fn producer(group: GroupId, producer_id: i64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&state(group, PRODUCER));
+    k[9..].copy_from_slice(&sortable_i64(producer_id));
+    k
+}
+
+pub fn decode_producer(key: &[u8]) -> Option<i64> {
+    unsortable_i64(key.get(9..17)?)
+}
+
+pub fn record(group: GroupId, name: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + name.len());
+    k.extend_from_slice(&state(group, RECORD));
+    k.extend_from_slice(name);
+    k
+}
+
+/// The name part of a `record` key.
+pub fn record_name(key: &[u8]) -> &[u8] {
+    key.get(9..).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_by_group_then_number() {
+        assert!(raft_log(1, u64::MAX) < raft_log(2, 0));
+        assert!(raft_log(2, 0).as_slice() < group_end(2).as_slice());
+        assert!(batch(7, 9) < batch(7, 10));
+        assert!(batch(7, i64::MAX).as_slice() < state_tag_end(7, BATCH).as_slice());
+        assert!(time_index(3, -5, 0) < time_index(3, 0, 0));
+        assert!(time_index(3, 0, 0) < time_index(3, 1, 0));
+        assert!(producer(3, -1) < producer(3, 0));
+    }
+
+    #[test]
+    fn keys_decode_to_what_was_encoded() {
+        assert_eq!(raft_log_index(&raft_log(4, 99)), Some(99));
+        assert_eq!(batch_base_offset(&batch(4, 1234)), Some(1234));
+        assert_eq!(decode_time_index(&time_index(4, -77, 12)), Some((-77, 12)));
+        assert_eq!(decode_epoch(&epoch(4, 5)), Some(5));
+        assert_eq!(decode_producer(&producer(4, -3)), Some(-3));
+        assert_eq!(record_name(&record(0, b"topic/a")), b"topic/a");
+    }
+}

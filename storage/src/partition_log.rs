@@ -1,0 +1,287 @@
+//! A partition's log as stored: record batches keyed by base offset, a time index, the
+//! leader-epoch history and a small meta record. The partition state machine is the only
+//! writer (through a [`StateBatch`]); Fetch and ListOffsets read concurrently.
+//!
+//! Batches are opaque here beyond their base and last offsets, which the writer supplies.
+
+use bytes::Bytes;
+use rocksdb::ReadOptions;
+
+use crate::db::CF_STATE;
+use crate::keys::{self, GroupId};
+use crate::{Result, StateBatch, StorageError, Store};
+
+/// Per-partition counters kept with the data, updated in the same write as each append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionMeta {
+    /// The offset the next appended record gets (log end offset).
+    pub next_offset: i64,
+    /// The first offset still stored.
+    pub log_start_offset: i64,
+    /// The largest batch max-timestamp seen, and the base offset of that batch.
+    pub max_timestamp: i64,
+    pub max_timestamp_batch: i64,
+}
+
+impl Default for PartitionMeta {
+    fn default() -> Self {
+        PartitionMeta {
+            next_offset: 0,
+            log_start_offset: 0,
+            max_timestamp: -1,
+            max_timestamp_batch: -1,
+        }
+    }
+}
+
+impl PartitionMeta {
+    fn encode(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        b[0..8].copy_from_slice(&self.next_offset.to_be_bytes());
+        b[8..16].copy_from_slice(&self.log_start_offset.to_be_bytes());
+        b[16..24].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        b[24..32].copy_from_slice(&self.max_timestamp_batch.to_be_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Result<PartitionMeta> {
+        let field = |i: usize| -> Result<i64> {
+            b.get(i * 8..i * 8 + 8)
+                .and_then(|s| s.try_into().ok())
+                .map(i64::from_be_bytes)
+                .ok_or(StorageError::Corrupt {
+                    what: "partition meta",
+                    detail: format!("{} bytes", b.len()),
+                })
+        };
+        Ok(PartitionMeta {
+            next_offset: field(0)?,
+            log_start_offset: field(1)?,
+            max_timestamp: field(2)?,
+            max_timestamp_batch: field(3)?,
+        })
+    }
+}
+
+/// A stored batch and its base offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    pub base_offset: i64,
+    pub bytes: Bytes,
+}
+
+/// Handle to one partition's stored log. Cheap to clone.
+#[derive(Clone)]
+pub struct PartitionLog {
+    store: Store,
+    group: GroupId,
+}
+
+impl PartitionLog {
+    pub(crate) fn new(store: Store, group: GroupId) -> PartitionLog {
+        PartitionLog { store, group }
+    }
+
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    pub fn meta(&self) -> Result<Option<PartitionMeta>> {
+        self.store
+            .get_state(&keys::state(self.group, keys::PARTITION_META))?
+            .map(|b| PartitionMeta::decode(&b))
+            .transpose()
+    }
+
+    pub fn put_meta(&self, batch: &mut StateBatch, meta: &PartitionMeta) {
+        batch.put(
+            &keys::state(self.group, keys::PARTITION_META),
+            &meta.encode(),
+        );
+    }
+
+    /// Stores a batch (already carrying its final base offset in its header).
+    pub fn put_batch(&self, batch: &mut StateBatch, base_offset: i64, bytes: &[u8]) {
+        batch.put(&keys::batch(self.group, base_offset), bytes);
+    }
+
+    /// Records that the batch at `base_offset` raised the partition's max timestamp to
+    /// `max_timestamp`. Entries are only ever added with a growing timestamp, so the index
+    /// is sorted by both time and offset.
+    pub fn put_time_index(&self, batch: &mut StateBatch, max_timestamp: i64, base_offset: i64) {
+        batch.put(
+            &keys::time_index(self.group, max_timestamp, base_offset),
+            &[],
+        );
+    }
+
+    /// Records the first offset written in leader epoch `epoch`.
+    pub fn put_epoch(&self, batch: &mut StateBatch, epoch: u32, start_offset: i64) {
+        batch.put(&keys::epoch(self.group, epoch), &start_offset.to_be_bytes());
+    }
+
+    /// The leader-epoch history: `(epoch, first offset)`, oldest first.
+    pub fn epochs(&self) -> Result<Vec<(u32, i64)>> {
+        let mut out = Vec::new();
+        let start = keys::state(self.group, keys::EPOCH);
+        let end = keys::state_tag_end(self.group, keys::EPOCH);
+        self.store.scan_state(&start, &end, |k, v| {
+            if let (Some(epoch), Ok(offset)) = (keys::decode_epoch(k), v.try_into()) {
+                out.push((epoch, i64::from_be_bytes(offset)));
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Batches holding offsets from `from` up to (not including) `end`, stopping once
+    /// `max_bytes` is reached but always returning at least one batch when one exists. The
+    /// first batch may start before `from` (the one containing it), as Kafka clients expect.
+    pub fn read(&self, from: i64, end: i64, max_bytes: usize) -> Result<Vec<StoredBatch>> {
+        let mut out = Vec::new();
+        if from >= end {
+            return Ok(out);
+        }
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(keys::batch(self.group, 0).to_vec());
+        ro.set_iterate_upper_bound(keys::batch(self.group, end).to_vec());
+        let mut iter = self
+            .store
+            .db
+            .raw_iterator_cf_opt(self.store.cf(CF_STATE), ro);
+        iter.seek_for_prev(keys::batch(self.group, from));
+        if !iter.valid() {
+            iter.seek(keys::batch(self.group, from));
+        }
+        let mut total = 0usize;
+        while iter.valid() {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            if !out.is_empty() && total + value.len() > max_bytes {
+                break;
+            }
+            total += value.len();
+            out.push(StoredBatch {
+                base_offset: keys::batch_base_offset(key).unwrap_or_default(),
+                bytes: Bytes::copy_from_slice(value),
+            });
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
+    /// The stored batch whose base offset is exactly `base_offset`.
+    pub fn batch_at(&self, base_offset: i64) -> Result<Option<Bytes>> {
+        Ok(self
+            .store
+            .get_state(&keys::batch(self.group, base_offset))?
+            .map(Bytes::from))
+    }
+
+    /// The base offset of the first batch whose max timestamp is `>= timestamp`, found in
+    /// the time index.
+    pub fn first_batch_at_or_after(&self, timestamp: i64) -> Result<Option<i64>> {
+        let mut found = None;
+        let start = keys::time_index(self.group, timestamp, 0);
+        let end = keys::state_tag_end(self.group, keys::TIME_INDEX);
+        self.store.scan_state(&start, &end, |k, _| {
+            found = keys::decode_time_index(k).map(|(_, base)| base);
+            false
+        })?;
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreOptions;
+
+    fn fill(log: &PartitionLog, store: &Store, sizes: &[(i64, usize)]) {
+        let mut b = store.state_batch();
+        for &(base, len) in sizes {
+            log.put_batch(&mut b, base, &vec![base as u8; len]);
+        }
+        store.write_state(b).unwrap();
+    }
+
+    #[test]
+    fn reads_start_at_the_batch_containing_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let log = store.partition_log(9);
+        // Batches [0..5), [5..10), [10..12).
+        fill(&log, &store, &[(0, 100), (5, 100), (10, 100)]);
+        let bases = |v: Vec<StoredBatch>| v.iter().map(|b| b.base_offset).collect::<Vec<_>>();
+        assert_eq!(bases(log.read(7, 12, 1 << 20).unwrap()), [5, 10]);
+        assert_eq!(bases(log.read(0, 12, 150).unwrap()), [0]);
+        assert_eq!(
+            bases(log.read(0, 12, 10).unwrap()),
+            [0],
+            "one whole batch even when it exceeds max_bytes"
+        );
+        assert_eq!(bases(log.read(3, 5, 1 << 20).unwrap()), [0]);
+        assert_eq!(bases(log.read(12, 12, 1 << 20).unwrap()), Vec::<i64>::new());
+        assert!(store
+            .partition_log(10)
+            .read(0, 100, 100)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn meta_epochs_and_time_index_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let log = store.partition_log(3);
+        assert_eq!(log.meta().unwrap(), None);
+        let meta = PartitionMeta {
+            next_offset: 10,
+            log_start_offset: 2,
+            max_timestamp: 500,
+            max_timestamp_batch: 5,
+        };
+        let mut b = store.state_batch();
+        log.put_meta(&mut b, &meta);
+        log.put_epoch(&mut b, 1, 0);
+        log.put_epoch(&mut b, 3, 7);
+        log.put_time_index(&mut b, 100, 0);
+        log.put_time_index(&mut b, 500, 5);
+        store.write_state(b).unwrap();
+        assert_eq!(log.meta().unwrap(), Some(meta));
+        assert_eq!(log.epochs().unwrap(), [(1, 0), (3, 7)]);
+        assert_eq!(log.first_batch_at_or_after(50).unwrap(), Some(0));
+        assert_eq!(log.first_batch_at_or_after(101).unwrap(), Some(5));
+        assert_eq!(log.first_batch_at_or_after(501).unwrap(), None);
+    }
+
+    #[test]
+    fn durable_reads_see_only_flushed_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let key = keys::state(1, keys::APPLIED);
+        let mut b = store.state_batch();
+        b.put(&key, b"one");
+        store.write_state(b).unwrap();
+        assert_eq!(store.get_state(&key).unwrap().unwrap(), b"one");
+        assert_eq!(store.get_state_durable(&key).unwrap(), None);
+        store.flush_state().unwrap();
+        let mut b = store.state_batch();
+        b.put(&key, b"two");
+        store.write_state(b).unwrap();
+        assert_eq!(store.get_state_durable(&key).unwrap().unwrap(), b"one");
+    }
+
+    #[test]
+    fn unflushed_state_survives_a_clean_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+            fill(&store.partition_log(1), &store, &[(0, 10)]);
+        }
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        assert_eq!(store.partition_log(1).read(0, 1, 100).unwrap().len(), 1);
+    }
+}

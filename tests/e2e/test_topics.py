@@ -1,0 +1,112 @@
+"""Creating and deleting topics, by admin clients and by auto-creation."""
+
+import time
+
+import pytest
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic as KpNewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+import kafka_wire
+
+
+def admin(broker):
+    return AdminClient({"bootstrap.servers": broker.bootstrap})
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_confluent_admin_creates_lists_and_deletes(broker):
+    a = admin(broker)
+    a.create_topics([NewTopic("orders", num_partitions=4, replication_factor=1)])["orders"].result(10)
+    md = a.list_topics(timeout=10).topics["orders"]
+    assert sorted(md.partitions) == [0, 1, 2, 3]
+    assert all(p.leader == 1 and p.replicas == [1] and p.isrs == [1] for p in md.partitions.values())
+
+    with pytest.raises(KafkaException) as dup:
+        a.create_topics([NewTopic("orders", 1, 1)])["orders"].result(10)
+    assert dup.value.args[0].code() == 36, "TOPIC_ALREADY_EXISTS"
+
+    a.delete_topics(["orders"])["orders"].result(10)
+    assert wait_for(lambda: "orders" not in a.list_topics(timeout=10).topics)
+
+
+def test_a_recreated_topic_starts_empty(broker):
+    a = admin(broker)
+    a.create_topics([NewTopic("phoenix", 1, 1)])["phoenix"].result(10)
+    conn = broker.connect()
+    batch = kafka_wire.record_batch([(b"k", b"v")] * 5)
+    assert kafka_wire.produce(conn, "phoenix", 0, batch) == (0, 0)
+    a.delete_topics(["phoenix"])["phoenix"].result(10)
+    a.create_topics([NewTopic("phoenix", 1, 1)])["phoenix"].result(10)
+    error, hw, records = kafka_wire.fetch(conn, "phoenix", 0, 0)
+    assert (error, hw, records) == (0, 0, b"")
+    conn.close()
+
+
+def test_kafka_python_admin_creates_and_deletes(broker):
+    a = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10_000)
+    try:
+        a.create_topics([KpNewTopic("kp-topic", num_partitions=2, replication_factor=1)])
+        assert "kp-topic" in a.list_topics()
+        with pytest.raises(TopicAlreadyExistsError):
+            a.create_topics([KpNewTopic("kp-topic", num_partitions=2, replication_factor=1)])
+        a.delete_topics(["kp-topic"])
+        assert wait_for(lambda: "kp-topic" not in a.list_topics())
+    finally:
+        a.close()
+
+
+def test_invalid_names_and_counts_get_kafka_errors(broker):
+    a = admin(broker)
+    cases = {
+        "has space": 17,  # INVALID_TOPIC_EXCEPTION
+        "x" * 250: 17,
+    }
+    for name, code in cases.items():
+        with pytest.raises(KafkaException) as e:
+            a.create_topics([NewTopic(name, 1, 1)])[name].result(10)
+        assert e.value.args[0].code() == code, name
+    with pytest.raises(KafkaException) as e:
+        a.create_topics([NewTopic("too-replicated", 1, 3)])["too-replicated"].result(10)
+    assert e.value.args[0].code() == 38, "INVALID_REPLICATION_FACTOR"
+    with pytest.raises(KafkaException) as e:
+        a.create_topics(
+            [NewTopic("bad-config", 1, 1, config={"no.such.config": "1"})]
+        )["bad-config"].result(10)
+    assert e.value.args[0].code() == 40, "INVALID_CONFIG"
+
+
+def test_metadata_and_produce_auto_create_with_the_default_partition_count(broker):
+    conn = broker.connect()
+    topics, _ = kafka_wire.metadata(conn, ["auto-by-metadata"])
+    assert topics["auto-by-metadata"] == (0, 3)
+    batch = kafka_wire.record_batch([(b"k", b"v")])
+    assert kafka_wire.produce(conn, "auto-by-produce", 1, batch) == (0, 0)
+    topics, _ = kafka_wire.metadata(conn, ["auto-by-produce"])
+    assert topics["auto-by-produce"] == (0, 3)
+    conn.close()
+
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce("auto-by-librdkafka", b"hello")
+    assert p.flush(20) == 0
+    assert len(admin(broker).list_topics(timeout=10).topics["auto-by-librdkafka"].partitions) == 3
+
+
+def test_without_auto_creation_unknown_topics_stay_unknown(start_broker):
+    b = start_broker("--auto-create-topics", "false")
+    conn = b.connect()
+    batch = kafka_wire.record_batch([(b"k", b"v")])
+    assert kafka_wire.produce(conn, "nope", 0, batch)[0] == 3, "UNKNOWN_TOPIC_OR_PARTITION"
+    topics, _ = kafka_wire.metadata(conn, ["nope"])
+    assert topics["nope"][0] == 3
+    conn.close()
