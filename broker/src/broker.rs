@@ -54,7 +54,6 @@ impl Broker {
                 config.raft_election_timeout,
                 config.raft_election_timeout * 2,
             ),
-            ..RaftTuning::default()
         };
         let voters = BTreeMap::from([(
             config.node_id,

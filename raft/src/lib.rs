@@ -29,7 +29,7 @@ pub use controller::{ClusterMetadata, PartitionInfo, TopicInfo, CONTROLLER_GROUP
 pub use node::{
     Leadership, NodeIdentity, PartitionReplica, Proposal, ProposeError, RaftNode, RaftTuning,
 };
-pub use partition::PartitionStatus;
+pub use partition::{PartitionReader, PartitionStatus, StoredBatch};
 pub use types::{
     AppendBatches, BatchSummary, BrokerInfo, Command, ControllerCommand, GroupId, NodeId,
     Rejection, Response,

@@ -1,5 +1,6 @@
-//! openraft's log storage over a group's [`RaftLog`]: entries are encoded with postcard,
-//! appended without syncing, and reported flushed by the node-wide group commit.
+//! openraft's log storage over a group's [`RaftLog`]: entries are encoded by
+//! [`crate::codec`], appended without syncing, and reported flushed by the node-wide group
+//! commit.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -68,7 +69,7 @@ impl RaftLogReader<Types> for LogStore {
             .map_err(|e| StorageIOError::read_logs(&e))?;
         raw.into_iter()
             .map(|(index, bytes)| {
-                codec::decode::<Entry>(&bytes)
+                codec::decode_entry(bytes)
                     .map_err(|e| StorageIOError::read_log_at_index(index, &e).into())
             })
             .collect()
@@ -83,7 +84,7 @@ impl RaftLogStorage<Types> for LogStore {
         let last = self.log.last().map_err(|e| StorageIOError::read_logs(&e))?;
         let last_log_id = match last {
             Some((index, bytes)) => Some(
-                codec::decode::<Entry>(&bytes)
+                codec::decode_entry(bytes)
                     .map_err(|e| StorageIOError::read_log_at_index(index, &e))?
                     .log_id,
             ),
@@ -137,7 +138,7 @@ impl RaftLogStorage<Types> for LogStore {
     {
         let encoded: Vec<(u64, Vec<u8>)> = entries
             .into_iter()
-            .map(|e| (e.log_id.index, codec::encode(&e)))
+            .map(|e| (e.log_id.index, codec::encode_entry(&e)))
             .collect();
         self.log
             .append(encoded.iter().map(|(i, b)| (*i, b.as_slice())))

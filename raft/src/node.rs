@@ -9,14 +9,14 @@ use std::time::Duration;
 use openraft::error::ClientWriteError;
 use openraft::raft::responder::Responder;
 use openraft::{BasicNode, RaftMetrics, SnapshotPolicy};
-use strand_storage::{PartitionLog, Store};
+use strand_storage::Store;
 use tokio::sync::watch;
 
 use crate::controller::{ClusterMetadata, ControllerMachine, CONTROLLER_GROUP};
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, Transport};
-use crate::partition::{PartitionMachine, PartitionStatus};
-use crate::state_machine::{durable_applied_index, Machine, StateMachine};
+use crate::partition::{PartitionMachine, PartitionReader, PartitionStatus};
+use crate::state_machine::{Machine, StateMachine};
 use crate::types::{Command, GroupId, NodeId, Raft, Response, Types};
 
 type ResponderReceiverOf<C> =
@@ -30,10 +30,6 @@ pub struct RaftTuning {
     pub heartbeat_interval: Duration,
     /// A follower that hears nothing for a random time in this range starts an election.
     pub election_timeout: (Duration, Duration),
-    /// Entries kept behind a snapshot so briefly lagging followers need no snapshot.
-    pub log_kept_after_snapshot: u64,
-    /// How often each group checks whether it can take a snapshot and purge its log.
-    pub snapshot_check_interval: Duration,
 }
 
 impl Default for RaftTuning {
@@ -41,8 +37,6 @@ impl Default for RaftTuning {
         RaftTuning {
             heartbeat_interval: Duration::from_millis(250),
             election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
-            log_kept_after_snapshot: 256,
-            snapshot_check_interval: Duration::from_secs(5),
         }
     }
 }
@@ -56,11 +50,9 @@ impl RaftTuning {
             election_timeout_max: self.election_timeout.1.as_millis() as u64,
             // Entries are whole produce requests: a few hundred per message is plenty.
             max_payload_entries: 128,
-            // Snapshots are taken by `RaftNode::snapshot_task`, when the durable applied
-            // point has moved, never on a count of entries.
+            // The Raft log is the partition's data and is never purged, so no snapshot is
+            // ever needed (see `crate::snapshot`).
             snapshot_policy: SnapshotPolicy::Never,
-            max_in_snapshot_log_to_keep: self.log_kept_after_snapshot,
-            install_snapshot_timeout: 30_000,
             ..Default::default()
         };
         config
@@ -175,10 +167,10 @@ impl Proposal {
     }
 }
 
-/// A partition replica: its Raft group, its stored log and its published status.
+/// A partition replica: its Raft group, the reader of its data and its published status.
 pub struct PartitionReplica {
     pub replica: Replica,
-    pub log: PartitionLog,
+    pub reader: PartitionReader,
     status: watch::Receiver<PartitionStatus>,
 }
 
@@ -221,7 +213,6 @@ pub struct RaftNode {
     identity: NodeIdentity,
     store: Store,
     config: Arc<openraft::Config>,
-    tuning: RaftTuning,
     transport: Arc<Transport>,
     controller: ControllerReplica,
     partitions: RwLock<HashMap<GroupId, Arc<PartitionReplica>>>,
@@ -255,12 +246,10 @@ impl RaftNode {
             identity,
             store,
             config,
-            tuning,
             transport,
             controller: ControllerReplica { replica, metadata },
             partitions: RwLock::new(HashMap::new()),
         });
-        tokio::spawn(snapshot_task(Arc::downgrade(&node)));
         Ok(node)
     }
 
@@ -342,7 +331,8 @@ impl RaftNode {
             return Ok(existing);
         }
         let log = self.store.partition_log(group);
-        let (machine, status) = PartitionMachine::open(log.clone())?;
+        let reader = PartitionReader::new(log.clone(), self.store.raft_log(group));
+        let (machine, status) = PartitionMachine::open(log)?;
         let replica = open_group(
             &self.identity,
             &self.store,
@@ -357,7 +347,7 @@ impl RaftNode {
         }
         let partition = Arc::new(PartitionReplica {
             replica,
-            log,
+            reader,
             status,
         });
         self.partitions
@@ -398,23 +388,6 @@ impl RaftNode {
             let _ = p.replica.raft.shutdown().await;
         }
         let _ = self.controller.replica.raft.shutdown().await;
-    }
-
-    fn replicas(&self) -> Vec<(GroupId, Raft, Option<u64>)> {
-        let snapshot_of = |r: &Replica| r.metrics.borrow().snapshot.map(|s| s.index);
-        let mut all = vec![(
-            CONTROLLER_GROUP,
-            self.controller.replica.raft.clone(),
-            snapshot_of(&self.controller.replica),
-        )];
-        for p in self.partitions.read().expect("partition map lock").values() {
-            all.push((
-                p.replica.group,
-                p.replica.raft.clone(),
-                snapshot_of(&p.replica),
-            ));
-        }
-        all
     }
 }
 
@@ -467,30 +440,4 @@ async fn initialize_if_new(
             .map_err(|e| NodeError::Raft(format!("initialise group {}: {e}", replica.group)))?;
     }
     Ok(())
-}
-
-/// Takes a snapshot of each group whose durable applied point has moved well past its last
-/// snapshot; openraft then purges the log behind it. Snapshots cost one point read (see
-/// [`crate::snapshot`]), so this runs every few seconds over all groups.
-async fn snapshot_task(node: std::sync::Weak<RaftNode>) {
-    loop {
-        let Some(interval) = node.upgrade().map(|n| n.tuning.snapshot_check_interval) else {
-            return;
-        };
-        tokio::time::sleep(interval).await;
-        let Some(node) = node.upgrade() else { return };
-        for (group, raft, snapshot) in node.replicas() {
-            let durable = match durable_applied_index(&node.store, group) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(group, error = %e, "cannot read durable applied point");
-                    continue;
-                }
-            };
-            let Some(durable) = durable else { continue };
-            if durable > snapshot.unwrap_or(0) + node.tuning.log_kept_after_snapshot / 4 {
-                let _ = raft.trigger().snapshot().await;
-            }
-        }
-    }
 }

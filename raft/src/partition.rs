@@ -1,14 +1,21 @@
-//! The partition state machine: turns committed appends into stored batches with
-//! contiguous offsets, and keeps the leader-epoch history.
+//! A partition: the state machine that gives committed record batches their offsets, and
+//! the reader that serves them.
 //!
-//! Offsets are assigned here, when an entry is applied, never when it is proposed: every
-//! replica applies the same entries in the same order and so assigns the same offsets, and
-//! Raft's own entries (blank, membership) take none. The Raft term of the entry becomes the
-//! batch's partition leader epoch.
+//! The batches stay in the Raft log entries that carried them (the Raft log is the
+//! partition log); applying an entry only records, for each batch, its offsets and where
+//! it sits in the entry. Offsets are assigned here, when an entry is applied, never when it
+//! is proposed: every replica applies the same entries in the same order and so assigns
+//! the same offsets, and Raft's own entries (blank, membership) take none. The term of the
+//! entry is the batch's partition leader epoch. The reader stamps both into the batch
+//! header as it copies the batch out.
 
-use strand_storage::{PartitionLog, PartitionMeta, StateBatch};
+use bytes::{Bytes, BytesMut};
+use strand_storage::{
+    BatchLocation, PartitionLog, PartitionMeta, RaftLog, StateBatch, StorageError,
+};
 use tokio::sync::watch;
 
+use crate::codec;
 use crate::state_machine::Machine;
 use crate::types::{AppendBatches, Command, LogId, Rejection, Response};
 
@@ -64,21 +71,27 @@ impl PartitionMachine {
         Ok((machine, rx))
     }
 
-    fn append(&mut self, term: u64, append: AppendBatches, batch: &mut StateBatch) -> Response {
+    fn append(
+        &mut self,
+        log_id: &LogId,
+        append: AppendBatches,
+        batch: &mut StateBatch,
+    ) -> Response {
         let total: usize = append.batches.iter().map(|b| b.len as usize).sum();
         if total != append.data.len() || append.batches.is_empty() {
             return Response::Rejected(Rejection::InvalidAppend);
         }
-        let epoch = epoch_of(term);
         let base_offset = self.meta.next_offset;
-        let mut at = 0usize;
+        let mut position = codec::append_data_start(append.batches.len());
         for summary in &append.batches {
-            let len = summary.len as usize;
-            let mut bytes = append.data[at..at + len].to_vec();
-            at += len;
             let offset = self.meta.next_offset;
-            stamp_batch_header(&mut bytes, offset, epoch);
-            self.log.put_batch(batch, offset, &bytes);
+            let location = BatchLocation {
+                raft_index: log_id.index,
+                position: position as u32,
+                len: summary.len,
+            };
+            position += summary.len as usize;
+            self.log.put_batch(batch, offset, location);
             if summary.max_timestamp > self.meta.max_timestamp {
                 self.log
                     .put_time_index(batch, summary.max_timestamp, offset);
@@ -109,7 +122,7 @@ impl Machine for PartitionMachine {
 
     fn apply(&mut self, log_id: &LogId, command: Command, batch: &mut StateBatch) -> Response {
         match command {
-            Command::Append(append) => self.append(log_id.leader_id.term, append, batch),
+            Command::Append(append) => self.append(log_id, append, batch),
             Command::Controller(_) => Response::Rejected(Rejection::WrongGroup),
         }
     }
@@ -136,6 +149,100 @@ impl Machine for PartitionMachine {
     }
 }
 
+/// A record batch as served: its base offset and its bytes, header stamped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    pub base_offset: i64,
+    pub bytes: Bytes,
+}
+
+/// Reads a partition's committed batches out of its Raft log, through its index.
+#[derive(Clone)]
+pub struct PartitionReader {
+    index: PartitionLog,
+    entries: RaftLog,
+}
+
+impl PartitionReader {
+    pub fn new(index: PartitionLog, entries: RaftLog) -> PartitionReader {
+        PartitionReader { index, entries }
+    }
+
+    /// The partition's index (meta, epochs, time index).
+    pub fn index(&self) -> &PartitionLog {
+        &self.index
+    }
+
+    /// Batches holding offsets from `from` up to (not including) `end`, within `max_bytes`
+    /// but at least one (see [`PartitionLog::locate`]).
+    pub fn read(
+        &self,
+        from: i64,
+        end: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredBatch>, StorageError> {
+        let located = self.index.locate(from, end, max_bytes)?;
+        let mut wanted: Vec<u64> = located.iter().map(|(_, l)| l.raft_index).collect();
+        wanted.dedup();
+        let entries = self.entries.get_many(&wanted)?;
+        let mut batches = Vec::with_capacity(located.len());
+        let mut next = wanted.iter().zip(entries.iter()).peekable();
+        let mut current: Option<(&u64, &Option<Vec<u8>>)> = None;
+        for (base_offset, location) in located {
+            while current.is_none_or(|(index, _)| *index != location.raft_index) {
+                current = next.next();
+                if current.is_none() {
+                    return Err(missing(location));
+                }
+            }
+            let entry = current
+                .and_then(|(_, e)| e.as_deref())
+                .ok_or_else(|| missing(location))?;
+            batches.push(StoredBatch {
+                base_offset,
+                bytes: stamped(entry, base_offset, location)?,
+            });
+        }
+        Ok(batches)
+    }
+
+    /// The batch whose base offset is exactly `base_offset`.
+    pub fn batch_at(&self, base_offset: i64) -> Result<Option<Bytes>, StorageError> {
+        let Some(location) = self.index.location_of(base_offset)? else {
+            return Ok(None);
+        };
+        let entry = self
+            .entries
+            .get_many(&[location.raft_index])?
+            .pop()
+            .flatten()
+            .ok_or_else(|| missing(location))?;
+        stamped(&entry, base_offset, location).map(Some)
+    }
+}
+
+fn missing(location: BatchLocation) -> StorageError {
+    StorageError::Corrupt {
+        what: "partition index",
+        detail: format!("Raft entry {} is missing", location.raft_index),
+    }
+}
+
+/// Copies a batch out of its stored entry and stamps its base offset and leader epoch.
+fn stamped(entry: &[u8], base_offset: i64, location: BatchLocation) -> Result<Bytes, StorageError> {
+    let start = location.position as usize;
+    let end = start + location.len as usize;
+    let (Some(bytes), Some(term)) = (entry.get(start..end), codec::entry_term(entry)) else {
+        return Err(StorageError::Corrupt {
+            what: "partition index",
+            detail: format!("{location:?} is outside its entry of {} bytes", entry.len()),
+        });
+    };
+    let mut batch = BytesMut::from(bytes);
+    stamp_batch_header(&mut batch, base_offset, epoch_of(term));
+    Ok(batch.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,7 +259,8 @@ mod tests {
             last_offset_delta: records - 1,
             max_timestamp: max_ts,
         };
-        b[60] = 0xAB;
+        let last = b.len() - 1;
+        b[last] = 0xAB;
         (b, summary)
     }
 
@@ -172,7 +280,17 @@ mod tests {
         LogId::new(CommittedLeaderId::new(term, 1), index)
     }
 
+    /// Appends the command to group 1's Raft log, as openraft would, then applies it.
     fn apply(m: &mut PartitionMachine, store: &Store, id: LogId, cmd: Command) -> Response {
+        let entry = crate::types::Entry {
+            log_id: id,
+            payload: openraft::EntryPayload::Normal(cmd.clone()),
+        };
+        let stored = codec::encode_entry(&entry);
+        store
+            .raft_log(1)
+            .append([(id.index, stored.as_slice())])
+            .unwrap();
         let mut wb = store.state_batch();
         m.observe_term(id.leader_id.term, &mut wb);
         let r = m.apply(&id, cmd, &mut wb);
@@ -213,7 +331,8 @@ mod tests {
             )
         );
         assert_eq!(status.borrow().high_watermark, 6);
-        let stored = store.partition_log(1).read(0, 6, 1 << 20).unwrap();
+        let reader = PartitionReader::new(store.partition_log(1), store.raft_log(1));
+        let stored = reader.read(0, 6, 1 << 20).unwrap();
         let bases: Vec<i64> = stored.iter().map(|b| b.base_offset).collect();
         assert_eq!(bases, [0, 3, 5]);
         for b in &stored {
@@ -238,13 +357,13 @@ mod tests {
     fn state_reloads_after_reopen_and_bad_appends_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
-        let (mut m, _) = PartitionMachine::open(store.partition_log(4)).unwrap();
+        let (mut m, _) = PartitionMachine::open(store.partition_log(1)).unwrap();
         apply(&mut m, &store, log_id(1, 1), append_of(&[fake_batch(5, 1)]));
         let (b, mut s) = fake_batch(1, 1);
         s.len += 1;
         let bad = apply(&mut m, &store, log_id(1, 2), append_of(&[(b, s)]));
         assert_eq!(bad, Response::Rejected(Rejection::InvalidAppend));
-        let (_, status) = PartitionMachine::open(store.partition_log(4)).unwrap();
+        let (_, status) = PartitionMachine::open(store.partition_log(1)).unwrap();
         assert_eq!(status.borrow().high_watermark, 5);
     }
 }

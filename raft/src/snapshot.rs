@@ -1,17 +1,14 @@
-//! Snapshots of a group's state machine.
+//! Snapshots, which Strand does not need yet.
 //!
-//! The state machine already lives in RocksDB, so a snapshot needs no serialisation to
-//! exist: building one only reads the *durable* applied point (what memtable flushes have
-//! persisted) and reports it, and Raft then purges its log up to there. Nothing is copied
-//! until a follower has fallen behind the purged log; only then is the group's state dumped
-//! (from one RocksDB snapshot, so data and applied point agree) and sent.
+//! A partition's Raft log is its data, so nothing is ever purged from it: a follower that
+//! falls behind, or a new replica, catches up from the log itself, as a Kafka follower
+//! fetches the leader's log. Raft snapshots only become necessary once retention deletes
+//! the head of a log; then a replica behind that point must receive the partition's
+//! remaining data in a snapshot. Until then the snapshot is its metadata alone, openraft
+//! is configured never to take one, and installing one is refused.
 
-use strand_storage::keys::GroupId;
+use serde::{Deserialize, Serialize};
 
-/// A group's state-machine contents at one applied point: its `state` keys (group prefix
-/// removed) and values, in key order.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SnapshotData {
-    pub group: GroupId,
-    pub pairs: Vec<(Vec<u8>, Vec<u8>)>,
-}
+/// A snapshot's data: empty, see the module documentation.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotData {}

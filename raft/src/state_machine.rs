@@ -2,11 +2,9 @@
 //!
 //! The adapter owns what every group shares: the applied log id and membership (stored in
 //! the same write as the entries' effects, so they always agree), the write of each apply
-//! round, and snapshots. A [`Machine`] only turns commands into writes and responses, so
-//! the partition and controller logic are unit-tested without Raft.
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+//! round, and snapshots (metadata only; see [`crate::snapshot`]). A [`Machine`] only turns
+//! commands into writes and responses, so the partition and controller logic are
+//! unit-tested without Raft.
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError};
@@ -38,29 +36,16 @@ pub trait Machine: Send + Sync + 'static {
 /// The applied point, persisted with every apply round.
 type AppliedState = (Option<LogId>, StoredMembership);
 
-fn read_applied(
-    store: &Store,
-    group: GroupId,
-    durable: bool,
-) -> Result<AppliedState, StorageError> {
-    let key = keys::state(group, keys::APPLIED);
-    let raw = if durable {
-        store.get_state_durable(&key)
-    } else {
-        store.get_state(&key)
-    }
-    .map_err(|e| StorageIOError::read_state_machine(&e))?;
+fn read_applied(store: &Store, group: GroupId) -> Result<AppliedState, StorageError> {
+    let raw = store
+        .get_state(&keys::state(group, keys::APPLIED))
+        .map_err(|e| StorageIOError::read_state_machine(&e))?;
     match raw {
         Some(bytes) => {
             codec::decode(&bytes).map_err(|e| StorageIOError::read_state_machine(&e).into())
         }
         None => Ok((None, StoredMembership::default())),
     }
-}
-
-/// The index of the last entry whose effects memtable flushes have made durable.
-pub fn durable_applied_index(store: &Store, group: GroupId) -> Result<Option<u64>, StorageError> {
-    Ok(read_applied(store, group, true)?.0.map(|id| id.index))
 }
 
 fn snapshot_meta(applied: &AppliedState) -> SnapshotMeta {
@@ -81,19 +66,16 @@ pub struct StateMachine<M> {
     group: GroupId,
     machine: M,
     applied: AppliedState,
-    /// Whether a snapshot was built in this process; see `get_current_snapshot`.
-    built: Arc<AtomicBool>,
 }
 
 impl<M: Machine> StateMachine<M> {
     pub fn open(store: Store, group: GroupId, machine: M) -> Result<Self, StorageError> {
-        let applied = read_applied(&store, group, false)?;
+        let applied = read_applied(&store, group)?;
         Ok(StateMachine {
             store,
             group,
             machine,
             applied,
-            built: Arc::new(AtomicBool::new(false)),
         })
     }
 }
@@ -144,90 +126,45 @@ impl<M: Machine> RaftStateMachine<Types> for StateMachine<M> {
         SnapshotBuilder {
             store: self.store.clone(),
             group: self.group,
-            built: self.built.clone(),
         }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
-        Ok(Box::new(SnapshotData {
-            group: self.group,
-            pairs: Vec::new(),
-        }))
+        Ok(Box::default())
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<SnapshotData>,
+        _snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
-        let write_err = |e: strand_storage::StorageError| {
-            StorageIOError::write_snapshot(Some(meta.signature()), &e)
-        };
-        self.store
-            .replace_group_state(self.group, &snapshot.pairs)
-            .await
-            .map_err(write_err)?;
-        self.applied = read_applied(&self.store, self.group, false)?;
-        if self.applied.0 != meta.last_log_id {
-            return Err(StorageIOError::write_snapshot(
-                Some(meta.signature()),
-                &std::io::Error::other("snapshot data does not match its meta"),
-            )
-            .into());
-        }
-        self.machine.reload().map_err(write_err)?;
-        self.machine.publish();
-        Ok(())
+        Err(StorageIOError::write_snapshot(
+            Some(meta.signature()),
+            &std::io::Error::other(
+                "snapshot installation is not supported: Raft logs are never purged, so a \
+                 replica always catches up from the log",
+            ),
+        )
+        .into())
     }
 
-    /// At start-up openraft asks for the current snapshot only to learn its meta, and a
-    /// dump is expensive, so until this process has built a snapshot there is none: openraft
-    /// then builds one (cheap) if any log was purged. A follower can only need a snapshot
-    /// once log was purged, and purging follows a build, so by then `built` is set and the
-    /// snapshot is dumped on demand.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Types>>, StorageError> {
-        if !self.built.load(Ordering::Acquire) {
-            return Ok(None);
-        }
-        let pairs = self
-            .store
-            .dump_group_state(self.group)
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        let applied_key = keys::state(self.group, keys::APPLIED);
-        let relative = &applied_key[8..];
-        let applied: AppliedState = match pairs.iter().find(|(k, _)| k.as_slice() == relative) {
-            Some((_, v)) => {
-                codec::decode(v).map_err(|e| StorageIOError::read_snapshot(None, &e))?
-            }
-            None => (None, StoredMembership::default()),
-        };
-        Ok(Some(Snapshot {
-            meta: snapshot_meta(&applied),
-            snapshot: Box::new(SnapshotData {
-                group: self.group,
-                pairs,
-            }),
-        }))
+        Ok(None)
     }
 }
 
-/// Builds snapshots at the durable applied point; see [`crate::snapshot`].
+/// Describes the applied state (metadata only; see [`crate::snapshot`]).
 pub struct SnapshotBuilder {
     store: Store,
     group: GroupId,
-    built: Arc<AtomicBool>,
 }
 
 impl RaftSnapshotBuilder<Types> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<Types>, StorageError> {
-        let applied = read_applied(&self.store, self.group, true)?;
-        self.built.store(true, Ordering::Release);
+        let applied = read_applied(&self.store, self.group)?;
         Ok(Snapshot {
             meta: snapshot_meta(&applied),
-            snapshot: Box::new(SnapshotData {
-                group: self.group,
-                pairs: Vec::new(),
-            }),
+            snapshot: Box::default(),
         })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode,
-    Direction, IteratorMode, Options, ReadOptions, ReadTier, WriteBatch, WriteOptions, DB,
+    Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
 use crate::group_commit::GroupCommit;
@@ -68,10 +68,11 @@ fn family(name: &str, write_buffer: usize, blobs: bool) -> ColumnFamilyDescripto
     table.set_bloom_filter(10.0, false);
     opts.set_block_based_table_factory(&table);
     if blobs {
-        // Record batches go to blob files when their memtable is flushed and stay there:
-        // compaction then rewrites only the small keys, not the payload.
+        // Entries (record batches) go to blob files when their memtable is flushed and
+        // stay there: compaction rewrites only the small keys, never the payload, so each
+        // payload byte reaches the disk twice (WAL, blob file).
         opts.set_enable_blob_files(true);
-        opts.set_min_blob_size(512);
+        opts.set_min_blob_size(256);
         opts.set_blob_file_size(256 << 20);
         opts.set_enable_blob_gc(false);
     }
@@ -92,14 +93,13 @@ impl Store {
         opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
         opts.set_bytes_per_sync(1 << 20);
         opts.set_enable_pipelined_write(true);
-        let per_family = options.memtable_budget_bytes / 4;
         let db = DB::open_cf_descriptors(
             &opts,
             &options.path,
             vec![
-                family(CF_RAFT_LOG, per_family, false),
+                family(CF_RAFT_LOG, options.memtable_budget_bytes / 2, true),
                 family(CF_RAFT_STATE, 4 << 20, false),
-                family(CF_STATE, per_family, true),
+                family(CF_STATE, options.memtable_budget_bytes / 8, false),
             ],
         )?;
         let db = Arc::new(db);
@@ -179,15 +179,6 @@ impl Store {
         Ok(self.db.get_cf(self.cf(CF_STATE), key)?)
     }
 
-    /// Reads `key` as a crash would leave it: only what memtable flushes have made durable,
-    /// none of the WAL-less writes still in memory. A state machine's durable applied point
-    /// is where Raft may purge its log up to, without forcing a flush.
-    pub fn get_state_durable(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let mut ro = ReadOptions::default();
-        ro.set_read_tier(ReadTier::Persisted);
-        Ok(self.db.get_cf_opt(self.cf(CF_STATE), key, &ro)?)
-    }
-
     /// Calls `visit` with every `state` key and value in `[start, end)`, in key order,
     /// until it returns `false`.
     pub fn scan_state(
@@ -222,46 +213,6 @@ impl Store {
         }
         // Through the WAL, so a deleted group's state cannot reappear after a crash.
         self.write_logged(batch)
-    }
-
-    /// Every `state` key and value of `group` (keys without the 8-byte group prefix), read
-    /// from one RocksDB snapshot so they are mutually consistent.
-    pub fn dump_group_state(&self, group: GroupId) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let snapshot = self.db.snapshot();
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(keys::group_end(group).to_vec());
-        let iter = snapshot.iterator_cf_opt(
-            self.cf(CF_STATE),
-            ro,
-            IteratorMode::From(&keys::group_start(group), Direction::Forward),
-        );
-        let mut pairs = Vec::new();
-        for item in iter {
-            let (k, v) = item?;
-            pairs.push((k[8..].to_vec(), v.to_vec()));
-        }
-        Ok(pairs)
-    }
-
-    /// Replaces all `state` keys of `group` with `pairs` (as [`Store::dump_group_state`]
-    /// returns them), durably: a follower installing a snapshot must not lose it once Raft
-    /// purges the log behind it.
-    pub async fn replace_group_state(
-        &self,
-        group: GroupId,
-        pairs: &[(Vec<u8>, Vec<u8>)],
-    ) -> Result<()> {
-        let cf = self.cf(CF_STATE);
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(cf, keys::group_start(group), keys::group_end(group));
-        let mut key = keys::group_start(group).to_vec();
-        for (k, v) in pairs {
-            key.truncate(8);
-            key.extend_from_slice(k);
-            batch.put_cf(cf, &key, v);
-        }
-        self.write_logged(batch)?;
-        self.group_commit.sync().await
     }
 
     /// Whether any key of `group` exists in the Raft state family (the group was created

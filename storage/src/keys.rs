@@ -8,7 +8,7 @@
 //! raft_state [group u64][RAFT_VOTE | RAFT_COMMITTED | RAFT_PURGED]
 //! state      [group u64][APPLIED]                         -> last applied log id + membership
 //!            [group u64][PARTITION_META]                  -> next offset, log start, …
-//!            [group u64][BATCH][base_offset u64]          -> record batch as stored
+//!            [group u64][BATCH][base_offset u64]          -> where the batch is (entry, position, length)
 //!            [group u64][TIME_INDEX][max_ts i64*][base_offset u64]   (running max time)
 //!            [group u64][EPOCH][epoch u32]                -> first offset of that epoch
 //!            [group u64][PRODUCER][producer_id i64*]      -> idempotent producer state

@@ -3,15 +3,18 @@
 //! Three column families, keys prefixed by the big-endian group id (see [`keys`], the only
 //! module that knows byte layouts):
 //!
-//! - `raft_log`: each group's Raft log entries, written through the WAL. A produce request
-//!   is durable once its entry's WAL record is synced.
+//! - `raft_log`: each group's Raft log entries, written through the WAL. For a partition
+//!   the Raft log **is** the partition log: record batches live in their entries and
+//!   nowhere else. A produce request is durable once its entry's WAL record is synced; at
+//!   the next memtable flush the entry moves to a blob file, where it stays. Each payload
+//!   byte reaches the disk twice (WAL, blob file).
 //! - `raft_state`: each group's vote, committed index and purge point, through the WAL.
-//! - `state`: what the state machines build by applying entries: partition batches and
-//!   indexes, controller metadata. Written **without** the WAL, because the Raft log
-//!   already holds every applied entry: after a crash the state rolls back to its last
-//!   memtable flush and Raft re-applies the rest. The state machine's snapshot flushes
-//!   this family before Raft may purge the log it covers. Each payload byte therefore
-//!   reaches the disk about twice (WAL, then the state SST or blob), not four times.
+//! - `state`: what the state machines derive by applying entries: for a partition, where
+//!   each batch is (offset → entry, position, length), the time index and the leader-epoch
+//!   history; for the controller, cluster metadata. Small, and written **without** the
+//!   WAL: the Raft log already holds every applied entry, so after a crash the state rolls
+//!   back to its last memtable flush and Raft re-applies the rest, giving identical
+//!   results. Nothing is purged from the Raft log, so the entries are always there.
 //!
 //! Durability comes from [`GroupCommit`]: appends of every group are written unsynced and
 //! one `fsync` of the shared WAL then makes a whole round of them durable at once.
@@ -24,7 +27,7 @@ mod raft_log;
 
 pub use db::{StateBatch, Store, StoreOptions, StoreStats};
 pub use group_commit::GroupCommit;
-pub use partition_log::{PartitionLog, PartitionMeta, StoredBatch};
+pub use partition_log::{BatchLocation, PartitionLog, PartitionMeta};
 pub use raft_log::RaftLog;
 
 /// A storage failure. RocksDB errors are not recoverable by retrying the same call; the

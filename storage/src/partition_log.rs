@@ -1,10 +1,9 @@
-//! A partition's log as stored: record batches keyed by base offset, a time index, the
-//! leader-epoch history and a small meta record. The partition state machine is the only
-//! writer (through a [`StateBatch`]); Fetch and ListOffsets read concurrently.
-//!
-//! Batches are opaque here beyond their base and last offsets, which the writer supplies.
+//! A partition's index over its Raft log: where each record batch is (which entry, at what
+//! position, how long), keyed by base offset; a time index; the leader-epoch history and a
+//! small meta record. The batches themselves stay in the Raft log entries that carried
+//! them. The partition state machine is the only writer (through a [`StateBatch`]); Fetch
+//! and ListOffsets read concurrently.
 
-use bytes::Bytes;
 use rocksdb::ReadOptions;
 
 use crate::db::CF_STATE;
@@ -63,11 +62,37 @@ impl PartitionMeta {
     }
 }
 
-/// A stored batch and its base offset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredBatch {
-    pub base_offset: i64,
-    pub bytes: Bytes,
+/// Where a record batch is: `len` bytes at `position` in the value of Raft log entry
+/// `raft_index` of the same group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLocation {
+    pub raft_index: u64,
+    pub position: u32,
+    pub len: u32,
+}
+
+impl BatchLocation {
+    fn encode(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[0..8].copy_from_slice(&self.raft_index.to_be_bytes());
+        b[8..12].copy_from_slice(&self.position.to_be_bytes());
+        b[12..16].copy_from_slice(&self.len.to_be_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Result<BatchLocation> {
+        if b.len() != 16 {
+            return Err(StorageError::Corrupt {
+                what: "batch location",
+                detail: format!("{} bytes", b.len()),
+            });
+        }
+        Ok(BatchLocation {
+            raft_index: u64::from_be_bytes(b[0..8].try_into().expect("8 bytes")),
+            position: u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")),
+            len: u32::from_be_bytes(b[12..16].try_into().expect("4 bytes")),
+        })
+    }
 }
 
 /// Handle to one partition's stored log. Cheap to clone.
@@ -100,9 +125,9 @@ impl PartitionLog {
         );
     }
 
-    /// Stores a batch (already carrying its final base offset in its header).
-    pub fn put_batch(&self, batch: &mut StateBatch, base_offset: i64, bytes: &[u8]) {
-        batch.put(&keys::batch(self.group, base_offset), bytes);
+    /// Records where the batch with `base_offset` is.
+    pub fn put_batch(&self, batch: &mut StateBatch, base_offset: i64, location: BatchLocation) {
+        batch.put(&keys::batch(self.group, base_offset), &location.encode());
     }
 
     /// Records that the batch at `base_offset` raised the partition's max timestamp to
@@ -134,10 +159,16 @@ impl PartitionLog {
         Ok(out)
     }
 
-    /// Batches holding offsets from `from` up to (not including) `end`, stopping once
-    /// `max_bytes` is reached but always returning at least one batch when one exists. The
-    /// first batch may start before `from` (the one containing it), as Kafka clients expect.
-    pub fn read(&self, from: i64, end: i64, max_bytes: usize) -> Result<Vec<StoredBatch>> {
+    /// Locations of the batches holding offsets from `from` up to (not including) `end`,
+    /// stopping once `max_bytes` is reached but always including at least one batch when
+    /// one exists. The first may start before `from` (the batch containing it), as Kafka
+    /// clients expect.
+    pub fn locate(
+        &self,
+        from: i64,
+        end: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<(i64, BatchLocation)>> {
         let mut out = Vec::new();
         if from >= end {
             return Ok(out);
@@ -158,26 +189,24 @@ impl PartitionLog {
             let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
                 break;
             };
-            if !out.is_empty() && total + value.len() > max_bytes {
+            let location = BatchLocation::decode(value)?;
+            if !out.is_empty() && total + location.len as usize > max_bytes {
                 break;
             }
-            total += value.len();
-            out.push(StoredBatch {
-                base_offset: keys::batch_base_offset(key).unwrap_or_default(),
-                bytes: Bytes::copy_from_slice(value),
-            });
+            total += location.len as usize;
+            out.push((keys::batch_base_offset(key).unwrap_or_default(), location));
             iter.next();
         }
         iter.status()?;
         Ok(out)
     }
 
-    /// The stored batch whose base offset is exactly `base_offset`.
-    pub fn batch_at(&self, base_offset: i64) -> Result<Option<Bytes>> {
-        Ok(self
-            .store
+    /// Where the batch whose base offset is exactly `base_offset` is.
+    pub fn location_of(&self, base_offset: i64) -> Result<Option<BatchLocation>> {
+        self.store
             .get_state(&keys::batch(self.group, base_offset))?
-            .map(Bytes::from))
+            .map(|b| BatchLocation::decode(&b))
+            .transpose()
     }
 
     /// The base offset of the first batch whose max timestamp is `>= timestamp`, found in
@@ -199,36 +228,46 @@ mod tests {
     use super::*;
     use crate::StoreOptions;
 
-    fn fill(log: &PartitionLog, store: &Store, sizes: &[(i64, usize)]) {
+    fn fill(log: &PartitionLog, store: &Store, sizes: &[(i64, u32)]) {
         let mut b = store.state_batch();
-        for &(base, len) in sizes {
-            log.put_batch(&mut b, base, &vec![base as u8; len]);
+        for (i, &(base, len)) in sizes.iter().enumerate() {
+            let location = BatchLocation {
+                raft_index: i as u64 + 1,
+                position: 20,
+                len,
+            };
+            log.put_batch(&mut b, base, location);
         }
         store.write_state(b).unwrap();
     }
 
     #[test]
-    fn reads_start_at_the_batch_containing_the_offset() {
+    fn locating_starts_at_the_batch_containing_the_offset() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
         let log = store.partition_log(9);
         // Batches [0..5), [5..10), [10..12).
         fill(&log, &store, &[(0, 100), (5, 100), (10, 100)]);
-        let bases = |v: Vec<StoredBatch>| v.iter().map(|b| b.base_offset).collect::<Vec<_>>();
-        assert_eq!(bases(log.read(7, 12, 1 << 20).unwrap()), [5, 10]);
-        assert_eq!(bases(log.read(0, 12, 150).unwrap()), [0]);
+        let bases = |v: Vec<(i64, BatchLocation)>| v.iter().map(|b| b.0).collect::<Vec<_>>();
+        assert_eq!(bases(log.locate(7, 12, 1 << 20).unwrap()), [5, 10]);
+        assert_eq!(bases(log.locate(0, 12, 150).unwrap()), [0]);
         assert_eq!(
-            bases(log.read(0, 12, 10).unwrap()),
+            bases(log.locate(0, 12, 10).unwrap()),
             [0],
             "one whole batch even when it exceeds max_bytes"
         );
-        assert_eq!(bases(log.read(3, 5, 1 << 20).unwrap()), [0]);
-        assert_eq!(bases(log.read(12, 12, 1 << 20).unwrap()), Vec::<i64>::new());
+        assert_eq!(bases(log.locate(3, 5, 1 << 20).unwrap()), [0]);
+        assert_eq!(
+            bases(log.locate(12, 12, 1 << 20).unwrap()),
+            Vec::<i64>::new()
+        );
         assert!(store
             .partition_log(10)
-            .read(0, 100, 100)
+            .locate(0, 100, 100)
             .unwrap()
             .is_empty());
+        assert_eq!(log.location_of(5).unwrap().unwrap().raft_index, 2);
+        assert_eq!(log.location_of(6).unwrap(), None);
     }
 
     #[test]
@@ -258,23 +297,6 @@ mod tests {
     }
 
     #[test]
-    fn durable_reads_see_only_flushed_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
-        let key = keys::state(1, keys::APPLIED);
-        let mut b = store.state_batch();
-        b.put(&key, b"one");
-        store.write_state(b).unwrap();
-        assert_eq!(store.get_state(&key).unwrap().unwrap(), b"one");
-        assert_eq!(store.get_state_durable(&key).unwrap(), None);
-        store.flush_state().unwrap();
-        let mut b = store.state_batch();
-        b.put(&key, b"two");
-        store.write_state(b).unwrap();
-        assert_eq!(store.get_state_durable(&key).unwrap().unwrap(), b"one");
-    }
-
-    #[test]
     fn unflushed_state_survives_a_clean_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -282,6 +304,6 @@ mod tests {
             fill(&store.partition_log(1), &store, &[(0, 10)]);
         }
         let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
-        assert_eq!(store.partition_log(1).read(0, 1, 100).unwrap().len(), 1);
+        assert_eq!(store.partition_log(1).locate(0, 1, 100).unwrap().len(), 1);
     }
 }

@@ -76,6 +76,17 @@ impl RaftLog {
         Ok(out)
     }
 
+    /// The entries at `indexes` (in that order), `None` where there is none.
+    pub fn get_many(&self, indexes: &[u64]) -> Result<Vec<Option<Vec<u8>>>> {
+        let cf = self.store.cf(CF_RAFT_LOG);
+        self.store
+            .db
+            .multi_get_cf(indexes.iter().map(|i| (cf, keys::raft_log(self.group, *i))))
+            .into_iter()
+            .map(|r| r.map_err(Into::into))
+            .collect()
+    }
+
     /// The entry with the highest index, if any.
     pub fn last(&self) -> Result<Option<(u64, Vec<u8>)>> {
         let mut ro = ReadOptions::default();
@@ -168,6 +179,10 @@ mod tests {
         assert_eq!(
             a.read(2, 10).unwrap(),
             [(2, b"a2".to_vec()), (3, b"a3".to_vec())]
+        );
+        assert_eq!(
+            a.get_many(&[3, 9, 1]).unwrap(),
+            [Some(b"a3".to_vec()), None, Some(b"a1".to_vec())]
         );
     }
 

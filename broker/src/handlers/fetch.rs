@@ -182,7 +182,7 @@ fn read_partition(
         Vec::new()
     } else {
         replica
-            .log
+            .reader
             .read(w.fetch_offset, current.high_watermark, limit.max(1))
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot read partition data");

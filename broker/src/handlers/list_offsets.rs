@@ -84,7 +84,7 @@ fn storage_error(e: impl std::fmt::Display) -> ResponseError {
 
 fn lookup(replica: &PartitionReplica, timestamp: i64) -> Result<Found, ResponseError> {
     let status = replica.status();
-    let epochs = replica.log.epochs().map_err(storage_error)?;
+    let epochs = replica.reader.index().epochs().map_err(storage_error)?;
     // The epoch in which `offset` was written: the last epoch starting at or before it.
     let epoch_of = |offset: i64| -> i32 {
         epochs
@@ -108,7 +108,8 @@ fn lookup(replica: &PartitionReplica, timestamp: i64) -> Result<Found, ResponseE
         )),
         MAX_TIMESTAMP => {
             let meta = replica
-                .log
+                .reader
+                .index()
                 .meta()
                 .map_err(storage_error)?
                 .unwrap_or_default();
@@ -125,7 +126,8 @@ fn lookup(replica: &PartitionReplica, timestamp: i64) -> Result<Found, ResponseE
         }
         t if t >= 0 => {
             let Some(base) = replica
-                .log
+                .reader
+                .index()
                 .first_batch_at_or_after(t)
                 .map_err(storage_error)?
             else {
@@ -146,7 +148,7 @@ fn stamps_of(
     base_offset: i64,
 ) -> Result<Vec<strand_protocol::records::RecordStamp>, ResponseError> {
     let batch = replica
-        .log
+        .reader
         .batch_at(base_offset)
         .map_err(storage_error)?
         .ok_or(ResponseError::KafkaStorageError)?;
