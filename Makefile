@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 STRAND := $(CARGO_TARGET_DIR)/release/strand
 VENV := $(CURDIR)/.venv
 
-.PHONY: run test build setup unit e2e lint fmt clean-data
+.PHONY: run test build setup unit e2e lint fmt bench clean-data
 
 setup:
 	@scripts/setup.sh
@@ -30,6 +30,11 @@ unit:
 
 e2e: build $(VENV)/.installed
 	STRAND_BIN=$(STRAND) $(VENV)/bin/pytest tests/e2e
+
+# Produce throughput against a fresh node (acks=all, 1 KiB records, 16 partitions by
+# default); pass options with BENCH_ARGS, e.g. BENCH_ARGS="--partitions 4 --seconds 60".
+bench: build $(VENV)/.installed
+	$(VENV)/bin/python benches/produce.py --strand $(STRAND) $(BENCH_ARGS)
 
 lint:
 	cargo fmt --all -- --check

@@ -10,6 +10,8 @@ command -v c++ >/dev/null || missing+=(g++)         # RocksDB is C++
 command -v make >/dev/null || missing+=(make)
 command -v kcat >/dev/null || missing+=(kcat)       # a client the tests drive
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v java >/dev/null || missing+=(default-jdk-headless)  # the Java client tests
+command -v mvn >/dev/null || missing+=(maven)                  # fetches kafka-clients
 
 if ((${#missing[@]})); then
     if ! command -v apt-get >/dev/null; then

@@ -77,7 +77,7 @@ pub async fn start(broker: &Arc<Broker>, request: Request) -> Pending {
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version).await)
         }
-        other => match unsupported::respond(other) {
+        other => match unsupported::respond(other, version) {
             Some(response) => response,
             None => {
                 tracing::debug!(?api_key, version, "unsupported API; closing connection");

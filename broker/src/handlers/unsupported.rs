@@ -6,7 +6,9 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
 use kafka_protocol::messages::{
     delete_groups_response::DeletableGroupResult, describe_groups_response::DescribedGroup,
     DeleteGroupsResponse, DescribeGroupsResponse, FindCoordinatorResponse, HeartbeatResponse,
@@ -19,7 +21,7 @@ use super::details::str_bytes;
 
 const UNSUPPORTED: i16 = ResponseError::UnsupportedVersion.code();
 
-pub fn respond(request: RequestKind) -> Option<ResponseKind> {
+pub fn respond(request: RequestKind, version: i16) -> Option<ResponseKind> {
     Some(match request {
         RequestKind::InitProducerId(_) => ResponseKind::InitProducerId(
             InitProducerIdResponse::default()
@@ -29,24 +31,28 @@ pub fn respond(request: RequestKind) -> Option<ResponseKind> {
         ),
         RequestKind::FindCoordinator(r) => {
             let message = Some(str_bytes("consumer groups are not supported yet"));
-            let coordinators = r
-                .coordinator_keys
-                .into_iter()
-                .map(|key| {
-                    Coordinator::default()
-                        .with_key(key)
-                        .with_node_id((-1).into())
-                        .with_error_code(UNSUPPORTED)
-                        .with_error_message(message.clone())
-                })
-                .collect();
-            ResponseKind::FindCoordinator(
+            // v4 batched the lookups (KIP-699): one answer per key instead of one in all.
+            ResponseKind::FindCoordinator(if version >= 4 {
+                FindCoordinatorResponse::default().with_coordinators(
+                    r.coordinator_keys
+                        .into_iter()
+                        .map(|key| {
+                            Coordinator::default()
+                                .with_key(key)
+                                .with_node_id((-1).into())
+                                .with_port(-1)
+                                .with_error_code(UNSUPPORTED)
+                                .with_error_message(message.clone())
+                        })
+                        .collect(),
+                )
+            } else {
                 FindCoordinatorResponse::default()
                     .with_error_code(UNSUPPORTED)
                     .with_error_message(message)
                     .with_node_id((-1).into())
-                    .with_coordinators(coordinators),
-            )
+                    .with_port(-1)
+            })
         }
         RequestKind::JoinGroup(_) => ResponseKind::JoinGroup(
             JoinGroupResponse::default()
@@ -84,20 +90,48 @@ pub fn respond(request: RequestKind) -> Option<ResponseKind> {
                     .collect(),
             ),
         ),
-        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(
-            OffsetFetchResponse::default()
-                .with_error_code(UNSUPPORTED)
-                .with_groups(
-                    r.groups
-                        .into_iter()
-                        .map(|g| {
-                            OffsetFetchResponseGroup::default()
-                                .with_group_id(g.group_id)
-                                .with_error_code(UNSUPPORTED)
-                        })
-                        .collect(),
-                ),
+        // v8 asks for several groups at once; v2 added a top-level error; v1 can only
+        // carry errors per partition.
+        RequestKind::OffsetFetch(r) if version >= 8 => ResponseKind::OffsetFetch(
+            OffsetFetchResponse::default().with_groups(
+                r.groups
+                    .into_iter()
+                    .map(|g| {
+                        OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id)
+                            .with_error_code(UNSUPPORTED)
+                    })
+                    .collect(),
+            ),
         ),
+        RequestKind::OffsetFetch(r) => {
+            let topics = r
+                .topics
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(t.name)
+                        .with_partitions(
+                            t.partition_indexes
+                                .into_iter()
+                                .map(|i| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(i)
+                                        .with_committed_offset(-1)
+                                        .with_error_code(UNSUPPORTED)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            let response = OffsetFetchResponse::default().with_topics(topics);
+            ResponseKind::OffsetFetch(if version >= 2 {
+                response.with_error_code(UNSUPPORTED)
+            } else {
+                response
+            })
+        }
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(
             DescribeGroupsResponse::default().with_groups(
                 r.groups
