@@ -13,6 +13,7 @@ use strand_storage::{Store, StoreOptions};
 
 use crate::controller;
 use crate::metrics::Metrics;
+use crate::producers::{self, ProducerIds};
 use crate::Config;
 
 /// Everything a request handler needs, shared by all connections.
@@ -20,6 +21,7 @@ pub struct Broker {
     pub config: Config,
     pub node: Arc<RaftNode>,
     pub metrics: Metrics,
+    pub producer_ids: ProducerIds,
 }
 
 /// Where a partition's requests go, as far as this node knows.
@@ -87,11 +89,14 @@ impl Broker {
             .await
             .context("cannot open the partition replicas")?;
         tokio::spawn(controller::reconcile_loop(node.clone()));
-        Ok(Arc::new(Broker {
+        let broker = Arc::new(Broker {
             config,
             node,
             metrics: Metrics::default(),
-        }))
+            producer_ids: ProducerIds::default(),
+        });
+        tokio::spawn(producers::expiry_loop(broker.clone()));
+        Ok(broker)
     }
 
     /// The topic named `name`, if it exists.

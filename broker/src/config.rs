@@ -80,6 +80,11 @@ pub struct Settings {
     #[arg(long, env = "STRAND_CLUSTER_ID")]
     pub cluster_id: Option<String>,
 
+    /// How long a partition remembers an idempotent producer after its last batch
+    /// (Kafka: producer.id.expiration.ms) [default: 86400000, one day].
+    #[arg(long, env = "STRAND_PRODUCER_ID_EXPIRATION_MS")]
+    pub producer_id_expiration_ms: Option<u64>,
+
     /// Raft leader heartbeat period in milliseconds [default: 250].
     #[arg(long, env = "STRAND_RAFT_HEARTBEAT_MS")]
     pub raft_heartbeat_ms: Option<u64>,
@@ -114,6 +119,9 @@ impl Settings {
             max_message_bytes: self.max_message_bytes.or(lower.max_message_bytes),
             max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
             cluster_id: self.cluster_id.or(lower.cluster_id),
+            producer_id_expiration_ms: self
+                .producer_id_expiration_ms
+                .or(lower.producer_id_expiration_ms),
             raft_heartbeat_ms: self.raft_heartbeat_ms.or(lower.raft_heartbeat_ms),
             raft_election_timeout_ms: self
                 .raft_election_timeout_ms
@@ -139,6 +147,7 @@ pub struct Config {
     pub max_message_bytes: i32,
     pub max_request_bytes: usize,
     pub cluster_id: String,
+    pub producer_id_expiration: Duration,
     pub raft_heartbeat: Duration,
     pub raft_election_timeout: Duration,
     pub log: String,
@@ -289,6 +298,9 @@ impl Config {
             max_message_bytes,
             max_request_bytes,
             cluster_id: s.cluster_id.unwrap_or_else(|| "strand-cluster".into()),
+            producer_id_expiration: Duration::from_millis(
+                s.producer_id_expiration_ms.unwrap_or(86_400_000),
+            ),
             raft_heartbeat: Duration::from_millis(raft_heartbeat_ms),
             raft_election_timeout: Duration::from_millis(raft_election_timeout_ms),
             log: s.log.unwrap_or_else(|| "info,openraft=warn".into()),

@@ -8,6 +8,7 @@
 //! - [`controller`]: topic creation and deletion through the controller Raft group, and
 //!   the loop that opens and removes local partition replicas as metadata changes.
 //! - [`topics`]: topic names and topic-level configs.
+//! - [`producers`]: producer ids for idempotent producers, and expiring their state.
 //! - [`metrics`]: the Prometheus endpoint.
 
 pub mod broker;
@@ -16,6 +17,7 @@ pub mod connection;
 pub mod controller;
 pub mod handlers;
 pub mod metrics;
+pub mod producers;
 pub mod server;
 pub mod topics;
 

@@ -30,6 +30,8 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::ApiVersions, 0, 4),
     range(ApiKey::CreateTopics, 2, 7),
     range(ApiKey::DeleteTopics, 1, 6),
+    range(ApiKey::InitProducerId, 0, 5),
+    range(ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The advertised range for `key`, or `None` if Strand does not implement it.

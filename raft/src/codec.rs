@@ -9,8 +9,9 @@
 //!  kind 0 blank
 //!  kind 1 membership   17: postcard(Membership)
 //!  kind 2 append       17: batch count n u32, then n × (len u32, last offset delta i32,
-//!                          max timestamp i64), then the batches back to back
-//!  kind 3 controller   17: postcard(ControllerCommand)
+//!                          max timestamp i64, producer id i64, producer epoch i16,
+//!                          base sequence i32), then the batches back to back
+//!  kind 3 command      17: postcard(Command), any other command
 //! ```
 //!
 //! Everything else (votes, log ids) is postcard.
@@ -39,11 +40,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
 }
 
 const HEADER: usize = 17;
-const SUMMARY: usize = 16;
+const SUMMARY: usize = 30;
 const BLANK: u8 = 0;
 const MEMBERSHIP: u8 = 1;
 const APPEND: u8 = 2;
-const CONTROLLER: u8 = 3;
+const COMMAND: u8 = 3;
 
 /// Where the batches of an append entry with `batch_count` batches begin.
 pub fn append_data_start(batch_count: usize) -> usize {
@@ -77,12 +78,15 @@ pub fn encode_entry(entry: &Entry) -> Vec<u8> {
                 out.extend_from_slice(&s.len.to_be_bytes());
                 out.extend_from_slice(&s.last_offset_delta.to_be_bytes());
                 out.extend_from_slice(&s.max_timestamp.to_be_bytes());
+                out.extend_from_slice(&s.producer_id.to_be_bytes());
+                out.extend_from_slice(&s.producer_epoch.to_be_bytes());
+                out.extend_from_slice(&s.base_sequence.to_be_bytes());
             }
             out.extend_from_slice(&a.data);
         }
-        EntryPayload::Normal(Command::Controller(c)) => {
-            out.push(CONTROLLER);
-            out.extend_from_slice(&encode(c));
+        EntryPayload::Normal(command) => {
+            out.push(COMMAND);
+            out.extend_from_slice(&encode(command));
         }
     }
     out
@@ -98,7 +102,7 @@ pub fn decode_entry(stored: Vec<u8>) -> Result<Entry, DecodeError> {
     let payload = match stored[16] {
         BLANK => EntryPayload::Blank,
         MEMBERSHIP => EntryPayload::Membership(decode(&stored[HEADER..])?),
-        CONTROLLER => EntryPayload::Normal(Command::Controller(decode(&stored[HEADER..])?)),
+        COMMAND => EntryPayload::Normal(decode(&stored[HEADER..])?),
         APPEND => {
             let count = stored
                 .get(HEADER..HEADER + 4)
@@ -118,6 +122,9 @@ pub fn decode_entry(stored: Vec<u8>) -> Result<Entry, DecodeError> {
                         len: u32::from_be_bytes(s[0..4].try_into().expect("4 bytes")),
                         last_offset_delta: i32::from_be_bytes(s[4..8].try_into().expect("4 bytes")),
                         max_timestamp: i64::from_be_bytes(s[8..16].try_into().expect("8 bytes")),
+                        producer_id: i64::from_be_bytes(s[16..24].try_into().expect("8 bytes")),
+                        producer_epoch: i16::from_be_bytes(s[24..26].try_into().expect("2 bytes")),
+                        base_sequence: i32::from_be_bytes(s[26..30].try_into().expect("4 bytes")),
                     }
                 })
                 .collect();
@@ -147,11 +154,17 @@ mod tests {
                 len: 4,
                 last_offset_delta: 0,
                 max_timestamp: 7,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
             },
             BatchSummary {
                 len: 6,
                 last_offset_delta: 2,
                 max_timestamp: -1,
+                producer_id: 1 << 40,
+                producer_epoch: 3,
+                base_sequence: i32::MAX,
             },
         ];
         let entry = Entry {
@@ -181,6 +194,14 @@ mod tests {
             payload: EntryPayload::Blank,
         });
         assert!(matches!(blank.payload, EntryPayload::Blank));
+        let expire = round_trip(Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), 3),
+            payload: EntryPayload::Normal(Command::ExpireProducers { before: 99 }),
+        });
+        assert!(matches!(
+            expire.payload,
+            EntryPayload::Normal(Command::ExpireProducers { before: 99 })
+        ));
         let command = ControllerCommand::CreateTopic {
             name: "t".into(),
             topic_id: [1; 16],

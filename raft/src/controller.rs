@@ -43,6 +43,8 @@ pub struct ClusterMetadata {
     pub topics: BTreeMap<String, Arc<TopicInfo>>,
     /// The group id the next partition gets.
     pub next_group: GroupId,
+    /// The first producer id not yet handed out.
+    pub next_producer_id: i64,
 }
 
 impl ClusterMetadata {
@@ -60,6 +62,7 @@ impl ClusterMetadata {
 const TOPIC_PREFIX: &[u8] = b"topic/";
 const BROKER_PREFIX: &[u8] = b"broker/";
 const NEXT_GROUP: &[u8] = b"next_group";
+const NEXT_PRODUCER_ID: &[u8] = b"next_producer_id";
 
 fn named(prefix: &[u8], name: &[u8]) -> Vec<u8> {
     let mut key = prefix.to_vec();
@@ -155,6 +158,15 @@ impl Machine for ControllerMachine {
                 batch.delete(&named(TOPIC_PREFIX, name.as_bytes()));
                 Response::TopicDeleted
             }
+            ControllerCommand::AllocateProducerIds { count } => {
+                let first = self.metadata.next_producer_id;
+                self.metadata.next_producer_id = first + count as i64;
+                batch.put(
+                    &keys::record(CONTROLLER_GROUP, NEXT_PRODUCER_ID),
+                    &self.metadata.next_producer_id.to_be_bytes(),
+                );
+                Response::ProducerIds { first, count }
+            }
             ControllerCommand::RegisterBroker(info) => {
                 batch.put(
                     &named(BROKER_PREFIX, &info.id.to_be_bytes()),
@@ -197,6 +209,9 @@ impl Machine for ControllerMachine {
                 }
             } else if name == NEXT_GROUP {
                 metadata.next_group = v.try_into().map(u64::from_be_bytes).unwrap_or_default();
+            } else if name == NEXT_PRODUCER_ID {
+                metadata.next_producer_id =
+                    v.try_into().map(i64::from_be_bytes).unwrap_or_default();
             }
             true
         })?;
@@ -272,8 +287,32 @@ mod tests {
         );
         let published = rx.borrow().clone();
         assert_eq!(published.topics.len(), 2);
+        assert_eq!(
+            run(
+                &mut m,
+                &store,
+                ControllerCommand::AllocateProducerIds { count: 100 }
+            ),
+            Response::ProducerIds {
+                first: 0,
+                count: 100
+            }
+        );
+        assert_eq!(
+            run(
+                &mut m,
+                &store,
+                ControllerCommand::AllocateProducerIds { count: 100 }
+            ),
+            Response::ProducerIds {
+                first: 100,
+                count: 100
+            }
+        );
+        let published = rx.borrow().clone();
         let (_, reopened) = ControllerMachine::open(store.clone()).unwrap();
         assert_eq!(*reopened.borrow().clone(), *published);
+        assert_eq!(published.next_producer_id, 200, "producer ids never repeat");
         assert_eq!(published.partition_of_group(3).unwrap().0.name, "b");
     }
 }

@@ -273,6 +273,16 @@ impl RaftNode {
             .cloned()
     }
 
+    /// Every partition replica on this node.
+    pub fn partitions(&self) -> Vec<Arc<PartitionReplica>> {
+        self.partitions
+            .read()
+            .expect("partition map lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub fn partition_count(&self) -> usize {
         self.partitions.read().expect("partition map lock").len()
     }

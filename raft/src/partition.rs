@@ -9,6 +9,8 @@
 //! entry is the batch's partition leader epoch. The reader stamps both into the batch
 //! header as it copies the batch out.
 
+use std::collections::HashMap;
+
 use bytes::{Bytes, BytesMut};
 use strand_storage::{
     BatchLocation, PartitionLog, PartitionMeta, RaftLog, StateBatch, StorageError,
@@ -16,8 +18,9 @@ use strand_storage::{
 use tokio::sync::watch;
 
 use crate::codec;
+use crate::producers::{self, ProducerBatch, ProducerEntry, Producers, Verdict};
 use crate::state_machine::Machine;
-use crate::types::{AppendBatches, Command, LogId, Rejection, Response};
+use crate::types::{AppendBatches, BatchSummary, Command, LogId, Rejection, Response};
 
 /// What readers of a partition need to know, published after every apply round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +49,7 @@ pub struct PartitionMachine {
     meta: PartitionMeta,
     last_epoch: Option<i32>,
     meta_changed: bool,
+    producers: Producers,
     status: watch::Sender<PartitionStatus>,
 }
 
@@ -60,6 +64,7 @@ impl PartitionMachine {
             meta: PartitionMeta::default(),
             last_epoch: None,
             meta_changed: false,
+            producers: Producers::default(),
             status: watch::channel(PartitionStatus {
                 high_watermark: 0,
                 log_start_offset: 0,
@@ -81,6 +86,47 @@ impl PartitionMachine {
         if total != append.data.len() || append.batches.is_empty() {
             return Response::Rejected(Rejection::InvalidAppend);
         }
+
+        // Judge every idempotent batch first: the command is applied whole or not at all.
+        let mut staged: HashMap<i64, ProducerEntry> = HashMap::new();
+        let mut duplicate_of = None;
+        let mut offset = self.meta.next_offset;
+        for summary in &append.batches {
+            if summary.producer_id >= 0 {
+                let batch = producer_batch(summary);
+                let known = staged
+                    .get(&batch.producer_id)
+                    .or_else(|| self.producers.entries.get(&batch.producer_id));
+                match producers::check(known, &batch) {
+                    Verdict::Append => {
+                        let entry = producers::record(known, &batch, offset);
+                        staged.insert(batch.producer_id, entry);
+                    }
+                    Verdict::Duplicate { base_offset } => {
+                        duplicate_of.get_or_insert(base_offset);
+                    }
+                    Verdict::Reject(why) => return Response::Rejected(why),
+                }
+            }
+            offset += summary.last_offset_delta as i64 + 1;
+        }
+        if let Some(base_offset) = duplicate_of {
+            // A retry: answer with where it was stored. A retry mixed with new batches
+            // cannot come from a well-behaved producer.
+            return if staged.is_empty() {
+                Response::Appended {
+                    base_offset,
+                    log_start_offset: self.meta.log_start_offset,
+                }
+            } else {
+                Response::Rejected(Rejection::OutOfOrderSequence)
+            };
+        }
+        for (id, entry) in staged {
+            self.producers.entries.insert(id, entry);
+            self.producers.changed.push(id);
+        }
+
         let base_offset = self.meta.next_offset;
         let mut position = codec::append_data_start(append.batches.len());
         for summary in &append.batches {
@@ -108,6 +154,16 @@ impl PartitionMachine {
     }
 }
 
+fn producer_batch(summary: &BatchSummary) -> ProducerBatch {
+    ProducerBatch {
+        producer_id: summary.producer_id,
+        epoch: summary.producer_epoch,
+        first_seq: summary.base_sequence,
+        last_offset_delta: summary.last_offset_delta,
+        max_timestamp: summary.max_timestamp,
+    }
+}
+
 impl Machine for PartitionMachine {
     /// A new term starts a new leader epoch at the current log end (Kafka records an epoch
     /// when its leader takes over, even before it writes).
@@ -123,6 +179,9 @@ impl Machine for PartitionMachine {
     fn apply(&mut self, log_id: &LogId, command: Command, batch: &mut StateBatch) -> Response {
         match command {
             Command::Append(append) => self.append(log_id, append, batch),
+            Command::ExpireProducers { before } => Response::ProducersExpired {
+                count: self.producers.expire(before) as u32,
+            },
             Command::Controller(_) => Response::Rejected(Rejection::WrongGroup),
         }
     }
@@ -131,6 +190,14 @@ impl Machine for PartitionMachine {
         if self.meta_changed {
             self.log.put_meta(batch, &self.meta);
             self.meta_changed = false;
+        }
+        for id in self.producers.changed.drain(..) {
+            if let Some(entry) = self.producers.entries.get(&id) {
+                self.log.put_producer(batch, id, &codec::encode(entry));
+            }
+        }
+        for id in self.producers.removed.drain(..) {
+            self.log.delete_producer(batch, id);
         }
     }
 
@@ -144,6 +211,14 @@ impl Machine for PartitionMachine {
     fn reload(&mut self) -> Result<(), strand_storage::StorageError> {
         self.meta = self.log.meta()?.unwrap_or_default();
         self.last_epoch = self.log.epochs()?.last().map(|(e, _)| *e as i32);
+        self.producers = Producers::default();
+        for (id, bytes) in self.log.producers()? {
+            let entry = codec::decode(&bytes).map_err(|e| StorageError::Corrupt {
+                what: "producer state",
+                detail: e.to_string(),
+            })?;
+            self.producers.entries.insert(id, entry);
+        }
         self.publish();
         Ok(())
     }
@@ -166,6 +241,22 @@ pub struct PartitionReader {
 impl PartitionReader {
     pub fn new(index: PartitionLog, entries: RaftLog) -> PartitionReader {
         PartitionReader { index, entries }
+    }
+
+    /// The partition's idempotent producers, as last applied.
+    pub fn producers(&self) -> Result<Vec<(i64, ProducerEntry)>, StorageError> {
+        self.index
+            .producers()?
+            .into_iter()
+            .map(|(id, bytes)| {
+                codec::decode(&bytes)
+                    .map(|e| (id, e))
+                    .map_err(|e| StorageError::Corrupt {
+                        what: "producer state",
+                        detail: e.to_string(),
+                    })
+            })
+            .collect()
     }
 
     /// The partition's index (meta, epochs, time index).
@@ -258,6 +349,9 @@ mod tests {
             len: b.len() as u32,
             last_offset_delta: records - 1,
             max_timestamp: max_ts,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
         };
         let last = b.len() - 1;
         b[last] = 0xAB;

@@ -38,6 +38,9 @@ pub type StorageError = openraft::StorageError<NodeId>;
 pub enum Command {
     /// Append record batches to a partition.
     Append(AppendBatches),
+    /// Forget a partition's idempotent producers whose last batch is older than `before`
+    /// (milliseconds since the epoch, decided by the leader).
+    ExpireProducers { before: i64 },
     /// Change cluster metadata (controller group only).
     Controller(ControllerCommand),
 }
@@ -61,6 +64,10 @@ pub struct BatchSummary {
     /// Offsets the batch occupies, minus one.
     pub last_offset_delta: i32,
     pub max_timestamp: i64,
+    /// The idempotent producer's id (-1 for none), epoch and first sequence number.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
 /// A change to cluster metadata.
@@ -78,6 +85,10 @@ pub enum ControllerCommand {
     },
     /// Record (or update) a broker's addresses.
     RegisterBroker(BrokerInfo),
+    /// Hand out the next `count` producer ids (to one broker's InitProducerId).
+    AllocateProducerIds {
+        count: u32,
+    },
 }
 
 /// The outcome of applying a command.
@@ -93,6 +104,14 @@ pub enum Response {
     },
     TopicDeleted,
     BrokerRegistered,
+    /// Producer ids `first .. first + count` are now this caller's to hand out.
+    ProducerIds {
+        first: i64,
+        count: u32,
+    },
+    ProducersExpired {
+        count: u32,
+    },
     /// The command was refused; nothing changed.
     Rejected(Rejection),
     /// Raft's own entries (blank, membership) produce no result.
@@ -110,6 +129,10 @@ pub enum Rejection {
     WrongGroup,
     #[error("the batch summaries do not match the data")]
     InvalidAppend,
+    #[error("the batch does not continue its producer's sequence")]
+    OutOfOrderSequence,
+    #[error("the producer's epoch is older than the partition's")]
+    InvalidProducerEpoch,
 }
 
 /// A broker as clients see it.

@@ -145,6 +145,29 @@ impl PartitionLog {
         batch.put(&keys::epoch(self.group, epoch), &start_offset.to_be_bytes());
     }
 
+    /// Stores an idempotent producer's state (encoded by the caller).
+    pub fn put_producer(&self, batch: &mut StateBatch, producer_id: i64, state: &[u8]) {
+        batch.put(&keys::producer(self.group, producer_id), state);
+    }
+
+    pub fn delete_producer(&self, batch: &mut StateBatch, producer_id: i64) {
+        batch.delete(&keys::producer(self.group, producer_id));
+    }
+
+    /// Every stored producer state, by producer id.
+    pub fn producers(&self) -> Result<Vec<(i64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let start = keys::state(self.group, keys::PRODUCER);
+        let end = keys::state_tag_end(self.group, keys::PRODUCER);
+        self.store.scan_state(&start, &end, |k, v| {
+            if let Some(id) = keys::decode_producer(k) {
+                out.push((id, v.to_vec()));
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
     /// The leader-epoch history: `(epoch, first offset)`, oldest first.
     pub fn epochs(&self) -> Result<Vec<(u32, i64)>> {
         let mut out = Vec::new();

@@ -72,8 +72,10 @@ def _compress(codec: str, data: bytes) -> bytes:
     raise ValueError(codec)
 
 
-def record_batch(records, codec="none", base_timestamp=1_700_000_000_000) -> bytes:
-    """A v2 record batch as a producer would send it. `records` is a list of (key, value)."""
+def record_batch(records, codec="none", base_timestamp=1_700_000_000_000, producer=None) -> bytes:
+    """A v2 record batch as a producer would send it. `records` is a list of (key, value);
+    `producer` is an idempotent producer's (id, epoch, first sequence)."""
+    producer_id, producer_epoch, base_sequence = producer or (-1, -1, -1)
     section = b"".join(
         _record(i, i, key, value) for i, (key, value) in enumerate(records)
     )
@@ -85,9 +87,9 @@ def record_batch(records, codec="none", base_timestamp=1_700_000_000_000) -> byt
         n - 1,  # last offset delta
         base_timestamp,
         base_timestamp + n - 1,  # max timestamp
-        -1,  # producer id
-        -1,  # producer epoch
-        -1,  # base sequence
+        producer_id,
+        producer_epoch,
+        base_sequence,
         n,
     ) + section
     crc = crc32c(after_crc)
@@ -202,6 +204,7 @@ class Connection:
 # --- The requests the tests use ----------------------------------------------------------
 
 API_PRODUCE, API_FETCH, API_METADATA, API_VERSIONS, API_CREATE_TOPICS = 0, 1, 3, 18, 19
+API_INIT_PRODUCER_ID = 22
 
 
 def api_versions(conn: Connection, version: int = 0):
@@ -295,3 +298,10 @@ def create_topic(conn: Connection, name: str, partitions: int = 1, replication: 
     r.take(">i")
     [(_, error, _message)] = r.array(lambda r: (r.string(), r.take(">h"), r.string()))
     return error
+
+
+def init_producer_id(conn: Connection):
+    """InitProducerId v0 for an idempotent producer. Returns (error_code, id, epoch)."""
+    r = conn.request(API_INIT_PRODUCER_ID, 0, string(None) + struct.pack(">i", 60_000))
+    r.take(">i")  # throttle
+    return r.take(">h"), r.take(">q"), r.take(">h")

@@ -127,8 +127,7 @@ def test_group_apis_say_unsupported_instead_of_crashing(broker, topic):
     bystander = broker.connect()
     r = bystander.request(10, 0, kafka_wire.string("some-group"))  # FindCoordinator v0
     assert r.take(">h") == 35, "UNSUPPORTED_VERSION"
-    r = bystander.request(22, 0, kafka_wire.string(None) + struct.pack(">i", 60_000))  # InitProducerId v0
-    r.take(">i")
+    r = bystander.request(12, 0, kafka_wire.string("g") + struct.pack(">i", 1) + kafka_wire.string("m"))  # Heartbeat v0
     assert r.take(">h") == 35
     assert_still_serving(broker, topic, bystander)
 

@@ -63,11 +63,8 @@ def test_confluent_kafka_acks_settings(broker, acks):
 def test_kafka_python_round_trip(broker, codec):
     topic = f"kp-{codec or 'none'}"
     create_topic(broker.bootstrap, topic, partitions=3)
-    # Idempotence (kafka-python 3's default) needs InitProducerId, which comes with the
-    # idempotent-producer work; until then the tests opt out.
     producer = KafkaProducer(
-        bootstrap_servers=broker.bootstrap, compression_type=codec, acks="all", linger_ms=5,
-        enable_idempotence=False,
+        bootstrap_servers=broker.bootstrap, compression_type=codec, acks="all", linger_ms=5
     )
     messages = keyed_messages(f"kp{codec}", 3_000)
     futures = [producer.send(topic, key=k, value=v) for k, v in messages]
@@ -96,6 +93,7 @@ def test_kafka_python_round_trip(broker, codec):
 def test_kafka_python_other_acks(broker, acks):
     topic = f"kp-acks-{acks}"
     create_topic(broker.bootstrap, topic)
+    # Idempotence requires acks=all, so these settings turn it off.
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=acks, enable_idempotence=False)
     for i in range(500):
         producer.send(topic, value=f"a{acks}-{i}".encode())

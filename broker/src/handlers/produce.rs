@@ -21,8 +21,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::batch::{validate_produce_records, BatchError};
 use strand_raft::{
-    AppendBatches, BatchSummary, Command, PartitionReplica, Proposal, ProposeError, Response,
-    TopicInfo,
+    AppendBatches, BatchSummary, Command, PartitionReplica, Proposal, ProposeError, Rejection,
+    Response, TopicInfo,
 };
 
 use super::details::{broker_id, leader_epoch, str_bytes};
@@ -194,6 +194,15 @@ impl Submitted {
                 broker.metrics.produced_bytes.fetch_add(self.bytes, Relaxed);
                 Ok((base_offset, log_start_offset))
             }
+            Ok(Ok(Response::Rejected(why))) => Err(Failure {
+                error: match why {
+                    Rejection::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
+                    Rejection::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+                    _ => ResponseError::InvalidRecord,
+                },
+                message: Some(why.to_string()),
+                leader: None,
+            }),
             Ok(Ok(other)) => Err(Failure {
                 error: ResponseError::UnknownServerError,
                 message: Some(format!("unexpected append result {other:?}")),
@@ -250,15 +259,6 @@ async fn submit_partition(
             leader: None,
         });
     }
-    if headers.iter().any(|h| h.has_producer_id()) {
-        // Idempotent batches need producer state this broker does not keep yet; storing
-        // them without sequence checks would silently drop the guarantee.
-        return Err(Failure {
-            error: ResponseError::UnknownProducerId,
-            message: Some("this broker has issued no producer ids".into()),
-            leader: None,
-        });
-    }
     let command = Command::Append(AppendBatches {
         batches: headers
             .iter()
@@ -266,6 +266,9 @@ async fn submit_partition(
                 len: h.total_len() as u32,
                 last_offset_delta: h.last_offset_delta,
                 max_timestamp: h.max_timestamp,
+                producer_id: h.producer_id,
+                producer_epoch: h.producer_epoch,
+                base_sequence: h.base_sequence,
             })
             .collect(),
         data: records.clone(),

@@ -12,8 +12,8 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{
     delete_groups_response::DeletableGroupResult, describe_groups_response::DescribedGroup,
     DeleteGroupsResponse, DescribeGroupsResponse, FindCoordinatorResponse, HeartbeatResponse,
-    InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
-    OffsetCommitResponse, OffsetFetchResponse, RequestKind, ResponseKind, SyncGroupResponse,
+    JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse, OffsetCommitResponse,
+    OffsetFetchResponse, RequestKind, ResponseKind, SyncGroupResponse,
 };
 use kafka_protocol::ResponseError;
 
@@ -23,12 +23,6 @@ const UNSUPPORTED: i16 = ResponseError::UnsupportedVersion.code();
 
 pub fn respond(request: RequestKind, version: i16) -> Option<ResponseKind> {
     Some(match request {
-        RequestKind::InitProducerId(_) => ResponseKind::InitProducerId(
-            InitProducerIdResponse::default()
-                .with_error_code(UNSUPPORTED)
-                .with_producer_id((-1).into())
-                .with_producer_epoch(-1),
-        ),
         RequestKind::FindCoordinator(r) => {
             let message = Some(str_bytes("consumer groups are not supported yet"));
             // v4 batched the lookups (KIP-699): one answer per key instead of one in all.

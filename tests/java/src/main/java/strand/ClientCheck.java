@@ -25,9 +25,10 @@ import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
 /**
- * Drives a broker with the Java client: creates a topic, produces keyed records with every
- * codec, reads them all back through assign(), checks each record is where the producer
- * was told it is and that per-key order holds, and looks up offsets by time.
+ * Drives a broker with the Java client on its defaults (idempotent, acks=all): creates a
+ * topic, produces keyed records with every codec, lists the producers, reads everything
+ * back through assign(), checks each record is where the producer was told it is and that
+ * per-key order holds, and looks up offsets by time.
  * Usage: ClientCheck bootstrap topic records. Exits non-zero with a reason on any mismatch.
  */
 public final class ClientCheck {
@@ -52,10 +53,7 @@ public final class ClientCheck {
         for (String codec : List.of("none", "gzip", "snappy", "lz4", "zstd")) {
             Properties p = new Properties();
             p.putAll(common);
-            p.put(ProducerConfig.ACKS_CONFIG, "all");
-            // Idempotence (the Java default) needs InitProducerId, which Strand does not
-            // implement yet.
-            p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
+            // The client's defaults: acks=all, idempotence on, five requests in flight.
             p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, codec);
             p.put(ProducerConfig.LINGER_MS_CONFIG, "5");
             try (KafkaProducer<String, String> producer =
@@ -72,6 +70,12 @@ public final class ClientCheck {
                     placed.put(values.get(i), sent.get(i).get());
                 }
             }
+        }
+
+        try (Admin admin = Admin.create(common)) {
+            TopicPartition first = new TopicPartition(topic, 0);
+            var producers = admin.describeProducers(List.of(first)).partitionResult(first).get();
+            check(!producers.activeProducers().isEmpty(), "DescribeProducers lists no producer");
         }
 
         Properties c = new Properties();

@@ -1,0 +1,241 @@
+//! Starting a real `strand` process and talking Kafka to it, for the integration tests.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+pub struct Node {
+    pub child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Node {
+    pub fn start() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_strand"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--raft-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--metrics-listen", "off"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start strand");
+        let node = Node {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(mut c) = node.try_connect() {
+                if c.try_call(
+                    ApiKey::Metadata,
+                    1,
+                    &RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![]))),
+                )
+                .is_ok()
+                {
+                    return node;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("strand did not start");
+    }
+
+    pub fn try_connect(&self) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Client {
+            stream,
+            correlation: 0,
+        })
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Client {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Client {
+    pub fn try_call(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &RequestKind,
+    ) -> std::io::Result<ResponseKind> {
+        self.correlation += 1;
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("version-sweep")))
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("test bug: cannot encode {key:?} v{version}: {e}"));
+        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&buf);
+        self.stream.write_all(&frame)?;
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let mut payload = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut payload)?;
+        let mut payload = Bytes::from(payload);
+        let header =
+            ResponseHeader::decode(&mut payload, key.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation);
+        Ok(ResponseKind::decode(key, &mut payload, version)
+            .unwrap_or_else(|e| panic!("cannot decode {key:?} v{version} response: {e}")))
+    }
+
+    /// Like `call`, but `None` when the Kafka crate's request encoder cannot produce this
+    /// version (its encoders trail its decoders for a few group APIs).
+    pub fn call_if_encodable(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Option<ResponseKind> {
+        let mut scratch = BytesMut::new();
+        body.encode(&mut scratch, version).ok()?;
+        Some(self.call(key, version, body))
+    }
+
+    pub fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        self.try_call(key, version, &body).unwrap_or_else(|e| {
+            panic!("{key:?} v{version}: connection failed ({e}); the broker could not answer")
+        })
+    }
+}
+
+pub fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// A v2 record batch of one record, optionally from an idempotent producer
+/// (`(producer id, epoch, sequence)`).
+pub fn batch_from(value: &str, producer: Option<(i64, i16, i32)>) -> Bytes {
+    let (producer_id, producer_epoch, sequence) = producer.unwrap_or((-1, -1, -1));
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch,
+        sequence,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(Bytes::from(value.to_string())),
+        headers: IndexMap::new(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+pub fn batch(value: &str) -> Bytes {
+    batch_from(value, None)
+}
+
+impl Node {
+    /// The process's resident memory, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kb * 1024
+    }
+}
+
+impl Client {
+    /// Sends a request without waiting for its answer (pipelining).
+    pub fn send(&mut self, key: ApiKey, version: i16, body: &RequestKind) {
+        self.correlation += 1;
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("integration")))
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&buf);
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    /// Reads the next answer (of a request sent with `send`).
+    pub fn receive(&mut self, key: ApiKey, version: i16) -> ResponseKind {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).unwrap();
+        let mut payload = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut payload).unwrap();
+        let mut payload = Bytes::from(payload);
+        ResponseHeader::decode(&mut payload, key.response_header_version(version)).unwrap();
+        ResponseKind::decode(key, &mut payload, version).unwrap()
+    }
+}
+
+/// A Produce request (v9) of one batch to partition 0 of `topic`.
+pub fn produce_request(topic: &str, records: Bytes) -> RequestKind {
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ])]),
+    )
+}

@@ -1,0 +1,133 @@
+"""Idempotent producers: no duplicates and no reordering, with the clients' defaults."""
+
+import threading
+import time
+from collections import defaultdict
+
+from confluent_kafka import Producer
+from kafka import KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KpTopicPartition
+
+import kafka_wire
+from clients import consume_confluent, create_topic
+
+OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 45, 47
+
+
+def test_sequence_rules_over_the_wire(broker):
+    create_topic(broker.bootstrap, "sequences")
+    conn = broker.connect()
+    error, pid, epoch = kafka_wire.init_producer_id(conn)
+    assert (error, epoch) == (0, 0)
+    _, other_pid, _ = kafka_wire.init_producer_id(conn)
+    assert other_pid != pid, "producer ids are never handed out twice"
+
+    def send(seq, records=2, producer_epoch=0):
+        batch = kafka_wire.record_batch(
+            [(b"k", f"s{seq + i}".encode()) for i in range(records)],
+            producer=(pid, producer_epoch, seq),
+        )
+        return kafka_wire.produce(conn, "sequences", 0, batch)
+
+    assert send(0) == (0, 0)
+    assert send(0) == (0, 0), "a retry gets the original offset"
+    assert send(2) == (0, 2)
+    assert send(2) == (0, 2)
+    assert send(7)[0] == OUT_OF_ORDER_SEQUENCE_NUMBER, "a gap is refused"
+    assert send(0, producer_epoch=1) == (0, 4), "a new epoch starts again at 0"
+    assert send(4, producer_epoch=0)[0] == INVALID_PRODUCER_EPOCH, "the old epoch is fenced"
+    error, hw, _ = kafka_wire.fetch(conn, "sequences", 0, 0)
+    assert (error, hw) == (0, 6), "nothing refused or repeated was stored"
+    conn.close()
+
+
+def test_kafka_python_default_producer_is_idempotent(broker):
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    assert producer.config["enable_idempotence"], "kafka-python 3 defaults to idempotence"
+    futures = [producer.send("kp-default", key=b"k", value=f"v{i}".encode()) for i in range(500)]
+    producer.flush(30)
+    placed = [f.get(10) for f in futures]
+    producer.close()
+    assert [m.offset for m in placed] == list(range(500)), "one key, one partition, in order"
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, consumer_timeout_ms=10_000)
+    tp = KpTopicPartition("kp-default", placed[0].partition)
+    consumer.assign([tp])
+    consumer.seek_to_beginning()
+    values = [m.value for m in consumer][:500]
+    consumer.close()
+    assert values == [f"v{i}".encode() for i in range(500)]
+
+
+class IdempotentWriter(threading.Thread):
+    """Sends numbered values per key through librdkafka's idempotent producer, flat out,
+    retrying as the client does by default."""
+
+    def __init__(self, bootstrap, topic):
+        super().__init__(daemon=True)
+        self.topic = topic
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "linger.ms": 2,
+                "message.timeout.ms": 60_000,
+            }
+        )
+        self.stopping = threading.Event()
+        self.acked = {}
+        self.errors = []
+
+    def on_delivery(self, err, msg):
+        if err is None:
+            self.acked[msg.value()] = (msg.partition(), msg.offset())
+        else:
+            self.errors.append(err)
+
+    def run(self):
+        i = 0
+        while not self.stopping.is_set():
+            key = i % 8
+            try:
+                self.producer.produce(
+                    self.topic, key=f"k{key}".encode(), value=f"k{key}:{i:08d}".encode(),
+                    on_delivery=self.on_delivery,
+                )
+                i += 1
+            except BufferError:
+                pass
+            self.producer.poll(0 if i % 100 else 0.001)
+
+    def finish(self):
+        self.stopping.set()
+        self.join(10)
+        assert self.producer.flush(90) == 0, "messages left undelivered"
+
+
+def test_idempotent_producer_across_kill9_has_no_duplicates_or_reordering(start_broker):
+    broker = start_broker()
+    topic = "idempotent-durable"
+    create_topic(broker.bootstrap, topic, partitions=4)
+    writer = IdempotentWriter(broker.bootstrap, topic)
+    writer.start()
+    for _ in range(2):
+        time.sleep(1.5)
+        broker.kill9()
+        time.sleep(0.5)
+        broker.start()
+    time.sleep(1.5)
+    writer.finish()
+    assert not writer.errors, f"delivery failed: {writer.errors[:3]}"
+
+    records = consume_confluent(broker.bootstrap, topic, range(4), len(writer.acked))
+    log = {(p, o): v for p, o, _, v, _ in records}
+    values = [v for _, _, _, v, _ in sorted(records, key=lambda r: (r[0], r[1]))]
+    assert len(values) == len(set(values)), "a record was stored twice"
+    assert len(values) == len(writer.acked), "stored records that were never acknowledged"
+    for value, where in writer.acked.items():
+        assert log.get(where) == value, f"{value} acknowledged at {where}"
+    by_key = defaultdict(list)
+    for p, o, _, v, _ in sorted(records, key=lambda r: (r[0], r[1])):
+        key, seq = v.decode().split(":")
+        by_key[key].append(int(seq))
+    for key, seqs in by_key.items():
+        assert seqs == sorted(seqs), f"{key} reordered"
