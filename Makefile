@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 STRAND := $(CARGO_TARGET_DIR)/release/strand
 VENV := $(CURDIR)/.venv
 
-.PHONY: run test build setup unit e2e lint fmt bench clean-data
+.PHONY: run test build setup unit e2e lint fmt bench cluster cluster-stop clean-data
 
 setup:
 	@scripts/setup.sh
@@ -16,6 +16,14 @@ build: setup
 
 run: build
 	$(STRAND) --data-dir ./data
+
+# Three local nodes in the background (Kafka on 127.0.0.1:9092-9094, data in
+# ./data/cluster); returns once all serve. Control them with deploy/local-cluster.sh.
+cluster: build
+	STRAND_BIN=$(STRAND) deploy/local-cluster.sh start
+
+cluster-stop:
+	deploy/local-cluster.sh stop
 
 $(VENV)/.installed: tests/requirements.txt
 	python3 -m venv $(VENV)

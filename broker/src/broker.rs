@@ -2,14 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use kafka_protocol::ResponseError;
 use openraft::BasicNode;
-use strand_raft::network::Transport;
-use strand_raft::{BrokerInfo, NodeIdentity, PartitionReplica, RaftNode, RaftTuning, TopicInfo};
+use strand_raft::{
+    BrokerInfo, NodeIdentity, PartitionReplica, RaftNode, RaftTuning, TopicInfo, Transport,
+};
 use strand_storage::{Store, StoreOptions};
+use tokio::net::TcpListener;
 
 use crate::controller;
 use crate::metrics::Metrics;
@@ -35,9 +37,19 @@ pub enum PartitionRoute {
 }
 
 impl Broker {
-    /// Opens the data directory, starts the Raft node, waits for the controller group to
-    /// elect a leader and opens every local partition replica.
+    /// Opens the data directory, starts the Raft node and its peer listener, registers this
+    /// broker with the controller group (waiting for it to have a quorum) and opens every
+    /// local partition replica.
     pub async fn start(config: Config) -> anyhow::Result<Arc<Broker>> {
+        let raft_listener = TcpListener::bind(config.raft_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen for Raft peers on {}: is another node using it? Pass \
+                 --raft-listen to use another address",
+                    config.raft_listen
+                )
+            })?;
         let db_path = config.data_dir.join("db");
         let store = Store::open(&StoreOptions::new(&db_path)).with_context(|| {
             format!(
@@ -57,34 +69,32 @@ impl Broker {
                 config.raft_election_timeout * 2,
             ),
         };
-        let voters = BTreeMap::from([(
-            config.node_id,
-            BasicNode {
-                addr: config.raft_listen.to_string(),
-            },
-        )]);
+        let voters: BTreeMap<u64, BasicNode> = config
+            .initial_cluster
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect();
         let node = RaftNode::start(identity, store, tuning, Transport::new(), Some(voters))
             .await
             .context("cannot start the Raft node")?;
-        anyhow::ensure!(
-            node.controller()
-                .replica
-                .wait_serving(Duration::from_secs(60))
-                .await,
-            "the controller group did not elect this node within 60 s"
-        );
-        controller::register_broker(
-            &node,
-            BrokerInfo {
-                id: config.node_id,
-                host: config.advertised_host.clone(),
-                port: config.advertised_port,
-                raft_addr: config.raft_listen.to_string(),
-                rack: None,
-            },
-        )
-        .await
-        .context("cannot register this broker with the controller")?;
+        node.serve_peers(raft_listener);
+        let me = BrokerInfo {
+            id: config.node_id,
+            host: config.advertised_host.clone(),
+            port: config.advertised_port,
+            raft_addr: config.raft_listen.to_string(),
+            rack: None,
+        };
+        // A node cannot serve before the controller group has a quorum: wait for one.
+        let started = Instant::now();
+        while let Err(e) = controller::register_broker(&node, me.clone()).await {
+            tracing::info!(
+                waited = ?started.elapsed(),
+                reason = %e,
+                "waiting for a quorum of the controller group"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         node.reconcile(&node.controller().metadata())
             .await
             .context("cannot open the partition replicas")?;

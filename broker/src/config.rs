@@ -47,6 +47,13 @@ pub struct Settings {
     #[arg(long, env = "STRAND_RAFT_LISTEN")]
     pub raft_listen: Option<SocketAddr>,
 
+    /// The nodes that form the cluster the first time it starts, as `id@raft-host:port`
+    /// separated by commas (e.g. `1@10.0.0.1:19092,2@10.0.0.2:19092,3@10.0.0.3:19092`).
+    /// Every node of a new cluster gets the same list; it must include this node. Ignored
+    /// once the node has data [default: this node alone].
+    #[arg(long, env = "STRAND_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+
     /// Address the Prometheus metrics endpoint binds; "off" disables it
     /// [default: Kafka port + 1000 on the listen host, e.g. 127.0.0.1:10092].
     #[arg(long, env = "STRAND_METRICS_LISTEN")]
@@ -62,7 +69,8 @@ pub struct Settings {
     pub default_partitions: Option<i32>,
 
     /// Replicas of a topic created without a replication factor
-    /// (Kafka: default.replication.factor) [default: 1].
+    /// (Kafka: default.replication.factor) [default: 3 if the initial cluster has three or
+    /// more nodes, else 1].
     #[arg(long, env = "STRAND_DEFAULT_REPLICATION_FACTOR")]
     pub default_replication_factor: Option<i16>,
 
@@ -85,12 +93,13 @@ pub struct Settings {
     #[arg(long, env = "STRAND_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<u64>,
 
-    /// Raft leader heartbeat period in milliseconds [default: 250].
+    /// Raft leader heartbeat period in milliseconds [default: 150].
     #[arg(long, env = "STRAND_RAFT_HEARTBEAT_MS")]
     pub raft_heartbeat_ms: Option<u64>,
 
-    /// Minimum Raft election timeout in milliseconds; the maximum is twice this
-    /// [default: 1000].
+    /// Minimum Raft election timeout in milliseconds; the maximum is twice this. A follower
+    /// of a live leader waits the maximum (openraft's leader lease) plus a random timeout
+    /// before it stands, so failover takes about three times this [default: 500].
     #[arg(long, env = "STRAND_RAFT_ELECTION_TIMEOUT_MS")]
     pub raft_election_timeout_ms: Option<u64>,
 
@@ -110,6 +119,7 @@ impl Settings {
             listen: self.listen.or(lower.listen),
             advertised_addr: self.advertised_addr.or(lower.advertised_addr),
             raft_listen: self.raft_listen.or(lower.raft_listen),
+            initial_cluster: self.initial_cluster.or(lower.initial_cluster),
             metrics_listen: self.metrics_listen.or(lower.metrics_listen),
             auto_create_topics: self.auto_create_topics.or(lower.auto_create_topics),
             default_partitions: self.default_partitions.or(lower.default_partitions),
@@ -140,6 +150,8 @@ pub struct Config {
     pub advertised_host: String,
     pub advertised_port: u16,
     pub raft_listen: SocketAddr,
+    /// The cluster's first members: node id and Raft address.
+    pub initial_cluster: Vec<(u64, String)>,
     pub metrics_listen: Option<SocketAddr>,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
@@ -242,6 +254,19 @@ impl Config {
             None => Some(offset_port(1000)?),
         };
 
+        let node_id = s.node_id.unwrap_or(1);
+        let initial_cluster = match &s.initial_cluster {
+            None => vec![(node_id, raft_listen.to_string())],
+            Some(list) => parse_initial_cluster(list)?,
+        };
+        if !initial_cluster.iter().any(|(id, _)| *id == node_id) {
+            return Err(invalid(
+                "initial-cluster",
+                s.initial_cluster.clone().unwrap_or_default(),
+                "the list must include this node's own id (--node-id)",
+            ));
+        }
+
         let default_partitions = s.default_partitions.unwrap_or(1);
         if default_partitions < 1 {
             return Err(invalid(
@@ -250,7 +275,10 @@ impl Config {
                 "a topic needs at least one partition",
             ));
         }
-        let default_replication_factor = s.default_replication_factor.unwrap_or(1);
+        // Three replicas once there are three nodes to put them on, as Kafka clusters run.
+        let default_replication_factor = s
+            .default_replication_factor
+            .unwrap_or(if initial_cluster.len() >= 3 { 3 } else { 1 });
         if default_replication_factor < 1 {
             return Err(invalid(
                 "default-replication-factor",
@@ -274,8 +302,8 @@ impl Config {
                 "use at least 1024; Kafka's default is 104857600",
             ));
         }
-        let raft_heartbeat_ms = s.raft_heartbeat_ms.unwrap_or(250);
-        let raft_election_timeout_ms = s.raft_election_timeout_ms.unwrap_or(1000);
+        let raft_heartbeat_ms = s.raft_heartbeat_ms.unwrap_or(150);
+        let raft_election_timeout_ms = s.raft_election_timeout_ms.unwrap_or(500);
         if raft_heartbeat_ms == 0 || raft_election_timeout_ms <= raft_heartbeat_ms * 2 {
             return Err(invalid(
                 "raft-election-timeout-ms",
@@ -285,12 +313,13 @@ impl Config {
             ));
         }
         Ok(Config {
-            node_id: s.node_id.unwrap_or(1),
+            node_id,
             data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             listen,
             advertised_host,
             advertised_port,
             raft_listen,
+            initial_cluster,
             metrics_listen,
             auto_create_topics: s.auto_create_topics.unwrap_or(true),
             default_partitions,
@@ -317,6 +346,30 @@ fn read_file(path: &Path) -> Result<Settings, ConfigError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+fn parse_initial_cluster(list: &str) -> Result<Vec<(u64, String)>, ConfigError> {
+    let bad = || {
+        invalid(
+            "initial-cluster",
+            list,
+            "write id@host:port pairs separated by commas, e.g. 1@10.0.0.1:19092,2@10.0.0.2:19092",
+        )
+    };
+    let mut nodes = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item.split_once('@').ok_or_else(bad)?;
+        let id: u64 = id.trim().parse().map_err(|_| bad())?;
+        parse_host_port(addr.trim()).ok_or_else(bad)?;
+        if nodes.iter().any(|(other, _)| *other == id) {
+            return Err(bad());
+        }
+        nodes.push((id, addr.trim().to_string()));
+    }
+    if nodes.is_empty() {
+        return Err(bad());
+    }
+    Ok(nodes)
 }
 
 fn parse_host_port(addr: &str) -> Option<(String, u16)> {
@@ -390,5 +443,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("default-partitions"), "{err}");
+
+        let err = Config::resolve(cli(&["--initial-cluster", "2@h:1,3@h:2"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must include this node"), "{err}");
+        let err = Config::resolve(cli(&["--initial-cluster", "1-h:1"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("id@host:port"), "{err}");
+    }
+
+    #[test]
+    fn an_initial_cluster_lists_every_first_member() {
+        let c = Config::resolve(cli(&[
+            "--node-id",
+            "2",
+            "--initial-cluster",
+            "1@127.0.0.1:19092, 2@127.0.0.1:19093,3@127.0.0.1:19094",
+        ]))
+        .unwrap();
+        assert_eq!(c.initial_cluster.len(), 3);
+        assert_eq!(c.initial_cluster[1], (2, "127.0.0.1:19093".to_string()));
     }
 }

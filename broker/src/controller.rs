@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use kafka_protocol::ResponseError;
 use strand_raft::{
     BrokerInfo, ClusterMetadata, Command, ControllerCommand, NodeId, ProposeError, RaftNode,
-    Rejection, Response, TopicInfo,
+    Rejection, Response, TopicInfo, CONTROLLER_GROUP,
 };
 
 use crate::topics;
@@ -218,7 +218,11 @@ pub async fn create_topic(
             id: [0; 16],
             partitions: replicas
                 .into_iter()
-                .map(|replicas| strand_raft::PartitionInfo { group: 0, replicas })
+                .map(|replicas| strand_raft::PartitionInfo {
+                    group: 0,
+                    initial: replicas.clone(),
+                    replicas,
+                })
                 .collect(),
             configs: spec.configs,
         }));
@@ -347,11 +351,12 @@ pub async fn register_broker(node: &RaftNode, info: BrokerInfo) -> Result<(), To
     if node.controller().metadata().brokers.get(&info.id) == Some(&info) {
         return Ok(());
     }
-    node.controller()
-        .replica
-        .propose(Command::Controller(ControllerCommand::RegisterBroker(info)))
-        .await
-        .map_err(from_propose)?;
+    node.propose(
+        CONTROLLER_GROUP,
+        Command::Controller(ControllerCommand::RegisterBroker(info)),
+    )
+    .await
+    .map_err(from_propose)?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use strand_raft::{Command, ControllerCommand, ProposeError, RaftNode, Response};
+use strand_raft::{Command, ControllerCommand, ProposeError, RaftNode, Response, CONTROLLER_GROUP};
 use tokio::sync::Mutex;
 
 use crate::Broker;
@@ -30,7 +30,7 @@ impl ProducerIds {
         if block.is_empty() {
             let command =
                 Command::Controller(ControllerCommand::AllocateProducerIds { count: BLOCK });
-            match node.controller().replica.propose(command).await? {
+            match node.propose(CONTROLLER_GROUP, command).await? {
                 Response::ProducerIds { first, count } => *block = first..first + count as i64,
                 other => {
                     return Err(ProposeError::Unavailable(format!(

@@ -26,6 +26,9 @@ pub const CONTROLLER_GROUP: GroupId = 0;
 pub struct PartitionInfo {
     pub group: GroupId,
     pub replicas: Vec<NodeId>,
+    /// The replicas that may start the group: those it was created with, less any removed
+    /// since. A replica added later never starts it; the leader adds it.
+    pub initial: Vec<NodeId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +115,7 @@ impl ControllerMachine {
             .enumerate()
             .map(|(i, replicas)| PartitionInfo {
                 group: first + i as GroupId,
+                initial: replicas.clone(),
                 replicas,
             })
             .collect();

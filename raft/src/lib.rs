@@ -5,8 +5,10 @@
 //! - [`log_store`], [`state_machine`]: thin adapters from openraft's storage traits to
 //!   `strand-storage`; the state machines behind them are plain Rust ([`partition`],
 //!   [`controller`]) and are tested without Raft.
-//! - [`node`]: the multi-raft node that opens, creates and removes groups.
-//! - [`network`]: openraft's network traits over the node's transport.
+//! - [`node`]: the multi-raft node that opens, creates and removes groups; [`replica`]: one
+//!   group on it.
+//! - [`transport`]: one multiplexed TCP connection per peer; [`network`]: openraft's network
+//!   traits over it; [`peers`]: forwarded proposals and leader reports between nodes.
 //!
 //! openraft is used with `single-term-leader`, so a term has at most one leader and the
 //! term can serve as the Kafka leader epoch.
@@ -21,16 +23,20 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod partition;
+pub mod peers;
 pub mod producers;
+pub mod replica;
 pub mod snapshot;
 pub mod state_machine;
+pub mod transport;
 pub mod types;
 
 pub use controller::{ClusterMetadata, PartitionInfo, TopicInfo, CONTROLLER_GROUP};
-pub use node::{
-    Leadership, NodeIdentity, PartitionReplica, Proposal, ProposeError, RaftNode, RaftTuning,
-};
+pub use node::{NodeError, NodeIdentity, RaftNode, RaftTuning};
 pub use partition::{PartitionReader, PartitionStatus, StoredBatch};
+pub use peers::KnownLeader;
+pub use replica::{Leadership, PartitionReplica, Proposal, ProposeError, Replica};
+pub use transport::Transport;
 pub use types::{
     AppendBatches, BatchSummary, BrokerInfo, Command, ControllerCommand, GroupId, NodeId,
     Rejection, Response,

@@ -6,21 +6,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use openraft::error::ClientWriteError;
-use openraft::raft::responder::Responder;
-use openraft::{BasicNode, RaftMetrics, SnapshotPolicy};
+use openraft::{BasicNode, SnapshotPolicy};
 use strand_storage::Store;
-use tokio::sync::watch;
 
 use crate::controller::{ClusterMetadata, ControllerMachine, CONTROLLER_GROUP};
 use crate::log_store::LogStore;
-use crate::network::{NetworkFactory, Transport};
-use crate::partition::{PartitionMachine, PartitionReader, PartitionStatus};
+use crate::network::NetworkFactory;
+use crate::partition::{PartitionMachine, PartitionReader};
+use crate::peers::LeaderTable;
+use crate::replica::{ControllerReplica, PartitionReplica, Replica};
 use crate::state_machine::{Machine, StateMachine};
-use crate::types::{Command, GroupId, NodeId, Raft, Response, Types};
-
-type ResponderReceiverOf<C> =
-    <<C as openraft::RaftTypeConfig>::Responder as Responder<C>>::Receiver;
+use crate::transport::Transport;
+use crate::types::{GroupId, NodeId, Raft};
 
 /// Raft timing and sizing for every group on the node.
 #[derive(Debug, Clone)]
@@ -35,8 +32,8 @@ pub struct RaftTuning {
 impl Default for RaftTuning {
     fn default() -> Self {
         RaftTuning {
-            heartbeat_interval: Duration::from_millis(250),
-            election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
+            heartbeat_interval: Duration::from_millis(150),
+            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
         }
     }
 }
@@ -61,26 +58,6 @@ impl RaftTuning {
     }
 }
 
-/// Who leads a group, as this node last heard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Leadership {
-    pub leader: Option<NodeId>,
-    /// The Raft term: Kafka's leader epoch.
-    pub term: u64,
-    /// This node leads the group and has applied every entry of earlier terms, so what it
-    /// serves is the whole committed log.
-    pub serving: bool,
-}
-
-/// Why a proposal was not accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum ProposeError {
-    #[error("not the leader (leader is {leader:?})")]
-    NotLeader { leader: Option<NodeId> },
-    #[error("the group is unavailable: {0}")]
-    Unavailable(String),
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("invalid raft configuration: {0}")]
@@ -91,114 +68,11 @@ pub enum NodeError {
     Raft(String),
 }
 
-/// One Raft group on this node.
-pub struct Replica {
-    group: GroupId,
-    node_id: NodeId,
-    raft: Raft,
-    metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
-}
-
-impl Replica {
-    pub fn group(&self) -> GroupId {
-        self.group
-    }
-
-    pub fn raft(&self) -> &Raft {
-        &self.raft
-    }
-
-    pub fn leadership(&self) -> Leadership {
-        let m = self.metrics.borrow();
-        let is_self = m.current_leader == Some(self.node_id);
-        Leadership {
-            leader: m.current_leader,
-            term: m.current_term,
-            serving: is_self
-                && m.last_applied
-                    .is_some_and(|applied| applied.leader_id.term == m.current_term),
-        }
-    }
-
-    /// Hands `command` to the group and returns at once; the result comes from the
-    /// returned [`Proposal`]. Commands submitted one after another from one task are
-    /// appended in that order.
-    pub async fn submit(&self, command: Command) -> Result<Proposal, ProposeError> {
-        self.raft
-            .client_write_ff(command)
-            .await
-            .map(Proposal)
-            .map_err(|e| ProposeError::Unavailable(e.to_string()))
-    }
-
-    /// Replicates `command` and returns its result once it is committed and applied.
-    pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
-        self.submit(command).await?.outcome().await
-    }
-
-    /// Waits until this node leads the group and serves its whole committed log.
-    pub async fn wait_serving(&self, timeout: Duration) -> bool {
-        let mut metrics = self.metrics.clone();
-        let ready = |m: &RaftMetrics<NodeId, BasicNode>| {
-            m.current_leader == Some(self.node_id)
-                && m.last_applied
-                    .is_some_and(|a| a.leader_id.term == m.current_term)
-        };
-        tokio::time::timeout(timeout, metrics.wait_for(ready))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-}
-
-/// A submitted command, waiting to be committed and applied.
-pub struct Proposal(ResponderReceiverOf<Types>);
-
-impl Proposal {
-    /// The command's result once it is committed and applied.
-    pub async fn outcome(self) -> Result<Response, ProposeError> {
-        match self.0.await {
-            Ok(Ok(written)) => Ok(written.data),
-            Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ProposeError::NotLeader {
-                leader: f.leader_id,
-            }),
-            Ok(Err(e)) => Err(ProposeError::Unavailable(e.to_string())),
-            Err(_) => Err(ProposeError::Unavailable("the group shut down".into())),
-        }
-    }
-}
-
-/// A partition replica: its Raft group, the reader of its data and its published status.
-pub struct PartitionReplica {
-    pub replica: Replica,
-    pub reader: PartitionReader,
-    status: watch::Receiver<PartitionStatus>,
-}
-
-impl PartitionReplica {
-    pub fn status(&self) -> PartitionStatus {
-        *self.status.borrow()
-    }
-
-    /// A receiver that changes whenever the high watermark moves (for long polls).
-    pub fn watch_status(&self) -> watch::Receiver<PartitionStatus> {
-        self.status.clone()
-    }
-}
-
-/// The controller replica and its published metadata.
-pub struct ControllerReplica {
-    pub replica: Replica,
-    metadata: watch::Receiver<Arc<ClusterMetadata>>,
-}
-
-impl ControllerReplica {
-    pub fn metadata(&self) -> Arc<ClusterMetadata> {
-        self.metadata.borrow().clone()
-    }
-
-    pub fn watch_metadata(&self) -> watch::Receiver<Arc<ClusterMetadata>> {
-        self.metadata.clone()
-    }
+/// How a new group is started: its first voters, and which of them should lead.
+#[derive(Debug, Clone)]
+pub struct GroupStart {
+    pub voters: BTreeMap<NodeId, BasicNode>,
+    pub preferred_leader: NodeId,
 }
 
 /// This node's identity for Raft.
@@ -210,12 +84,14 @@ pub struct NodeIdentity {
 }
 
 pub struct RaftNode {
-    identity: NodeIdentity,
-    store: Store,
+    pub(crate) identity: NodeIdentity,
+    pub(crate) store: Store,
     config: Arc<openraft::Config>,
-    transport: Arc<Transport>,
-    controller: ControllerReplica,
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) controller: ControllerReplica,
     partitions: RwLock<HashMap<GroupId, Arc<PartitionReplica>>>,
+    /// Leaders of groups this node has no replica of, as their leaders report them.
+    pub(crate) leaders: LeaderTable,
 }
 
 impl RaftNode {
@@ -249,6 +125,7 @@ impl RaftNode {
             transport,
             controller: ControllerReplica { replica, metadata },
             partitions: RwLock::new(HashMap::new()),
+            leaders: LeaderTable::default(),
         });
         Ok(node)
     }
@@ -295,7 +172,7 @@ impl RaftNode {
         for topic in metadata.topics.values() {
             for p in &topic.partitions {
                 if p.replicas.contains(&self.identity.id) {
-                    wanted.insert(p.group, p.replicas.clone());
+                    wanted.insert(p.group, p);
                 }
             }
         }
@@ -311,31 +188,40 @@ impl RaftNode {
                 self.remove_partition(group).await?;
             }
         }
-        for (group, replicas) in wanted {
+        for (group, partition) in wanted {
             if self.partition(group).is_some() {
                 continue;
             }
-            let voters = replicas
-                .iter()
-                .map(|id| {
-                    let addr = metadata
-                        .brokers
-                        .get(id)
-                        .map(|b| b.raft_addr.clone())
-                        .unwrap_or_else(|| self.identity.raft_addr.clone());
-                    (*id, BasicNode { addr })
-                })
-                .collect();
-            self.open_partition(group, Some(voters)).await?;
+            // Only the replicas the partition was created with start its group; a replica
+            // added later joins as a learner when the leader adds it.
+            let start = partition
+                .initial
+                .contains(&self.identity.id)
+                .then(|| GroupStart {
+                    voters: partition
+                        .initial
+                        .iter()
+                        .map(|id| {
+                            let addr = metadata
+                                .brokers
+                                .get(id)
+                                .map(|b| b.raft_addr.clone())
+                                .unwrap_or_else(|| self.identity.raft_addr.clone());
+                            (*id, BasicNode { addr })
+                        })
+                        .collect(),
+                    preferred_leader: partition.initial[0],
+                });
+            self.open_partition(group, start).await?;
         }
         Ok(())
     }
 
-    /// Opens a partition group from storage, initialising it with `voters` if it is new.
+    /// Opens a partition group from storage, starting it as `start` says if it is new.
     pub async fn open_partition(
         &self,
         group: GroupId,
-        voters: Option<BTreeMap<NodeId, BasicNode>>,
+        start: Option<GroupStart>,
     ) -> Result<Arc<PartitionReplica>, NodeError> {
         if let Some(existing) = self.partition(group) {
             return Ok(existing);
@@ -352,8 +238,21 @@ impl RaftNode {
             machine,
         )
         .await?;
-        if let Some(voters) = voters {
-            initialize_if_new(&replica, voters).await?;
+        if let Some(start) = start {
+            if start.preferred_leader == self.identity.id {
+                initialize_if_new(&replica, start.voters).await?;
+            } else {
+                // The preferred leader starts the group and so becomes its first leader,
+                // as in Kafka. Should it be down, the others start it after a while.
+                let replica = replica.clone();
+                let wait = self.config.election_timeout_max * 2;
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    if let Err(e) = initialize_if_new(&replica, start.voters).await {
+                        tracing::debug!(group = replica.group, error = %e, "not starting the group");
+                    }
+                });
+            }
         }
         let partition = Arc::new(PartitionReplica {
             replica,
@@ -412,7 +311,7 @@ async fn open_group<M: Machine>(
     let log_store = LogStore::new(store.raft_log(group));
     let state_machine = StateMachine::open(store.clone(), group, machine)
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-    let network = NetworkFactory::new(group, transport.clone());
+    let network = NetworkFactory::new(identity.id, group, transport.clone());
     let raft = Raft::new(
         identity.id,
         config.clone(),

@@ -1,6 +1,7 @@
 """Starts real `strand` processes for the end-to-end tests."""
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,22 +16,37 @@ REPO = Path(__file__).resolve().parents[2]
 STRAND_BIN = os.environ.get("STRAND_BIN", str(REPO / "target" / "release" / "strand"))
 
 
+_handed_out = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that is free now, below the kernel's ephemeral range, so that no outgoing
+    connection can take it before the node binds it."""
+    low, _ = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    while True:
+        port = random.randint(max(1024, low // 2), low - 1)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 class Broker:
     """One strand node on free local ports, with its own data directory."""
 
-    def __init__(self, workdir: Path, *flags: str):
+    def __init__(self, workdir: Path, *flags: str, raft_port=None):
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.port = free_port()
+        self.raft_port = raft_port or free_port()
         self.flags = [
             "--listen", f"127.0.0.1:{self.port}",
-            "--raft-listen", f"127.0.0.1:{free_port()}",
+            "--raft-listen", f"127.0.0.1:{self.raft_port}",
             "--metrics-listen", f"127.0.0.1:{free_port()}",
             "--data-dir", str(self.data_dir),
             *flags,
@@ -45,6 +61,7 @@ class Broker:
 
     def start(self, timeout: float = 60.0):
         self.starts += 1
+        self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         log.write(f"\n===== start #{self.starts}\n".encode())
         log.flush()
@@ -54,6 +71,10 @@ class Broker:
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("STRAND_TEST_LOG", "info,openraft=warn")},
         )
+        return self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60.0):
+        """Waits until the node answers Metadata (it serves only once it has joined)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -73,8 +94,15 @@ class Broker:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
@@ -92,6 +120,55 @@ class Broker:
 
     def connect(self) -> kafka_wire.Connection:
         return kafka_wire.Connection("127.0.0.1", self.port)
+
+
+class Cluster:
+    """Three strand nodes forming one cluster, on free local ports."""
+
+    def __init__(self, workdir: Path, size: int = 3, *flags: str):
+        raft_ports = [free_port() for _ in range(size)]
+        initial = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(raft_ports))
+        self.nodes = [
+            Broker(workdir / f"node{i + 1}", "--node-id", str(i + 1), "--initial-cluster", initial,
+                   *flags, raft_port=raft_ports[i])
+            for i in range(size)
+        ]
+
+    def start(self):
+        for n in self.nodes:
+            n.workdir.mkdir(parents=True, exist_ok=True)
+        # Nodes wait for a controller quorum before serving: start them together.
+        procs = []
+        for n in self.nodes:
+            n.starts += 1
+            log = open(n.log_path, "ab")
+            n.proc = subprocess.Popen(
+                [STRAND_BIN, *n.flags], stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "RUST_LOG": os.environ.get("STRAND_TEST_LOG", "info,openraft=warn")},
+            )
+            procs.append(n)
+        for n in self.nodes:
+            n.wait_ready()
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def node(self, node_id: int) -> Broker:
+        return self.nodes[node_id - 1]
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path_factory):
+    """A fresh three-node cluster for one test."""
+    c = Cluster(tmp_path_factory.mktemp("cluster")).start()
+    yield c
+    c.stop()
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +200,10 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
-        for name in ("broker",):
-            b = item.funcargs.get(name)
+        brokers = [item.funcargs.get("broker")]
+        c = item.funcargs.get("cluster")
+        if isinstance(c, Cluster):
+            brokers += c.nodes
+        for b in brokers:
             if isinstance(b, Broker):
                 report.sections.append((f"strand log ({b.log_path})", b.log_tail()))

@@ -5,13 +5,12 @@
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
 use strand_raft::TopicInfo;
 use uuid::Uuid;
 
-use super::details::{broker_id, leader_epoch, str_bytes, topic_name};
-use crate::broker::PartitionRoute;
+use super::details::{broker_id, str_bytes, topic_name};
 use crate::controller::{self, TopicError};
 use crate::Broker;
 
@@ -102,24 +101,21 @@ fn describe(broker: &Broker, topic: &TopicInfo) -> MetadataResponseTopic {
             let replicas: Vec<_> = info.replicas.iter().map(|r| broker_id(*r)).collect();
             let base = MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
-                .with_replica_nodes(replicas.clone());
-            match broker.route(topic, index as i32) {
-                PartitionRoute::Local(replica) => {
-                    let leadership = replica.replica.leadership();
-                    match leadership.leader {
-                        Some(leader) => base
-                            .with_leader_id(broker_id(leader))
-                            .with_leader_epoch(leader_epoch(&leadership))
-                            .with_isr_nodes(replicas),
-                        None => base
-                            .with_error_code(ResponseError::LeaderNotAvailable.code())
-                            .with_leader_id(broker_id_none())
-                            .with_leader_epoch(-1),
-                    }
+                .with_replica_nodes(replicas);
+            match broker.node.leader_of(info.group) {
+                Some(leader) => {
+                    let in_sync = if leader.in_sync.is_empty() {
+                        vec![leader.node]
+                    } else {
+                        leader.in_sync.clone()
+                    };
+                    base.with_leader_id(broker_id(leader.node))
+                        .with_leader_epoch(i32::try_from(leader.term).unwrap_or(i32::MAX))
+                        .with_isr_nodes(in_sync.into_iter().map(broker_id).collect())
                 }
-                PartitionRoute::Remote | PartitionRoute::Unknown => base
+                None => base
                     .with_error_code(ResponseError::LeaderNotAvailable.code())
-                    .with_leader_id(broker_id_none())
+                    .with_leader_id(BrokerId(-1))
                     .with_leader_epoch(-1),
             }
         })
@@ -128,8 +124,4 @@ fn describe(broker: &Broker, topic: &TopicInfo) -> MetadataResponseTopic {
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(Uuid::from_bytes(topic.id))
         .with_partitions(partitions)
-}
-
-fn broker_id_none() -> kafka_protocol::messages::BrokerId {
-    kafka_protocol::messages::BrokerId(-1)
 }

@@ -21,12 +21,18 @@ pub struct Node {
     _dir: tempfile::TempDir,
 }
 
+/// A port that is free now, below the kernel's ephemeral range (32768 and up by default),
+/// so no outgoing connection can take it before the node binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() as u16) % 8000;
+    loop {
+        let port = 20_000 + (seed + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Node {

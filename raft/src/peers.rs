@@ -1,0 +1,295 @@
+//! What nodes tell each other besides Raft itself: proposals forwarded to a group's
+//! leader, and reports of which groups each node leads.
+//!
+//! Every node answers Metadata for every partition, including partitions it has no replica
+//! of, so leaders report their groups (term and in-sync replicas) to all peers twice a
+//! second; a report with a higher term replaces an older one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use openraft::raft::AppendEntriesResponse;
+use tokio::net::TcpListener;
+
+use crate::node::RaftNode;
+use crate::replica::{ProposeError, Replica};
+use crate::transport::{self, LeaderReport, Reply, Request};
+use crate::types::{Command, GroupId, NodeId, Response};
+
+/// How often leaders report.
+const REPORT_INTERVAL: Duration = Duration::from_millis(500);
+/// A follower not heard from for this long is out of sync (Kafka: replica.lag.time.max.ms).
+const IN_SYNC_SILENCE: Duration = Duration::from_secs(10);
+/// A follower more entries behind than this is out of sync.
+const IN_SYNC_LAG: u64 = 1000;
+/// How long a forwarded proposal may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What this node knows of a group's leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownLeader {
+    pub node: NodeId,
+    pub term: u64,
+    pub in_sync: Vec<NodeId>,
+}
+
+/// Leaders reported by peers.
+#[derive(Debug, Default)]
+pub struct LeaderTable {
+    entries: RwLock<HashMap<GroupId, KnownLeader>>,
+}
+
+impl LeaderTable {
+    fn record(&self, from: NodeId, reports: Vec<LeaderReport>) {
+        let mut entries = self.entries.write().expect("leader table lock");
+        for report in reports {
+            let newer = entries
+                .get(&report.group)
+                .is_none_or(|known| known.term <= report.term);
+            if newer {
+                entries.insert(
+                    report.group,
+                    KnownLeader {
+                        node: from,
+                        term: report.term,
+                        in_sync: report.in_sync,
+                    },
+                );
+            }
+        }
+    }
+
+    fn get(&self, group: GroupId) -> Option<KnownLeader> {
+        self.entries
+            .read()
+            .expect("leader table lock")
+            .get(&group)
+            .cloned()
+    }
+}
+
+impl RaftNode {
+    /// Starts answering peers on `listener`, and reporting the groups this node leads.
+    pub fn serve_peers(self: &Arc<Self>, listener: TcpListener) {
+        let node = Arc::downgrade(self);
+        let handler: transport::Handler = Arc::new(move |request| {
+            let node = node.clone();
+            Box::pin(async move {
+                match node.upgrade() {
+                    Some(node) => node.handle(request).await,
+                    None => Reply::Refused("the node is shutting down".into()),
+                }
+            })
+        });
+        tokio::spawn(transport::serve(listener, handler));
+        tokio::spawn(report_loop(Arc::downgrade(self)));
+    }
+
+    /// The local replica of `group`, if any.
+    fn replica(&self, group: GroupId) -> Option<Replica> {
+        if group == crate::controller::CONTROLLER_GROUP {
+            return Some(self.controller.replica.clone());
+        }
+        self.partition(group).map(|p| p.replica.clone())
+    }
+
+    /// Answers one request from a peer.
+    pub async fn handle(&self, request: Request) -> Reply {
+        let unknown =
+            |group| Reply::Refused(format!("group {group} is not open on node {}", self.id()));
+        match request {
+            Request::AppendEntries { group, rpc } => {
+                let Some(replica) = self.replica(group) else {
+                    return unknown(group);
+                };
+                let carries_entries = !rpc.entries.is_empty();
+                match replica.raft.append_entries(rpc).await {
+                    Ok(response) => {
+                        // openraft 0.9 answers once the entries are appended, before they are
+                        // on disk, and the leader counts the answer towards its commit
+                        // quorum: so the answer waits for the (shared) fsync.
+                        let accepted = matches!(
+                            response,
+                            AppendEntriesResponse::Success
+                                | AppendEntriesResponse::PartialSuccess(_)
+                        );
+                        if carries_entries && accepted {
+                            if let Err(e) = self.store.group_commit().sync().await {
+                                return Reply::Refused(format!("cannot sync the log: {e}"));
+                            }
+                        }
+                        Reply::AppendEntries(response)
+                    }
+                    Err(e) => Reply::Refused(e.to_string()),
+                }
+            }
+            Request::Vote { group, rpc } => match self.replica(group) {
+                Some(replica) => match replica.raft.vote(rpc).await {
+                    Ok(response) => Reply::Vote(response),
+                    Err(e) => Reply::Refused(e.to_string()),
+                },
+                None => unknown(group),
+            },
+            Request::Propose { group, command } => match self.replica(group) {
+                Some(replica) => match replica.propose(command).await {
+                    Ok(response) => Reply::Proposed(response),
+                    Err(ProposeError::NotLeader { leader }) => Reply::NotLeader { leader },
+                    Err(ProposeError::Unavailable(reason)) => Reply::Refused(reason),
+                },
+                None => unknown(group),
+            },
+            Request::Leaders { from, leaders } => {
+                self.leaders.record(from, leaders);
+                Reply::Ack
+            }
+        }
+    }
+
+    /// Proposes `command` to `group` wherever its leader is: on this node, or forwarded to
+    /// the leader's node. Waits out elections (no leader yet) up to a timeout.
+    pub async fn propose(
+        &self,
+        group: GroupId,
+        command: Command,
+    ) -> Result<Response, ProposeError> {
+        let deadline = Instant::now() + FORWARD_TIMEOUT;
+        loop {
+            let replica = self.replica(group).ok_or_else(|| {
+                ProposeError::Unavailable(format!("group {group} is not on this node"))
+            })?;
+            let leader = replica.leadership().leader;
+            let result = match leader {
+                Some(leader) if leader == self.id() => replica.propose(command.clone()).await,
+                Some(leader) => self.forward(&replica, leader, group, &command).await,
+                None => Err(ProposeError::NotLeader { leader: None }),
+            };
+            match result {
+                Err(ProposeError::NotLeader { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        replica: &Replica,
+        leader: NodeId,
+        group: GroupId,
+        command: &Command,
+    ) -> Result<Response, ProposeError> {
+        let addr = replica
+            .metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+            .ok_or(ProposeError::NotLeader { leader: None })?;
+        let request = Request::Propose {
+            group,
+            command: command.clone(),
+        };
+        match self
+            .transport
+            .call(leader, &addr, &request, FORWARD_TIMEOUT)
+            .await
+        {
+            Ok(Reply::Proposed(response)) => Ok(response),
+            Ok(Reply::NotLeader { leader }) => Err(ProposeError::NotLeader { leader }),
+            Ok(other) => Err(ProposeError::Unavailable(format!(
+                "node {leader} answered {other:?}"
+            ))),
+            Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Who leads `group`, as far as this node knows: from its own replica, or from the
+    /// leader's reports.
+    pub fn leader_of(&self, group: GroupId) -> Option<KnownLeader> {
+        if let Some(replica) = self.replica(group) {
+            let leadership = replica.leadership();
+            if leadership.leader == Some(self.id()) {
+                return Some(KnownLeader {
+                    node: self.id(),
+                    term: leadership.term,
+                    in_sync: self.in_sync(&replica),
+                });
+            }
+            if let Some(leader) = leadership.leader {
+                let reported = self.leaders.get(group).filter(|k| k.node == leader);
+                return Some(reported.unwrap_or(KnownLeader {
+                    node: leader,
+                    term: leadership.term,
+                    in_sync: Vec::new(),
+                }));
+            }
+            return None;
+        }
+        self.leaders.get(group)
+    }
+
+    /// The voters of a group this node leads that are caught up: the leader itself, and
+    /// followers heard from recently that are not far behind.
+    fn in_sync(&self, replica: &Replica) -> Vec<NodeId> {
+        let metrics = replica.metrics.borrow();
+        let last = metrics.last_log_index.unwrap_or(0);
+        let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        voters
+            .into_iter()
+            .filter(|id| {
+                if *id == self.id() {
+                    return true;
+                }
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map_or(0, |m| m.index);
+                let heard = self
+                    .transport
+                    .last_heard(*id)
+                    .is_some_and(|t| t.elapsed() < IN_SYNC_SILENCE);
+                heard && matched + IN_SYNC_LAG >= last
+            })
+            .collect()
+    }
+
+    fn leader_reports(&self) -> Vec<LeaderReport> {
+        let mut groups = vec![self.controller.replica.clone()];
+        groups.extend(self.partitions().iter().map(|p| p.replica.clone()));
+        groups
+            .iter()
+            .filter_map(|replica| {
+                let leadership = replica.leadership();
+                (leadership.leader == Some(self.id())).then(|| LeaderReport {
+                    group: replica.group,
+                    term: leadership.term,
+                    in_sync: self.in_sync(replica),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Reports the groups this node leads to every other broker, twice a second.
+async fn report_loop(node: Weak<RaftNode>) {
+    loop {
+        tokio::time::sleep(REPORT_INTERVAL).await;
+        let Some(node) = node.upgrade() else { return };
+        let reports = node.leader_reports();
+        let metadata = node.controller.metadata();
+        let request = Request::Leaders {
+            from: node.id(),
+            leaders: reports,
+        };
+        for broker in metadata.brokers.values().filter(|b| b.id != node.id()) {
+            let _ = node
+                .transport
+                .notify(broker.id, &broker.raft_addr, &request)
+                .await;
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! One Raft group on this node: proposing to it, and who leads it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::ClientWriteError;
+use openraft::raft::responder::Responder;
+use openraft::{BasicNode, RaftMetrics};
+use tokio::sync::watch;
+
+use crate::controller::ClusterMetadata;
+use crate::partition::{PartitionReader, PartitionStatus};
+use crate::types::{Command, GroupId, NodeId, Raft, Response, Types};
+
+type ResponderReceiverOf<C> =
+    <<C as openraft::RaftTypeConfig>::Responder as Responder<C>>::Receiver;
+
+/// Who leads a group, as this node last heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leadership {
+    pub leader: Option<NodeId>,
+    /// The Raft term: Kafka's leader epoch.
+    pub term: u64,
+    /// This node leads the group and has applied every entry of earlier terms, so what it
+    /// serves is the whole committed log.
+    pub serving: bool,
+}
+
+/// Why a proposal was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error("not the leader (leader is {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("the group is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One Raft group on this node. Cheap to clone.
+#[derive(Clone)]
+pub struct Replica {
+    pub(crate) group: GroupId,
+    pub(crate) node_id: NodeId,
+    pub(crate) raft: Raft,
+    pub(crate) metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
+}
+
+impl Replica {
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn leadership(&self) -> Leadership {
+        let m = self.metrics.borrow();
+        let is_self = m.current_leader == Some(self.node_id);
+        Leadership {
+            leader: m.current_leader,
+            term: m.current_term,
+            serving: is_self
+                && m.last_applied
+                    .is_some_and(|applied| applied.leader_id.term == m.current_term),
+        }
+    }
+
+    /// Hands `command` to the group and returns at once; the result comes from the
+    /// returned [`Proposal`]. Commands submitted one after another from one task are
+    /// appended in that order.
+    pub async fn submit(&self, command: Command) -> Result<Proposal, ProposeError> {
+        self.raft
+            .client_write_ff(command)
+            .await
+            .map(Proposal)
+            .map_err(|e| ProposeError::Unavailable(e.to_string()))
+    }
+
+    /// Replicates `command` and returns its result once it is committed and applied.
+    pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
+        self.submit(command).await?.outcome().await
+    }
+
+    /// Waits until this node leads the group and serves its whole committed log.
+    pub async fn wait_serving(&self, timeout: Duration) -> bool {
+        let mut metrics = self.metrics.clone();
+        let ready = |m: &RaftMetrics<NodeId, BasicNode>| {
+            m.current_leader == Some(self.node_id)
+                && m.last_applied
+                    .is_some_and(|a| a.leader_id.term == m.current_term)
+        };
+        tokio::time::timeout(timeout, metrics.wait_for(ready))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// A submitted command, waiting to be committed and applied.
+pub struct Proposal(ResponderReceiverOf<Types>);
+
+impl Proposal {
+    /// The command's result once it is committed and applied.
+    pub async fn outcome(self) -> Result<Response, ProposeError> {
+        match self.0.await {
+            Ok(Ok(written)) => Ok(written.data),
+            Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ProposeError::NotLeader {
+                leader: f.leader_id,
+            }),
+            Ok(Err(e)) => Err(ProposeError::Unavailable(e.to_string())),
+            Err(_) => Err(ProposeError::Unavailable("the group shut down".into())),
+        }
+    }
+}
+
+/// A partition replica: its Raft group, the reader of its data and its published status.
+pub struct PartitionReplica {
+    pub replica: Replica,
+    pub reader: PartitionReader,
+    pub(crate) status: watch::Receiver<PartitionStatus>,
+}
+
+impl PartitionReplica {
+    pub fn status(&self) -> PartitionStatus {
+        *self.status.borrow()
+    }
+
+    /// A receiver that changes whenever the high watermark moves (for long polls).
+    pub fn watch_status(&self) -> watch::Receiver<PartitionStatus> {
+        self.status.clone()
+    }
+}
+
+/// The controller replica and its published metadata.
+pub struct ControllerReplica {
+    pub replica: Replica,
+    pub(crate) metadata: watch::Receiver<Arc<ClusterMetadata>>,
+}
+
+impl ControllerReplica {
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.metadata.borrow().clone()
+    }
+
+    pub fn watch_metadata(&self) -> watch::Receiver<Arc<ClusterMetadata>> {
+        self.metadata.clone()
+    }
+}

@@ -1,0 +1,191 @@
+"""A three-node cluster: replication, leader failover, a paused minority, full restarts, and
+garbage on the Raft port. Every test produces with acks=all and checks that every
+acknowledged record is present exactly once, in order, at its offset."""
+
+import socket
+import threading
+import time
+from collections import defaultdict
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import kafka_wire
+from clients import consume_confluent
+
+TOPIC_PARTITIONS = 6
+
+
+def create_rf3_topic(cluster, name, partitions=TOPIC_PARTITIONS):
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(name, partitions)])[name].result(30)
+    return admin
+
+
+def partition_leaders(cluster, topic):
+    md = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(topic, timeout=10)
+    return {p: d for p, d in md.topics[topic].partitions.items()}
+
+
+class Writer(threading.Thread):
+    """Produces numbered values per key with an idempotent acks=all producer, flat out,
+    noting when each acknowledgement arrived."""
+
+    def __init__(self, bootstrap, topic):
+        super().__init__(daemon=True)
+        self.topic = topic
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                  "linger.ms": 2, "message.timeout.ms": 60_000})
+        self.stopping = threading.Event()
+        self.acked, self.errors, self.ack_times = {}, [], []
+
+    def on_delivery(self, err, msg):
+        if err is None:
+            self.acked[msg.value()] = (msg.partition(), msg.offset())
+            self.ack_times.append((time.monotonic(), msg.partition()))
+        else:
+            self.errors.append(err)
+
+    def run(self):
+        i = 0
+        while not self.stopping.is_set():
+            try:
+                key = i % 24
+                self.producer.produce(self.topic, key=f"k{key}".encode(),
+                                      value=f"k{key}:{i:09d}".encode(), on_delivery=self.on_delivery)
+                i += 1
+            except BufferError:
+                pass
+            self.producer.poll(0 if i % 100 else 0.001)
+
+    def finish(self):
+        self.stopping.set()
+        self.join(10)
+        assert self.producer.flush(90) == 0, "messages left undelivered"
+        assert not self.errors, f"delivery errors: {self.errors[:3]}"
+
+    def acked_between(self, start, end, partition):
+        return sum(1 for t, p in self.ack_times if start < t < end and p == partition)
+
+
+def check_log(cluster, topic, writer, partitions=TOPIC_PARTITIONS):
+    """Everything acknowledged is stored exactly once, at its offset, in per-key order."""
+    records = consume_confluent(cluster.bootstrap, topic, range(partitions), len(writer.acked))
+    log = {(p, o): v for p, o, _, v, _ in records}
+    values = list(log.values())
+    assert len(values) == len(set(values)), "a record is stored twice"
+    lost = [(v, w) for v, w in writer.acked.items() if log.get(w) != v]
+    assert not lost, f"{len(lost)} acknowledged records lost or moved, e.g. {lost[:3]}"
+    by_key = defaultdict(list)
+    for (p, o), v in sorted(log.items()):
+        key, seq = v.decode().split(":")
+        by_key[key].append(int(seq))
+    for key, seqs in by_key.items():
+        assert seqs == sorted(seqs), f"{key} reordered"
+    return len(values)
+
+
+def test_rf3_topics_spread_leaders_and_every_node_agrees(cluster):
+    create_rf3_topic(cluster, "spread")
+    views = []
+    for node in cluster.nodes:
+        md = AdminClient({"bootstrap.servers": node.bootstrap}).list_topics("spread", timeout=10)
+        assert md.controller_id in (1, 2, 3)
+        views.append({p: (d.leader, tuple(d.replicas)) for p, d in md.topics["spread"].partitions.items()})
+    assert views[0] == views[1] == views[2], "nodes disagree about leaders"
+    leaders = [leader for leader, _ in views[0].values()]
+    assert sorted(set(leaders)) == [1, 2, 3], f"leaders are not spread: {leaders}"
+    for leader, replicas in views[0].values():
+        assert sorted(replicas) == [1, 2, 3]
+
+
+def test_acked_records_survive_a_leader_kill_mid_stream(cluster):
+    """How long the failover takes is measured by benches/failover.py; this checks that it
+    happens while the old leader is still dead, and that nothing acknowledged is lost."""
+    create_rf3_topic(cluster, "failover")
+    writer = Writer(cluster.bootstrap, "failover")
+    writer.start()
+    time.sleep(2)
+    leader = partition_leaders(cluster, "failover")[0].leader
+    cluster.node(leader).kill9()
+    time.sleep(8)
+    restarted_at = time.monotonic()
+    acked_while_dead = writer.acked_between(restarted_at - 4, restarted_at, 0)
+    cluster.node(leader).start()
+    time.sleep(2)
+    writer.finish()
+    assert acked_while_dead > 0, "partition 0 did not fail over while its leader was dead"
+    check_log(cluster, "failover", writer)
+    # The restarted node caught up by itself and is back in sync.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if all(sorted(d.isrs) == [1, 2, 3] for d in partition_leaders(cluster, "failover").values()):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the restarted node did not get back in sync")
+
+
+def test_a_paused_minority_does_not_stop_the_cluster(cluster):
+    create_rf3_topic(cluster, "paused")
+    writer = Writer(cluster.bootstrap, "paused")
+    writer.start()
+    time.sleep(1)
+    cluster.node(2).pause()
+    paused_at = time.monotonic()
+    time.sleep(6)
+    acked_while_paused = sum(1 for t, _ in writer.ack_times if t > paused_at + 4)
+    cluster.node(2).resume()
+    time.sleep(2)
+    writer.finish()
+    assert acked_while_paused > 0, "no progress with one node of three paused"
+    check_log(cluster, "paused", writer)
+
+
+def test_everything_acknowledged_survives_killing_all_nodes(cluster):
+    create_rf3_topic(cluster, "blackout")
+    writer = Writer(cluster.bootstrap, "blackout")
+    writer.start()
+    time.sleep(2)
+    for node in cluster.nodes:
+        node.kill9()
+    writer.stopping.set()
+    writer.join(10)
+    cluster.start()
+    writer.finish()
+    check_log(cluster, "blackout", writer)
+
+
+def test_requests_to_a_follower_name_the_leader(cluster):
+    create_rf3_topic(cluster, "routing", partitions=1)
+    leader = partition_leaders(cluster, "routing")[0].leader
+    follower = next(n for n in (1, 2, 3) if n != leader)
+    conn = cluster.node(follower).connect()
+    batch = kafka_wire.record_batch([(b"k", b"v")])
+    assert kafka_wire.produce(conn, "routing", 0, batch)[0] == 6, "NOT_LEADER_OR_FOLLOWER"
+    error, _, _ = kafka_wire.fetch(conn, "routing", 0, 0)
+    assert error == 6
+    conn.close()
+    conn = cluster.node(leader).connect()
+    assert kafka_wire.produce(conn, "routing", 0, batch) == (0, 0)
+    conn.close()
+
+
+def test_garbage_on_the_raft_port_is_refused_without_harm(cluster):
+    create_rf3_topic(cluster, "raft-garbage", partitions=3)
+    target = cluster.node(2)
+    for payload in (b"\xff" * 64, b"\x00\x00\x00\x10" + b"\x00" * 8 + b"\xde\xad\xbe\xef" * 2,
+                    b"GET / HTTP/1.1\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", target.raft_port), timeout=5) as s:
+            s.sendall(payload)
+            s.settimeout(5)
+            try:
+                assert s.recv(1) == b"", "the Raft port answered garbage"
+            except ConnectionResetError:
+                pass
+    assert target.alive()
+    writer = Writer(cluster.bootstrap, "raft-garbage")
+    writer.start()
+    time.sleep(1)
+    writer.finish()
+    assert check_log(cluster, "raft-garbage", writer, partitions=3) > 0
