@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use kafka_protocol::messages::BrokerId;
 use kafka_protocol::ResponseError;
 use openraft::BasicNode;
 use strand_raft::{
@@ -107,6 +108,25 @@ impl Broker {
         });
         tokio::spawn(producers::expiry_loop(broker.clone()));
         Ok(broker)
+    }
+
+    /// The broker clients should treat as the controller: the controller group's leader
+    /// (this broker while none is known, so admin clients never see -1).
+    pub fn controller_id(&self) -> BrokerId {
+        let leader = self.node.controller().replica.leadership().leader;
+        BrokerId(leader.unwrap_or(self.node.id()) as i32)
+    }
+
+    /// The leader of partition `index` of `topic` and its epoch, as far as this node knows,
+    /// for NOT_LEADER_OR_FOLLOWER answers (KIP-951) when the leader is another node.
+    pub fn leader_hint(&self, topic: &TopicInfo, index: i32) -> Option<(u64, i32)> {
+        let group = usize::try_from(index)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))?
+            .group;
+        let leader = self.node.leader_of(group)?;
+        (leader.node != self.node.id())
+            .then(|| (leader.node, i32::try_from(leader.term).unwrap_or(i32::MAX)))
     }
 
     /// The topic named `name`, if it exists.

@@ -172,6 +172,52 @@ fn every_implemented_api_answers_at_every_advertised_version() {
         );
     }
 
+    for v in versions(ApiKey::OffsetForLeaderEpoch) {
+        let req = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(name("sweep"))
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                            .with_partition(0)
+                            .with_current_leader_epoch(-1)
+                            .with_leader_epoch(1),
+                    ]),
+            ]);
+        let ResponseKind::OffsetForLeaderEpoch(r) = c.call(
+            ApiKey::OffsetForLeaderEpoch,
+            v,
+            RequestKind::OffsetForLeaderEpoch(req),
+        ) else {
+            unreachable!()
+        };
+        let p = &r.topics[0].partitions[0];
+        // A single node that started once leads in term 1 and wrote everything in it.
+        assert_eq!(
+            (p.error_code, p.leader_epoch, p.end_offset),
+            (0, 1, expected_offset),
+            "OffsetForLeaderEpoch v{v}"
+        );
+    }
+
+    for v in versions(ApiKey::DescribeCluster) {
+        let ResponseKind::DescribeCluster(r) = c.call(
+            ApiKey::DescribeCluster,
+            v,
+            RequestKind::DescribeCluster(DescribeClusterRequest::default().with_endpoint_type(1)),
+        ) else {
+            unreachable!()
+        };
+        assert_eq!(
+            (r.error_code, r.controller_id.0),
+            (0, 1),
+            "DescribeCluster v{v}"
+        );
+        assert_eq!(r.brokers.len(), 1, "DescribeCluster v{v}");
+        assert_eq!(r.brokers[0].port, node.port as i32);
+    }
+
     for v in versions(ApiKey::CreateTopics) {
         let req = CreateTopicsRequest::default()
             .with_timeout_ms(10_000)

@@ -37,7 +37,7 @@ struct Wanted {
     fetch_offset: i64,
     partition_max_bytes: usize,
     current_leader_epoch: i32,
-    source: Result<(Arc<PartitionReplica>, watch::Receiver<PartitionStatus>), ResponseError>,
+    source: Result<(Arc<PartitionReplica>, watch::Receiver<PartitionStatus>), PartitionError>,
 }
 
 pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
@@ -55,14 +55,19 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
             .into_iter()
             .map(|p| {
                 let source = match &info {
-                    None => Err(ResponseError::UnknownTopicOrPartition),
+                    None => Err((ResponseError::UnknownTopicOrPartition, None)),
                     Some(info) => match broker.route(info, p.partition) {
                         PartitionRoute::Local(replica) => {
                             let status = replica.watch_status();
                             Ok((replica, status))
                         }
-                        PartitionRoute::Remote => Err(ResponseError::NotLeaderOrFollower),
-                        PartitionRoute::Unknown => Err(ResponseError::UnknownTopicOrPartition),
+                        PartitionRoute::Remote => Err((
+                            ResponseError::NotLeaderOrFollower,
+                            broker.leader_hint(info, p.partition),
+                        )),
+                        PartitionRoute::Unknown => {
+                            Err((ResponseError::UnknownTopicOrPartition, None))
+                        }
                     },
                 };
                 Wanted {
@@ -163,7 +168,7 @@ fn read_partition(
     first_data: bool,
     read_committed: bool,
 ) -> Result<(PartitionData, usize), PartitionError> {
-    let (replica, status) = w.source.as_mut().map_err(|e| (*e, None))?;
+    let (replica, status) = w.source.as_mut().map_err(|e| *e)?;
     let leadership = replica.replica.leadership();
     if !leadership.serving {
         let leader = leadership

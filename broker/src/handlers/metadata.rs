@@ -78,17 +78,10 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect();
-    let controller_id = broker
-        .node
-        .controller()
-        .replica
-        .leadership()
-        .leader
-        .map_or(broker_id(broker.node.id()), broker_id);
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(broker.config.cluster_id.clone())))
-        .with_controller_id(controller_id)
+        .with_controller_id(broker.controller_id())
         .with_topics(topics)
 }
 

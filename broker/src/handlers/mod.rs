@@ -4,12 +4,14 @@
 mod api_versions;
 mod create_topics;
 mod delete_topics;
+mod describe_cluster;
 mod describe_producers;
 pub mod details;
 mod fetch;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 mod unsupported;
 
@@ -81,6 +83,12 @@ pub async fn start(broker: &Arc<Broker>, request: Request) -> Pending {
         }
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(describe_producers::handle(broker, r, version).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(broker, r, version).await,
+        ),
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, r, version).await)
         }
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version).await)

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{
-    LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
@@ -114,8 +114,42 @@ pub async fn submit(
                 Answer::Nothing
             };
         }
-        Answer::Respond(ProduceResponse::default().with_responses(topics))
+        let endpoints = if version >= 10 {
+            leader_endpoints(&broker, &topics)
+        } else {
+            Vec::new()
+        };
+        Answer::Respond(
+            ProduceResponse::default()
+                .with_responses(topics)
+                .with_node_endpoints(endpoints),
+        )
     }
+}
+
+/// Where to reach the leaders named in `current_leader` fields, so clients can move to
+/// them without asking for metadata first (KIP-951).
+fn leader_endpoints(broker: &Broker, topics: &[TopicProduceResponse]) -> Vec<NodeEndpoint> {
+    let mut named: Vec<i32> = topics
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+        .map(|p| p.current_leader.leader_id.0)
+        .filter(|id| *id >= 0)
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    let metadata = broker.node.controller().metadata();
+    named
+        .into_iter()
+        .filter_map(|id| metadata.brokers.get(&(id as u64)))
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(broker_id(b.id))
+                .with_host(str_bytes(b.host.clone()))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect()
 }
 
 /// A partition's error, with what the client needs to recover.
@@ -225,14 +259,18 @@ async fn submit_partition(
     topic: &TopicInfo,
     data: PartitionProduceData,
 ) -> Result<Submitted, Failure> {
+    let elsewhere = || Failure {
+        error: ResponseError::NotLeaderOrFollower,
+        message: None,
+        leader: broker.leader_hint(topic, data.index),
+    };
     let replica = match broker.route(topic, data.index) {
         PartitionRoute::Local(replica) => replica,
-        PartitionRoute::Remote => return Err(ResponseError::NotLeaderOrFollower.into()),
+        PartitionRoute::Remote => return Err(elsewhere()),
         PartitionRoute::Unknown => return Err(ResponseError::UnknownTopicOrPartition.into()),
     };
-    let leadership = replica.replica.leadership();
-    if leadership.leader != Some(broker.node.id()) {
-        return Err(not_leader(&replica, leadership.leader, None));
+    if replica.replica.leadership().leader != Some(broker.node.id()) {
+        return Err(elsewhere());
     }
 
     let records: Bytes = data.records.unwrap_or_default();

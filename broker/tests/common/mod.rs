@@ -18,6 +18,7 @@ use kafka_protocol::records::{
 pub struct Node {
     pub child: Child,
     pub port: u16,
+    id: i32,
     _dir: tempfile::TempDir,
 }
 
@@ -37,23 +38,72 @@ pub fn free_port() -> u16 {
 
 impl Node {
     pub fn start() -> Node {
+        Node::spawn(&[]).ready()
+    }
+
+    /// Starts `n` nodes forming one cluster and waits until all serve.
+    pub fn start_cluster(n: u64) -> Vec<Node> {
+        let raft_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let initial = raft_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes: Vec<Node> = (0..n as usize)
+            .map(|i| {
+                Node::spawn(&[
+                    "--node-id".into(),
+                    (i + 1).to_string(),
+                    "--initial-cluster".into(),
+                    initial.clone(),
+                    "--raft-listen".into(),
+                    format!("127.0.0.1:{}", raft_ports[i]),
+                ])
+            })
+            .collect();
+        nodes.into_iter().map(Node::ready).collect()
+    }
+
+    fn spawn(extra: &[String]) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_strand"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strand"));
+        command
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--raft-listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--metrics-listen", "off"])
             .arg("--data-dir")
             .arg(dir.path())
+            .args(extra);
+        if !extra.iter().any(|a| a == "--raft-listen") {
+            command.args(["--raft-listen", &format!("127.0.0.1:{}", free_port())]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start strand");
-        let node = Node {
+        let id = extra
+            .iter()
+            .position(|a| a == "--node-id")
+            .and_then(|i| extra.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        Node {
             child,
             port,
+            id,
             _dir: dir,
-        };
+        }
+    }
+
+    /// This node's broker id.
+    pub fn node_id(&self) -> i32 {
+        self.id
+    }
+
+    fn ready(self) -> Node {
+        let node = self;
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(mut c) = node.try_connect() {

@@ -1,0 +1,126 @@
+//! OffsetForLeaderEpoch (KIP-101/320): where a leader epoch ended, so a consumer or client
+//! that saw records of that epoch can tell whether its position is still on the log.
+//!
+//! Strand's leader epoch is the Raft term, and committed records are never truncated, so a
+//! client's position is always valid; the answers follow Kafka's rule exactly anyway.
+
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use kafka_protocol::ResponseError;
+
+use super::details::check_leader_epoch;
+use crate::Broker;
+
+/// Kafka's answer for `requested`, given the epoch history (`(epoch, first offset)`, oldest
+/// first) and the log end offset: the largest epoch not above `requested`, and the first
+/// offset of the next epoch (or the log end, for the latest). An epoch newer than any
+/// known gets `(-1, -1)`; one older than all gets itself and the first epoch's start.
+pub fn epoch_end_offset(history: &[(u32, i64)], requested: i32, log_end: i64) -> (i32, i64) {
+    let Some(&(latest, _)) = history.last() else {
+        return (-1, -1);
+    };
+    if requested < 0 {
+        return (-1, -1);
+    }
+    if requested as i64 == latest as i64 {
+        return (requested, log_end);
+    }
+    let Some(higher) = history.iter().find(|(e, _)| *e as i64 > requested as i64) else {
+        return (-1, -1);
+    };
+    match history
+        .iter()
+        .rev()
+        .find(|(e, _)| *e as i64 <= requested as i64)
+    {
+        Some(&(lower, _)) => (lower as i32, higher.1),
+        None => (requested, higher.1),
+    }
+}
+
+pub async fn handle(
+    broker: &Broker,
+    request: OffsetForLeaderEpochRequest,
+    _version: i16,
+) -> OffsetForLeaderEpochResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let info = broker.topic(topic.topic.0.as_str());
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let base = EpochEndOffset::default().with_partition(p.partition);
+                    let answer = info
+                        .as_ref()
+                        .ok_or(ResponseError::UnknownTopicOrPartition)
+                        .and_then(|info| broker.serving_replica(info, p.partition))
+                        .and_then(|replica| {
+                            check_leader_epoch(
+                                p.current_leader_epoch,
+                                &replica.replica.leadership(),
+                            )?;
+                            let history = replica.reader.index().epochs().map_err(|e| {
+                                tracing::error!(error = %e, "cannot read the epoch history");
+                                ResponseError::KafkaStorageError
+                            })?;
+                            Ok(epoch_end_offset(
+                                &history,
+                                p.leader_epoch,
+                                replica.status().high_watermark,
+                            ))
+                        });
+                    match answer {
+                        Ok((epoch, end)) => base.with_leader_epoch(epoch).with_end_offset(end),
+                        Err(error) => base
+                            .with_error_code(error.code())
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1),
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(topic.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_follow_kafkas_rule() {
+        // Epoch 1 wrote 0..10, epoch 3 wrote 10..25, epoch 4 is current, log end 30.
+        let history = [(1, 0), (3, 10), (4, 25)];
+        assert_eq!(
+            epoch_end_offset(&history, 4, 30),
+            (4, 30),
+            "the current epoch ends at the log end"
+        );
+        assert_eq!(epoch_end_offset(&history, 3, 30), (3, 25));
+        assert_eq!(
+            epoch_end_offset(&history, 2, 30),
+            (1, 10),
+            "an unknown epoch answers for the one before"
+        );
+        assert_eq!(
+            epoch_end_offset(&history, 0, 30),
+            (0, 0),
+            "older than all: the first epoch's start"
+        );
+        assert_eq!(
+            epoch_end_offset(&history, 5, 30),
+            (-1, -1),
+            "a future epoch"
+        );
+        assert_eq!(epoch_end_offset(&history, -1, 30), (-1, -1));
+        assert_eq!(epoch_end_offset(&[], 1, 0), (-1, -1));
+    }
+}

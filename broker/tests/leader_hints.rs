@@ -1,0 +1,108 @@
+//! In a three-node cluster, requests that reach a follower are refused with
+//! NOT_LEADER_OR_FOLLOWER and name the leader (and, in Produce, how to reach it), so clients
+//! move on without a metadata round trip (KIP-951); leader epochs fence stale clients.
+
+mod common;
+
+use common::{batch, name, produce_request, Node};
+use kafka_protocol::messages::*;
+
+fn metadata(c: &mut common::Client) -> MetadataResponse {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(name("hints")))]))
+        .with_allow_auto_topic_creation(true);
+    let ResponseKind::Metadata(r) = c.call(ApiKey::Metadata, 12, RequestKind::Metadata(req)) else {
+        unreachable!()
+    };
+    r
+}
+
+#[test]
+fn followers_name_the_leader_and_epochs_fence_stale_clients() {
+    let nodes = Node::start_cluster(3);
+    let mut any = nodes[0].try_connect().unwrap();
+    // Auto-creation makes a topic with three replicas; wait until it has a leader.
+    let (leader, epoch) = loop {
+        let r = metadata(&mut any);
+        if let Some(p) = r.topics[0].partitions.first().filter(|p| p.error_code == 0) {
+            if r.topics[0].error_code == 0 && p.leader_id.0 > 0 {
+                break (p.leader_id.0, p.leader_epoch);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let follower = nodes.iter().find(|n| n.node_id() != leader).unwrap();
+    let leader_node = nodes.iter().find(|n| n.node_id() == leader).unwrap();
+    let mut c = follower.try_connect().unwrap();
+
+    let ResponseKind::Produce(r) =
+        c.call(ApiKey::Produce, 12, produce_request("hints", batch("x")))
+    else {
+        unreachable!()
+    };
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(
+        (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+        (leader, epoch)
+    );
+    assert_eq!(r.node_endpoints.len(), 1);
+    assert_eq!(r.node_endpoints[0].port, leader_node.port as i32);
+
+    let fetch = |offset_epoch: i32| {
+        RequestKind::Fetch(
+            FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_session_epoch(-1)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(name("hints"))
+                    .with_partitions(vec![fetch_request::FetchPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(offset_epoch)
+                        .with_partition_max_bytes(1 << 20)])]),
+        )
+    };
+    let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 12, fetch(-1)) else {
+        unreachable!()
+    };
+    let p = &r.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.current_leader.leader_id.0), (6, leader));
+
+    // At the leader: the right epoch works, an older one is fenced, a newer one unknown.
+    let mut l = leader_node.try_connect().unwrap();
+    let ResponseKind::Produce(r) =
+        l.call(ApiKey::Produce, 12, produce_request("hints", batch("x")))
+    else {
+        unreachable!()
+    };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    for (asked, expected) in [(epoch, 0), (epoch - 1, 74), (epoch + 1, 75)] {
+        let ResponseKind::Fetch(r) = l.call(ApiKey::Fetch, 12, fetch(asked)) else {
+            unreachable!()
+        };
+        assert_eq!(
+            r.responses[0].partitions[0].error_code, expected,
+            "fetch with epoch {asked}"
+        );
+    }
+    let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
+        offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+            .with_topic(name("hints"))
+            .with_partitions(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                    .with_current_leader_epoch(epoch)
+                    .with_leader_epoch(epoch),
+            ]),
+    ]);
+    let ResponseKind::OffsetForLeaderEpoch(r) = l.call(
+        ApiKey::OffsetForLeaderEpoch,
+        4,
+        RequestKind::OffsetForLeaderEpoch(req),
+    ) else {
+        unreachable!()
+    };
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, epoch, 1));
+}
