@@ -93,7 +93,8 @@ pub struct Settings {
     #[arg(long, env = "STRAND_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<u64>,
 
-    /// Raft leader heartbeat period in milliseconds [default: 150].
+    /// Raft leader heartbeat period in milliseconds; all groups' heartbeats leave together
+    /// [default: 400].
     #[arg(long, env = "STRAND_RAFT_HEARTBEAT_MS")]
     pub raft_heartbeat_ms: Option<u64>,
 
@@ -302,14 +303,17 @@ impl Config {
                 "use at least 1024; Kafka's default is 104857600",
             ));
         }
-        let raft_heartbeat_ms = s.raft_heartbeat_ms.unwrap_or(150);
+        let raft_heartbeat_ms = s.raft_heartbeat_ms.unwrap_or(400);
         let raft_election_timeout_ms = s.raft_election_timeout_ms.unwrap_or(500);
-        if raft_heartbeat_ms == 0 || raft_election_timeout_ms <= raft_heartbeat_ms * 2 {
+        // A follower of a live leader stands only after a silence of the leader lease (the
+        // maximum timeout, twice the minimum) plus a random timeout: at least three times
+        // the minimum. The heartbeat must still come more often than the minimum.
+        if raft_heartbeat_ms == 0 || raft_election_timeout_ms <= raft_heartbeat_ms {
             return Err(invalid(
                 "raft-election-timeout-ms",
                 raft_election_timeout_ms,
-                "must be more than twice raft-heartbeat-ms (which must be above 0), or \
-                 followers start elections while the leader is healthy",
+                "must be more than raft-heartbeat-ms (which must be above 0), or followers \
+                 start elections while the leader is healthy",
             ));
         }
         Ok(Config {

@@ -233,9 +233,11 @@ pub async fn create_topic(
         replicas,
         configs: spec.configs,
     });
-    match controller
-        .replica
-        .propose(command)
+    // Any broker may create a topic: the proposal goes to the controller's leader, as
+    // Kafka brokers forward to their controller (KIP-590).
+    match broker
+        .node
+        .propose(CONTROLLER_GROUP, command)
         .await
         .map_err(from_propose)?
     {
@@ -298,9 +300,9 @@ pub async fn delete_topic(broker: &Broker, name: &str) -> Result<(), TopicError>
     let command = Command::Controller(ControllerCommand::DeleteTopic {
         name: name.to_string(),
     });
-    match controller
-        .replica
-        .propose(command)
+    match broker
+        .node
+        .propose(CONTROLLER_GROUP, command)
         .await
         .map_err(from_propose)?
     {

@@ -4,14 +4,16 @@
 
 mod common;
 
-use common::{batch, name, produce_request, Node};
+use std::time::Duration;
+
+use common::{batch, name, produce_request, wait_for, Node};
 use kafka_protocol::messages::*;
 
-fn metadata(c: &mut common::Client) -> MetadataResponse {
+fn metadata(c: &mut common::Client, topic: &str) -> MetadataResponse {
     let req = MetadataRequest::default()
         .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
         )
-        .with_name(Some(name("hints")))]))
+        .with_name(Some(name(topic)))]))
         .with_allow_auto_topic_creation(true);
     let ResponseKind::Metadata(r) = c.call(ApiKey::Metadata, 12, RequestKind::Metadata(req)) else {
         unreachable!()
@@ -22,17 +24,20 @@ fn metadata(c: &mut common::Client) -> MetadataResponse {
 #[test]
 fn followers_name_the_leader_and_epochs_fence_stale_clients() {
     let nodes = Node::start_cluster(3);
+    // Any node creates topics on demand, whichever node leads the controller group.
+    for node in &nodes {
+        let topic = format!("auto-{}", node.node_id());
+        let r = metadata(&mut node.try_connect().unwrap(), &topic);
+        assert_eq!(r.topics[0].error_code, 0, "auto-creating {topic}");
+    }
     let mut any = nodes[0].try_connect().unwrap();
     // Auto-creation makes a topic with three replicas; wait until it has a leader.
-    let (leader, epoch) = loop {
-        let r = metadata(&mut any);
-        if let Some(p) = r.topics[0].partitions.first().filter(|p| p.error_code == 0) {
-            if r.topics[0].error_code == 0 && p.leader_id.0 > 0 {
-                break (p.leader_id.0, p.leader_epoch);
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let (leader, epoch) = wait_for("a leader", Duration::from_secs(30), || {
+        let r = metadata(&mut any, "hints");
+        let p = r.topics[0].partitions.first()?;
+        (r.topics[0].error_code == 0 && p.error_code == 0 && p.leader_id.0 > 0)
+            .then_some((p.leader_id.0, p.leader_epoch))
+    });
     let follower = nodes.iter().find(|n| n.node_id() != leader).unwrap();
     let leader_node = nodes.iter().find(|n| n.node_id() == leader).unwrap();
     let mut c = follower.try_connect().unwrap();

@@ -23,7 +23,8 @@ use crate::types::{GroupId, NodeId, Raft};
 #[derive(Debug, Clone)]
 pub struct RaftTuning {
     /// Leader heartbeat period. Far above openraft's 50 ms default: a node may lead
-    /// hundreds of groups.
+    /// hundreds of groups. A follower stands for election only after the leader lease (the
+    /// maximum election timeout) plus a random timeout without a heartbeat.
     pub heartbeat_interval: Duration,
     /// A follower that hears nothing for a random time in this range starts an election.
     pub election_timeout: (Duration, Duration),
@@ -32,7 +33,7 @@ pub struct RaftTuning {
 impl Default for RaftTuning {
     fn default() -> Self {
         RaftTuning {
-            heartbeat_interval: Duration::from_millis(150),
+            heartbeat_interval: Duration::from_millis(400),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
         }
     }
@@ -50,6 +51,8 @@ impl RaftTuning {
             // The Raft log is the partition's data and is never purged, so no snapshot is
             // ever needed (see `crate::snapshot`).
             snapshot_policy: SnapshotPolicy::Never,
+            // Heartbeats come from `heartbeat_loop`, for all groups at once.
+            enable_heartbeat: false,
             ..Default::default()
         };
         config
@@ -127,11 +130,21 @@ impl RaftNode {
             partitions: RwLock::new(HashMap::new()),
             leaders: LeaderTable::default(),
         });
+        tokio::spawn(heartbeat_loop(
+            Arc::downgrade(&node),
+            tuning.heartbeat_interval,
+        ));
         Ok(node)
     }
 
     pub fn id(&self) -> NodeId {
         self.identity.id
+    }
+
+    /// How long a follower refuses to vote after hearing from its leader (openraft's leader
+    /// lease: the maximum election timeout).
+    pub(crate) fn leader_lease(&self) -> Duration {
+        Duration::from_millis(self.config.election_timeout_max)
     }
 
     pub fn store(&self) -> &Store {
@@ -297,6 +310,34 @@ impl RaftNode {
             let _ = p.replica.raft.shutdown().await;
         }
         let _ = self.controller.replica.raft.shutdown().await;
+    }
+}
+
+/// Sends every group's heartbeats at the same moment, once per interval.
+///
+/// openraft times each group's heartbeats on its own, so a node leading hundreds of groups
+/// would send a lone small message every few hundred microseconds, each its own syscall and
+/// wake-up on both sides. Triggered together, the heartbeats of all groups to one peer
+/// leave in a handful of writes (see `transport`), and the peer handles them in one read.
+async fn heartbeat_loop(node: std::sync::Weak<RaftNode>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        let mut leading = Vec::new();
+        if node.controller.replica.leadership().leader == Some(node.id()) {
+            leading.push(node.controller.replica.raft.clone());
+        }
+        for p in node.partitions() {
+            if p.replica.leadership().leader == Some(node.id()) {
+                leading.push(p.replica.raft.clone());
+            }
+        }
+        drop(node);
+        for raft in leading {
+            let _ = raft.trigger().heartbeat().await;
+        }
     }
 }
 

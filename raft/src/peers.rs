@@ -1,9 +1,19 @@
 //! What nodes tell each other besides Raft itself: proposals forwarded to a group's
-//! leader, and reports of which groups each node leads.
+//! leader, and reports of which groups each node leads; and the fast failover that
+//! watches for silent leaders.
 //!
 //! Every node answers Metadata for every partition, including partitions it has no replica
 //! of, so leaders report their groups (term and in-sync replicas) to all peers twice a
 //! second; a report with a higher term replaces an older one.
+//!
+//! Fast failover: openraft lets a follower stand for election only after the leader lease
+//! (the maximum election timeout) plus a random election timeout, checked on a coarse
+//! tick, although the other voters grant their vote as soon as the lease has passed. Every
+//! leader's heartbeats arrive together (see `node::heartbeat_loop`), so a node knows when
+//! it last heard from each peer. Once a peer that leads some of this node's groups has been
+//! silent for longer than the lease, one survivor of each such group (the remaining voter
+//! with the lowest id, so survivors do not split the vote) stands at once. Raft's rules
+//! are unchanged; the election only starts at the earliest moment it can succeed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
@@ -25,6 +35,14 @@ const IN_SYNC_SILENCE: Duration = Duration::from_secs(10);
 const IN_SYNC_LAG: u64 = 1000;
 /// How long a forwarded proposal may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often nodes look for silent leaders.
+const FAILOVER_CHECK: Duration = Duration::from_millis(50);
+/// How far past the lease a leader must be silent: the other voters must have seen the
+/// lease pass too, and their last heartbeat may have come a little later than ours.
+const FAILOVER_MARGIN: Duration = Duration::from_millis(100);
+/// When a quick election found no leader (a voter's lease had not passed yet), how soon to
+/// stand again instead of waiting out openraft's election timeout.
+const FAILOVER_RETRY: Duration = Duration::from_millis(250);
 
 /// What this node knows of a group's leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +52,13 @@ pub struct KnownLeader {
     pub in_sync: Vec<NodeId>,
 }
 
-/// Leaders reported by peers.
+/// Leaders reported by peers, and when each peer was last heard from.
 #[derive(Debug, Default)]
 pub struct LeaderTable {
     entries: RwLock<HashMap<GroupId, KnownLeader>>,
+    heard_from: RwLock<HashMap<NodeId, Instant>>,
+    /// The groups this node stood for: the silent leader, and when it last stood.
+    stood: RwLock<HashMap<GroupId, (NodeId, Instant)>>,
 }
 
 impl LeaderTable {
@@ -67,6 +88,29 @@ impl LeaderTable {
             .get(&group)
             .cloned()
     }
+
+    fn heard(&self, node: NodeId) {
+        let now = Instant::now();
+        let mut heard = self.heard_from.write().expect("leader table lock");
+        // Heartbeats of all groups arrive together: update once per burst.
+        if heard
+            .get(&node)
+            .is_none_or(|t| now.duration_since(*t) > Duration::from_millis(5))
+        {
+            heard.insert(node, now);
+        }
+    }
+
+    /// Peers silent for longer than `silence`.
+    fn silent(&self, silence: Duration) -> Vec<NodeId> {
+        self.heard_from
+            .read()
+            .expect("leader table lock")
+            .iter()
+            .filter(|(_, t)| t.elapsed() > silence)
+            .map(|(n, _)| *n)
+            .collect()
+    }
 }
 
 impl RaftNode {
@@ -84,6 +128,7 @@ impl RaftNode {
         });
         tokio::spawn(transport::serve(listener, handler));
         tokio::spawn(report_loop(Arc::downgrade(self)));
+        tokio::spawn(failover_loop(Arc::downgrade(self)));
     }
 
     /// The local replica of `group`, if any.
@@ -100,6 +145,9 @@ impl RaftNode {
             |group| Reply::Refused(format!("group {group} is not open on node {}", self.id()));
         match request {
             Request::AppendEntries { group, rpc } => {
+                if let Some(leader) = rpc.vote.leader_id().voted_for() {
+                    self.leaders.heard(leader);
+                }
                 let Some(replica) = self.replica(group) else {
                     return unknown(group);
                 };
@@ -290,6 +338,84 @@ async fn report_loop(node: Weak<RaftNode>) {
                 .transport
                 .notify(broker.id, &broker.raft_addr, &request)
                 .await;
+        }
+    }
+}
+
+/// Stands for election in the groups of silent leaders; see the module documentation.
+async fn failover_loop(node: Weak<RaftNode>) {
+    loop {
+        tokio::time::sleep(FAILOVER_CHECK).await;
+        let Some(node) = node.upgrade() else { return };
+        let silence = node.leader_lease() + FAILOVER_MARGIN;
+        let silent = node.leaders.silent(silence);
+        if silent.is_empty() {
+            node.leaders
+                .stood
+                .write()
+                .expect("leader table lock")
+                .clear();
+            continue;
+        }
+        let mut groups = vec![node.controller.replica.clone()];
+        groups.extend(node.partitions().iter().map(|p| p.replica.clone()));
+        for replica in groups {
+            let group = replica.group;
+            let previous = node
+                .leaders
+                .stood
+                .read()
+                .expect("leader table lock")
+                .get(&group)
+                .copied();
+            let (gone, term, first_survivor) = {
+                let metrics = replica.metrics.borrow();
+                // The group's leader is silent, or we stood already and no one leads yet.
+                let gone = match metrics.current_leader {
+                    Some(leader) if silent.contains(&leader) => leader,
+                    None => match previous {
+                        Some((leader, at)) if at.elapsed() > FAILOVER_RETRY => leader,
+                        _ => continue,
+                    },
+                    Some(_) => {
+                        drop(metrics);
+                        node.leaders
+                            .stood
+                            .write()
+                            .expect("leader table lock")
+                            .remove(&group);
+                        continue;
+                    }
+                };
+                if previous.is_some_and(|(_, at)| at.elapsed() <= FAILOVER_RETRY) {
+                    continue;
+                }
+                let first_survivor = metrics
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .filter(|v| *v != gone)
+                    .min();
+                (
+                    gone,
+                    metrics.current_term,
+                    first_survivor == Some(node.id()),
+                )
+            };
+            if first_survivor {
+                node.leaders
+                    .stood
+                    .write()
+                    .expect("leader table lock")
+                    .insert(group, (gone, Instant::now()));
+                tracing::info!(
+                    group,
+                    silent_leader = gone,
+                    term,
+                    "leader silent past its lease: standing for election"
+                );
+                let _ = replica.raft.trigger().elect().await;
+            }
         }
     }
 }

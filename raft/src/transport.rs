@@ -169,6 +169,9 @@ async fn read_frame(
 /// Writes every frame queued, many per write, until the queue closes or the socket fails.
 async fn write_frames(mut socket: OwnedWriteHalf, mut frames: mpsc::UnboundedReceiver<BytesMut>) {
     while let Some(first) = frames.recv().await {
+        // Let the other runnable tasks (the rest of a round of heartbeats, the replies of
+        // a batch of requests) queue their frames first: one write instead of dozens.
+        tokio::task::yield_now().await;
         let mut out = first;
         while let Ok(more) = frames.try_recv() {
             out.unsplit(more);

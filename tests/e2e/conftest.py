@@ -166,17 +166,23 @@ class Cluster:
 @pytest.fixture
 def cluster(tmp_path_factory):
     """A fresh three-node cluster for one test."""
-    c = Cluster(tmp_path_factory.mktemp("cluster")).start()
-    yield c
-    c.stop()
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     """A node shared by the tests of one module (auto-creation on, 3 default partitions)."""
-    b = Broker(tmp_path_factory.mktemp("strand"), "--default-partitions", "3").start()
-    yield b
-    b.stop()
+    b = Broker(tmp_path_factory.mktemp("strand"), "--default-partitions", "3")
+    try:
+        b.start()
+        yield b
+    finally:
+        b.stop()
 
 
 @pytest.fixture
@@ -185,9 +191,9 @@ def start_broker(tmp_path_factory):
     started = []
 
     def start(*flags):
-        b = Broker(tmp_path_factory.mktemp("strand"), *flags).start()
+        b = Broker(tmp_path_factory.mktemp("strand"), *flags)
         started.append(b)
-        return b
+        return b.start()
 
     yield start
     for b in started:

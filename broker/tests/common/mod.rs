@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -78,9 +78,12 @@ impl Node {
         if !extra.iter().any(|a| a == "--raft-listen") {
             command.args(["--raft-listen", &format!("127.0.0.1:{}", free_port())]);
         }
+        // The node's log goes to a file beside its data, printed if the test fails.
+        let log = std::fs::File::create(dir.path().join("strand.log")).expect("create log");
         let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
             .spawn()
             .expect("start strand");
         let id = extra
@@ -136,6 +139,33 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self._dir.path().join("strand.log"));
+            let log = log.unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "--- last lines of node {} (port {}) ---",
+                self.id, self.port
+            );
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// Retries `attempt` until it yields a value, failing the test after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {what} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
