@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 STRAND := $(CARGO_TARGET_DIR)/release/strand
 VENV := $(CURDIR)/.venv
 
-.PHONY: run test build setup unit e2e lint fmt bench cluster cluster-stop clean-data
+.PHONY: run test build setup unit e2e lint fmt bench bench-cluster cluster cluster-stop clean-data
 
 setup:
 	@scripts/setup.sh
@@ -43,6 +43,11 @@ e2e: build $(VENV)/.installed
 # default); pass options with BENCH_ARGS, e.g. BENCH_ARGS="--partitions 4 --seconds 60".
 bench: build $(VENV)/.installed
 	$(VENV)/bin/python benches/produce.py --strand $(STRAND) $(BENCH_ARGS)
+
+# The cluster figures: replicated throughput, produce stall after leader kills, idle CPU
+# with 1,000 partitions (benches/cluster.py; uses ports 9092-9094, so stop `make cluster`).
+bench-cluster: build $(VENV)/.installed
+	$(VENV)/bin/python benches/cluster.py --strand $(STRAND) $(BENCH_ARGS)
 
 lint:
 	cargo fmt --all -- --check

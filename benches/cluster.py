@@ -166,20 +166,25 @@ def main():
     ap.add_argument("--partitions-idle", type=int, default=1000)
     ap.add_argument("--idle-seconds", type=float, default=20)
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--workdir", help="keep the nodes' data and logs here instead of a temporary directory")
+    ap.add_argument("--only", choices=["throughput", "failover", "idle"], help="run one measurement")
     args = ap.parse_args()
 
     result = {}
-    with tempfile.TemporaryDirectory(prefix="strand-cluster-bench-") as workdir:
-        cluster = Cluster(args.strand, workdir)
+    with tempfile.TemporaryDirectory(prefix="strand-cluster-bench-") as tmp:
+        cluster = Cluster(args.strand, args.workdir or tmp)
         cluster.run("start")
         try:
-            print("replicated throughput (acks=all, RF 3, 1 KiB, 16 partitions)...", flush=True)
-            result.update(throughput(args.seconds))
-            print(f"  {result}", flush=True)
-            print(f"failover ({args.kills} leader kills)...", flush=True)
-            result.update(failover(cluster, args.kills))
-            print(f"idle CPU ({args.partitions_idle} partitions, RF 3)...", flush=True)
-            result.update(idle(cluster, args.partitions_idle, args.idle_seconds))
+            if args.only in (None, "throughput"):
+                print("replicated throughput (acks=all, RF 3, 1 KiB, 16 partitions)...", flush=True)
+                result.update(throughput(args.seconds))
+                print(f"  {result}", flush=True)
+            if args.only in (None, "failover"):
+                print(f"failover ({args.kills} leader kills)...", flush=True)
+                result.update(failover(cluster, args.kills))
+            if args.only in (None, "idle"):
+                print(f"idle CPU ({args.partitions_idle} partitions, RF 3)...", flush=True)
+                result.update(idle(cluster, args.partitions_idle, args.idle_seconds))
         finally:
             cluster.run("stop")
     print(json.dumps(result))

@@ -15,6 +15,7 @@ use strand_storage::{Store, StoreOptions};
 use tokio::net::TcpListener;
 
 use crate::controller;
+use crate::groups::{self, Coordinator, GroupLimits};
 use crate::metrics::Metrics;
 use crate::producers::{self, ProducerIds};
 use crate::Config;
@@ -25,6 +26,7 @@ pub struct Broker {
     pub node: Arc<RaftNode>,
     pub metrics: Metrics,
     pub producer_ids: ProducerIds,
+    pub groups: Coordinator,
 }
 
 /// Where a partition's requests go, as far as this node knows.
@@ -100,13 +102,23 @@ impl Broker {
             .await
             .context("cannot open the partition replicas")?;
         tokio::spawn(controller::reconcile_loop(node.clone()));
+        let groups = Coordinator::new(
+            GroupLimits {
+                min_session_timeout: config.group_min_session_timeout,
+                max_session_timeout: config.group_max_session_timeout,
+                initial_rebalance_delay: config.group_initial_rebalance_delay,
+            },
+            config.offsets_retention,
+        );
         let broker = Arc::new(Broker {
             config,
             node,
             metrics: Metrics::default(),
             producer_ids: ProducerIds::default(),
+            groups,
         });
         tokio::spawn(producers::expiry_loop(broker.clone()));
+        tokio::spawn(groups::run(broker.clone()));
         Ok(broker)
     }
 

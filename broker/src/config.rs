@@ -104,6 +104,26 @@ pub struct Settings {
     #[arg(long, env = "STRAND_RAFT_ELECTION_TIMEOUT_MS")]
     pub raft_election_timeout_ms: Option<u64>,
 
+    /// Shortest session timeout a consumer group member may ask for
+    /// (Kafka: group.min.session.timeout.ms) [default: 6000].
+    #[arg(long, env = "STRAND_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    pub group_min_session_timeout_ms: Option<u64>,
+
+    /// Longest session timeout a consumer group member may ask for
+    /// (Kafka: group.max.session.timeout.ms) [default: 1800000].
+    #[arg(long, env = "STRAND_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    pub group_max_session_timeout_ms: Option<u64>,
+
+    /// How long the first rebalance of an empty group waits for more members to join
+    /// (Kafka: group.initial.rebalance.delay.ms) [default: 3000].
+    #[arg(long, env = "STRAND_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+
+    /// How long a group without members keeps its committed offsets after the last commit
+    /// (Kafka: offsets.retention.minutes) [default: 10080, seven days].
+    #[arg(long, env = "STRAND_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<u64>,
+
     /// Log filter, in tracing's EnvFilter syntax (RUST_LOG also works)
     /// [default: info,openraft=warn].
     #[arg(long, env = "STRAND_LOG")]
@@ -137,6 +157,18 @@ impl Settings {
             raft_election_timeout_ms: self
                 .raft_election_timeout_ms
                 .or(lower.raft_election_timeout_ms),
+            group_min_session_timeout_ms: self
+                .group_min_session_timeout_ms
+                .or(lower.group_min_session_timeout_ms),
+            group_max_session_timeout_ms: self
+                .group_max_session_timeout_ms
+                .or(lower.group_max_session_timeout_ms),
+            group_initial_rebalance_delay_ms: self
+                .group_initial_rebalance_delay_ms
+                .or(lower.group_initial_rebalance_delay_ms),
+            offsets_retention_minutes: self
+                .offsets_retention_minutes
+                .or(lower.offsets_retention_minutes),
             log: self.log.or(lower.log),
         }
     }
@@ -163,6 +195,10 @@ pub struct Config {
     pub producer_id_expiration: Duration,
     pub raft_heartbeat: Duration,
     pub raft_election_timeout: Duration,
+    pub group_min_session_timeout: Duration,
+    pub group_max_session_timeout: Duration,
+    pub group_initial_rebalance_delay: Duration,
+    pub offsets_retention: Duration,
     pub log: String,
 }
 
@@ -316,7 +352,24 @@ impl Config {
                  start elections while the leader is healthy",
             ));
         }
+        let group_min_session_timeout_ms = s.group_min_session_timeout_ms.unwrap_or(6000);
+        let group_max_session_timeout_ms = s.group_max_session_timeout_ms.unwrap_or(1_800_000);
+        if group_min_session_timeout_ms > group_max_session_timeout_ms {
+            return Err(invalid(
+                "group-min-session-timeout-ms",
+                group_min_session_timeout_ms,
+                "must not be more than group-max-session-timeout-ms",
+            ));
+        }
         Ok(Config {
+            group_min_session_timeout: Duration::from_millis(group_min_session_timeout_ms),
+            group_max_session_timeout: Duration::from_millis(group_max_session_timeout_ms),
+            group_initial_rebalance_delay: Duration::from_millis(
+                s.group_initial_rebalance_delay_ms.unwrap_or(3000),
+            ),
+            offsets_retention: Duration::from_secs(
+                60 * s.offsets_retention_minutes.unwrap_or(10_080),
+            ),
             node_id,
             data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             listen,

@@ -36,7 +36,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
         broker.metrics.connection_opened();
         let (read_half, write_half) = socket.into_split();
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-        let reader = read_requests(&broker, read_half, tx);
+        let reader = read_requests(&broker, read_half, tx, peer);
         let writer = write_responses(write_half, rx);
         tokio::pin!(reader, writer);
         tokio::select! {
@@ -52,7 +52,12 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     .await
 }
 
-async fn read_requests(broker: &Arc<Broker>, mut socket: OwnedReadHalf, tx: mpsc::Sender<Pending>) {
+async fn read_requests(
+    broker: &Arc<Broker>,
+    mut socket: OwnedReadHalf,
+    tx: mpsc::Sender<Pending>,
+    peer: SocketAddr,
+) {
     let max_frame = broker.config.max_request_bytes;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -68,7 +73,7 @@ async fn read_requests(broker: &Arc<Broker>, mut socket: OwnedReadHalf, tx: mpsc
                 }
             };
             let pending = match decode_request(frame) {
-                Ok(request) => handlers::start(broker, request).await,
+                Ok(request) => handlers::start(broker, request, peer).await,
                 Err(e) => match e.reply() {
                     Some(reply) => Pending::Ready(Outcome::Reply(reply)),
                     None => {

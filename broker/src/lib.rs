@@ -8,6 +8,7 @@
 //! - [`controller`]: topic creation and deletion through the controller Raft group, and
 //!   the loop that opens and removes local partition replicas as metadata changes.
 //! - [`topics`]: topic names and topic-level configs.
+//! - [`groups`]: the group coordinator: consumer group membership and committed offsets.
 //! - [`producers`]: producer ids for idempotent producers, and expiring their state.
 //! - [`metrics`]: the Prometheus endpoint.
 
@@ -15,6 +16,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod controller;
+pub mod groups;
 pub mod handlers;
 pub mod metrics;
 pub mod producers;

@@ -5,9 +5,13 @@
 //! carried in the command; applying only checks preconditions that depend on the order of
 //! commands (a name taken by an earlier command) and hands out partition group ids from a
 //! counter, so every replica reaches the same metadata.
+//!
+//! The controller group also holds consumer groups' committed offsets, so they survive the
+//! loss of any node; its leader is every group's coordinator. Offsets change far more often
+//! than metadata, so they live in their own map rather than in the published metadata.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use strand_storage::keys::{self, GroupId};
@@ -16,7 +20,10 @@ use tokio::sync::watch;
 
 use crate::codec;
 use crate::state_machine::Machine;
-use crate::types::{BrokerInfo, Command, ControllerCommand, LogId, NodeId, Rejection, Response};
+use crate::types::{
+    BrokerInfo, Command, CommittedOffset, ControllerCommand, LogId, NodeId, Rejection, Response,
+    TopicPartition,
+};
 
 /// The controller's own Raft group id.
 pub const CONTROLLER_GROUP: GroupId = 0;
@@ -62,7 +69,14 @@ impl ClusterMetadata {
     }
 }
 
+/// Every consumer group's committed offsets, by group id then partition.
+pub type GroupOffsets = BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>>;
+
+/// The committed offsets as this replica has applied them, shared with the broker.
+pub type SharedOffsets = Arc<RwLock<GroupOffsets>>;
+
 const TOPIC_PREFIX: &[u8] = b"topic/";
+const OFFSET_PREFIX: &[u8] = b"offset/";
 const BROKER_PREFIX: &[u8] = b"broker/";
 const NEXT_GROUP: &[u8] = b"next_group";
 const NEXT_PRODUCER_ID: &[u8] = b"next_producer_id";
@@ -73,29 +87,109 @@ fn named(prefix: &[u8], name: &[u8]) -> Vec<u8> {
     keys::record(CONTROLLER_GROUP, &key)
 }
 
+/// The state key of one committed offset: group and topic are length-prefixed, so any
+/// name (Kafka allows almost any group id) maps to one key and a group's keys are adjacent.
+fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    let mut name = OFFSET_PREFIX.to_vec();
+    for part in [group, topic] {
+        name.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        name.extend_from_slice(part.as_bytes());
+    }
+    name.extend_from_slice(&partition.to_be_bytes());
+    keys::record(CONTROLLER_GROUP, &name)
+}
+
+/// The inverse of [`offset_key`] for the part after the prefix.
+fn parse_offset_name(mut name: &[u8]) -> Option<(String, String, i32)> {
+    let take = |name: &mut &[u8]| -> Option<String> {
+        let len = u32::from_be_bytes(name.get(..4)?.try_into().ok()?) as usize;
+        let text = String::from_utf8(name.get(4..4 + len)?.to_vec()).ok()?;
+        *name = &name[4 + len..];
+        Some(text)
+    };
+    let group = take(&mut name)?;
+    let topic = take(&mut name)?;
+    let partition = i32::from_be_bytes(name.try_into().ok()?);
+    Some((group, topic, partition))
+}
+
 pub struct ControllerMachine {
     store: Store,
     metadata: ClusterMetadata,
     changed: bool,
     published: watch::Sender<Arc<ClusterMetadata>>,
+    offsets: SharedOffsets,
 }
 
 impl ControllerMachine {
     pub fn open(
         store: Store,
     ) -> Result<
-        (ControllerMachine, watch::Receiver<Arc<ClusterMetadata>>),
+        (
+            ControllerMachine,
+            watch::Receiver<Arc<ClusterMetadata>>,
+            SharedOffsets,
+        ),
         strand_storage::StorageError,
     > {
         let (tx, rx) = watch::channel(Arc::new(ClusterMetadata::default()));
+        let offsets = SharedOffsets::default();
         let mut machine = ControllerMachine {
             store,
             metadata: ClusterMetadata::default(),
             changed: false,
             published: tx,
+            offsets: offsets.clone(),
         };
         machine.reload()?;
-        Ok((machine, rx))
+        Ok((machine, rx, offsets))
+    }
+
+    fn commit_offsets(
+        &mut self,
+        group: String,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+        batch: &mut StateBatch,
+    ) -> Response {
+        let mut all = self.offsets.write().expect("offsets lock");
+        let committed = all.entry(group.clone()).or_default();
+        for ((topic, partition), offset) in offsets {
+            batch.put(
+                &offset_key(&group, &topic, partition),
+                &codec::encode(&offset),
+            );
+            committed.insert((topic, partition), offset);
+        }
+        Response::OffsetsCommitted
+    }
+
+    fn delete_offsets(
+        &mut self,
+        group: String,
+        partitions: Option<Vec<TopicPartition>>,
+        batch: &mut StateBatch,
+    ) -> Response {
+        let mut all = self.offsets.write().expect("offsets lock");
+        let Some(committed) = all.get_mut(&group) else {
+            return Response::OffsetsDeleted { count: 0 };
+        };
+        let doomed: Vec<TopicPartition> = match partitions {
+            None => committed.keys().cloned().collect(),
+            Some(list) => list
+                .into_iter()
+                .filter(|p| committed.contains_key(p))
+                .collect(),
+        };
+        for (topic, partition) in &doomed {
+            batch.delete(&offset_key(&group, topic, *partition));
+            committed.remove(&(topic.clone(), *partition));
+        }
+        if committed.is_empty() {
+            all.remove(&group);
+        }
+        Response::OffsetsDeleted {
+            count: doomed.len() as u32,
+        }
     }
 
     fn create_topic(
@@ -147,7 +241,11 @@ impl Machine for ControllerMachine {
         let Command::Controller(command) = command else {
             return Response::Rejected(Rejection::WrongGroup);
         };
-        self.changed = true;
+        // Committed offsets are not part of the published metadata.
+        self.changed |= !matches!(
+            command,
+            ControllerCommand::CommitOffsets { .. } | ControllerCommand::DeleteOffsets { .. }
+        );
         match command {
             ControllerCommand::CreateTopic {
                 name,
@@ -171,6 +269,12 @@ impl Machine for ControllerMachine {
                 );
                 Response::ProducerIds { first, count }
             }
+            ControllerCommand::CommitOffsets { group, offsets } => {
+                self.commit_offsets(group, offsets, batch)
+            }
+            ControllerCommand::DeleteOffsets { group, partitions } => {
+                self.delete_offsets(group, partitions, batch)
+            }
             ControllerCommand::RegisterBroker(info) => {
                 batch.put(
                     &named(BROKER_PREFIX, &info.id.to_be_bytes()),
@@ -192,6 +296,7 @@ impl Machine for ControllerMachine {
 
     fn reload(&mut self) -> Result<(), strand_storage::StorageError> {
         let mut metadata = ClusterMetadata::default();
+        let mut offsets = GroupOffsets::new();
         let mut corrupt = None;
         let start = keys::state(CONTROLLER_GROUP, keys::RECORD);
         let end = keys::state_tag_end(CONTROLLER_GROUP, keys::RECORD);
@@ -211,6 +316,16 @@ impl Machine for ControllerMachine {
                     }
                     Err(e) => corrupt = Some(format!("broker record: {e}")),
                 }
+            } else if let Some(rest) = name.strip_prefix(OFFSET_PREFIX) {
+                match parse_offset_name(rest).zip(codec::decode::<CommittedOffset>(v).ok()) {
+                    Some(((group, topic, partition), offset)) => {
+                        offsets
+                            .entry(group)
+                            .or_default()
+                            .insert((topic, partition), offset);
+                    }
+                    None => corrupt = Some(format!("committed offset {rest:?}")),
+                }
             } else if name == NEXT_GROUP {
                 metadata.next_group = v.try_into().map(u64::from_be_bytes).unwrap_or_default();
             } else if name == NEXT_PRODUCER_ID {
@@ -226,6 +341,7 @@ impl Machine for ControllerMachine {
             });
         }
         self.metadata = metadata;
+        *self.offsets.write().expect("offsets lock") = offsets;
         self.changed = true;
         self.publish();
         Ok(())
@@ -263,7 +379,7 @@ mod tests {
     fn topics_get_distinct_groups_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
-        let (mut m, rx) = ControllerMachine::open(store.clone()).unwrap();
+        let (mut m, rx, _) = ControllerMachine::open(store.clone()).unwrap();
         assert_eq!(
             run(&mut m, &store, create("a", 2)),
             Response::TopicCreated { groups: vec![1, 2] }
@@ -314,9 +430,72 @@ mod tests {
             }
         );
         let published = rx.borrow().clone();
-        let (_, reopened) = ControllerMachine::open(store.clone()).unwrap();
+        let (_, reopened, _) = ControllerMachine::open(store.clone()).unwrap();
         assert_eq!(*reopened.borrow().clone(), *published);
         assert_eq!(published.next_producer_id, 200, "producer ids never repeat");
         assert_eq!(published.partition_of_group(3).unwrap().0.name, "b");
+    }
+
+    #[test]
+    fn committed_offsets_replace_delete_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let (mut m, rx, offsets) = ControllerMachine::open(store.clone()).unwrap();
+        let at = |offset| CommittedOffset {
+            offset,
+            leader_epoch: 2,
+            metadata: Some("m".into()),
+            commit_timestamp: 1000,
+        };
+        let commit =
+            |group: &str, topic: &str, partition, offset| ControllerCommand::CommitOffsets {
+                group: group.into(),
+                offsets: vec![((topic.into(), partition), at(offset))],
+            };
+        let before = rx.borrow().clone();
+        // Group ids and topics may hold any character: keys must not run together.
+        for cmd in [
+            commit("g", "t", 0, 5),
+            commit("g", "t", 0, 9),
+            commit("g", "t", 1, 3),
+            commit("g/\0x", "t", 0, 1),
+            commit("h", "u", 7, 4),
+        ] {
+            assert_eq!(run(&mut m, &store, cmd), Response::OffsetsCommitted);
+        }
+        assert!(
+            Arc::ptr_eq(&before, &rx.borrow()),
+            "offsets do not republish metadata"
+        );
+        assert_eq!(
+            run(
+                &mut m,
+                &store,
+                ControllerCommand::DeleteOffsets {
+                    group: "h".into(),
+                    partitions: None
+                }
+            ),
+            Response::OffsetsDeleted { count: 1 }
+        );
+        assert_eq!(
+            run(
+                &mut m,
+                &store,
+                ControllerCommand::DeleteOffsets {
+                    group: "g".into(),
+                    partitions: Some(vec![("t".into(), 1), ("t".into(), 9)])
+                }
+            ),
+            Response::OffsetsDeleted { count: 1 }
+        );
+        let expected: GroupOffsets = [
+            ("g".to_string(), [(("t".to_string(), 0), at(9))].into()),
+            ("g/\0x".to_string(), [(("t".to_string(), 0), at(1))].into()),
+        ]
+        .into();
+        assert_eq!(*offsets.read().unwrap(), expected);
+        let (_, _, reopened) = ControllerMachine::open(store.clone()).unwrap();
+        assert_eq!(*reopened.read().unwrap(), expected);
     }
 }

@@ -31,13 +31,13 @@ pub mod state_machine;
 pub mod transport;
 pub mod types;
 
-pub use controller::{ClusterMetadata, PartitionInfo, TopicInfo, CONTROLLER_GROUP};
+pub use controller::{ClusterMetadata, GroupOffsets, PartitionInfo, TopicInfo, CONTROLLER_GROUP};
 pub use node::{NodeError, NodeIdentity, RaftNode, RaftTuning};
 pub use partition::{PartitionReader, PartitionStatus, StoredBatch};
 pub use peers::KnownLeader;
 pub use replica::{Leadership, PartitionReplica, Proposal, ProposeError, Replica};
 pub use transport::Transport;
 pub use types::{
-    AppendBatches, BatchSummary, BrokerInfo, Command, ControllerCommand, GroupId, NodeId,
-    Rejection, Response,
+    AppendBatches, BatchSummary, BrokerInfo, Command, CommittedOffset, ControllerCommand, GroupId,
+    NodeId, Rejection, Response, TopicPartition,
 };

@@ -63,9 +63,31 @@ impl RaftLogReader<Types> for LogStore {
             Bound::Excluded(&i) => i,
             Bound::Unbounded => u64::MAX,
         };
+        self.read(start, end, usize::MAX)
+    }
+
+    /// What replication sends a follower in one AppendEntries: bounded in bytes, not only
+    /// in entries (openraft's `max_payload_entries`), because one entry can hold a
+    /// megabyte of batches. Without the bound, a follower catching up on a busy partition
+    /// was sent hundreds of megabytes at once, per partition, and retries multiplied it.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.read(start, end, MAX_APPEND_BYTES)
+    }
+}
+
+/// The most entry bytes one AppendEntries carries (one entry more if a single entry is
+/// larger).
+const MAX_APPEND_BYTES: usize = 1 << 20;
+
+impl LogStore {
+    fn read(&self, start: u64, end: u64, max_bytes: usize) -> Result<Vec<Entry>, StorageError> {
         let raw = self
             .log
-            .read(start, end)
+            .read_limited(start, end, max_bytes)
             .map_err(|e| StorageIOError::read_logs(&e))?;
         raw.into_iter()
             .map(|(index, bytes)| {

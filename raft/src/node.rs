@@ -108,7 +108,7 @@ impl RaftNode {
         bootstrap: Option<BTreeMap<NodeId, BasicNode>>,
     ) -> Result<Arc<RaftNode>, NodeError> {
         let config = Arc::new(tuning.openraft_config()?);
-        let (machine, metadata) = ControllerMachine::open(store.clone())?;
+        let (machine, metadata, offsets) = ControllerMachine::open(store.clone())?;
         let replica = open_group(
             &identity,
             &store,
@@ -126,7 +126,11 @@ impl RaftNode {
             store,
             config,
             transport,
-            controller: ControllerReplica { replica, metadata },
+            controller: ControllerReplica {
+                replica,
+                metadata,
+                offsets,
+            },
             partitions: RwLock::new(HashMap::new()),
             leaders: LeaderTable::default(),
         });

@@ -15,7 +15,7 @@
 //! with the lowest id, so survivors do not split the vote) stands at once. Raft's rules
 //! are unchanged; the election only starts at the earliest moment it can succeed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -40,9 +40,6 @@ const FAILOVER_CHECK: Duration = Duration::from_millis(50);
 /// How far past the lease a leader must be silent: the other voters must have seen the
 /// lease pass too, and their last heartbeat may have come a little later than ours.
 const FAILOVER_MARGIN: Duration = Duration::from_millis(100);
-/// When a quick election found no leader (a voter's lease had not passed yet), how soon to
-/// stand again instead of waiting out openraft's election timeout.
-const FAILOVER_RETRY: Duration = Duration::from_millis(250);
 
 /// What this node knows of a group's leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +54,8 @@ pub struct KnownLeader {
 pub struct LeaderTable {
     entries: RwLock<HashMap<GroupId, KnownLeader>>,
     heard_from: RwLock<HashMap<NodeId, Instant>>,
-    /// The groups this node stood for: the silent leader, and when it last stood.
-    stood: RwLock<HashMap<GroupId, (NodeId, Instant)>>,
+    /// The groups this node stood for in place of a silent leader, while it stays silent.
+    stood: std::sync::Mutex<HashSet<(GroupId, NodeId)>>,
 }
 
 impl LeaderTable {
@@ -343,78 +340,50 @@ async fn report_loop(node: Weak<RaftNode>) {
 }
 
 /// Stands for election in the groups of silent leaders; see the module documentation.
+///
+/// A node stands once per group and silent leader. Standing again would be harmful: if this
+/// node's log is behind another survivor's, its vote requests fail, and each one resets
+/// that survivor's election timer, so the one node that could win would never stand.
 async fn failover_loop(node: Weak<RaftNode>) {
     loop {
         tokio::time::sleep(FAILOVER_CHECK).await;
         let Some(node) = node.upgrade() else { return };
         let silence = node.leader_lease() + FAILOVER_MARGIN;
         let silent = node.leaders.silent(silence);
+        let mut stood = node.leaders.stood.lock().expect("leader table lock");
+        stood.retain(|(_, leader)| silent.contains(leader));
         if silent.is_empty() {
-            node.leaders
-                .stood
-                .write()
-                .expect("leader table lock")
-                .clear();
             continue;
         }
         let mut groups = vec![node.controller.replica.clone()];
         groups.extend(node.partitions().iter().map(|p| p.replica.clone()));
         for replica in groups {
-            let group = replica.group;
-            let previous = node
-                .leaders
-                .stood
-                .read()
-                .expect("leader table lock")
-                .get(&group)
-                .copied();
             let (gone, term, first_survivor) = {
                 let metrics = replica.metrics.borrow();
-                // The group's leader is silent, or we stood already and no one leads yet.
-                let gone = match metrics.current_leader {
-                    Some(leader) if silent.contains(&leader) => leader,
-                    None => match previous {
-                        Some((leader, at)) if at.elapsed() > FAILOVER_RETRY => leader,
-                        _ => continue,
-                    },
-                    Some(_) => {
-                        drop(metrics);
-                        node.leaders
-                            .stood
-                            .write()
-                            .expect("leader table lock")
-                            .remove(&group);
-                        continue;
-                    }
-                };
-                if previous.is_some_and(|(_, at)| at.elapsed() <= FAILOVER_RETRY) {
+                let Some(leader) = metrics.current_leader.filter(|l| silent.contains(l)) else {
                     continue;
-                }
+                };
                 let first_survivor = metrics
                     .membership_config
                     .membership()
                     .voter_ids()
-                    .filter(|v| *v != gone)
+                    .filter(|v| *v != leader)
                     .min();
                 (
-                    gone,
+                    leader,
                     metrics.current_term,
                     first_survivor == Some(node.id()),
                 )
             };
-            if first_survivor {
-                node.leaders
-                    .stood
-                    .write()
-                    .expect("leader table lock")
-                    .insert(group, (gone, Instant::now()));
+            if first_survivor && stood.insert((replica.group, gone)) {
                 tracing::info!(
-                    group,
+                    group = replica.group,
                     silent_leader = gone,
                     term,
                     "leader silent past its lease: standing for election"
                 );
-                let _ = replica.raft.trigger().elect().await;
+                let raft = replica.raft.clone();
+                tokio::spawn(async move { raft.trigger().elect().await });
             }
         }
     }

@@ -8,7 +8,7 @@ use openraft::raft::responder::Responder;
 use openraft::{BasicNode, RaftMetrics};
 use tokio::sync::watch;
 
-use crate::controller::ClusterMetadata;
+use crate::controller::{ClusterMetadata, GroupOffsets, SharedOffsets};
 use crate::partition::{PartitionReader, PartitionStatus};
 use crate::types::{Command, GroupId, NodeId, Raft, Response, Types};
 
@@ -134,6 +134,7 @@ impl PartitionReplica {
 pub struct ControllerReplica {
     pub replica: Replica,
     pub(crate) metadata: watch::Receiver<Arc<ClusterMetadata>>,
+    pub(crate) offsets: SharedOffsets,
 }
 
 impl ControllerReplica {
@@ -143,5 +144,10 @@ impl ControllerReplica {
 
     pub fn watch_metadata(&self) -> watch::Receiver<Arc<ClusterMetadata>> {
         self.metadata.clone()
+    }
+
+    /// Consumer groups' committed offsets, as this replica has applied them.
+    pub fn offsets(&self) -> std::sync::RwLockReadGuard<'_, GroupOffsets> {
+        self.offsets.read().expect("offsets lock")
     }
 }

@@ -89,6 +89,30 @@ pub enum ControllerCommand {
     AllocateProducerIds {
         count: u32,
     },
+    /// Record a consumer group's committed offsets, checked by the group coordinator.
+    CommitOffsets {
+        group: String,
+        offsets: Vec<(TopicPartition, CommittedOffset)>,
+    },
+    /// Forget a consumer group's committed offsets: those of `partitions`, or all of them.
+    DeleteOffsets {
+        group: String,
+        partitions: Option<Vec<TopicPartition>>,
+    },
+}
+
+/// A topic name and partition index.
+pub type TopicPartition = (String, i32);
+
+/// A consumer group's committed position in one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    /// The leader epoch of the last record consumed, or -1.
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    /// When the coordinator accepted the commit, in milliseconds since the epoch.
+    pub commit_timestamp: i64,
 }
 
 /// The outcome of applying a command.
@@ -110,6 +134,10 @@ pub enum Response {
         count: u32,
     },
     ProducersExpired {
+        count: u32,
+    },
+    OffsetsCommitted,
+    OffsetsDeleted {
         count: u32,
     },
     /// The command was refused; nothing changed.

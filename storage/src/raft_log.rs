@@ -48,7 +48,20 @@ impl RaftLog {
 
     /// Entries with index in `[start, end)`, in order, stopping at the first gap.
     pub fn read(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        self.read_limited(start, end, usize::MAX)
+    }
+
+    /// Like [`Self::read`], but stops once the entries read hold `max_bytes` (always
+    /// returning at least one entry if there is one), so a request to replicate a long
+    /// range of large batches stays small.
+    pub fn read_limited(
+        &self,
+        start: u64,
+        end: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
         let mut out = Vec::new();
+        let mut bytes = 0;
         if start >= end {
             return Ok(out);
         }
@@ -65,10 +78,12 @@ impl RaftLog {
                 .key()
                 .and_then(keys::raft_log_index)
                 .unwrap_or(u64::MAX);
-            if index != expected {
+            if index != expected || bytes >= max_bytes {
                 break;
             }
-            out.push((index, iter.value().unwrap_or_default().to_vec()));
+            let value = iter.value().unwrap_or_default().to_vec();
+            bytes += value.len();
+            out.push((index, value));
             expected += 1;
             iter.next();
         }

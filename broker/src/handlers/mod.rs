@@ -8,13 +8,16 @@ mod describe_cluster;
 mod describe_producers;
 pub mod details;
 mod fetch;
+mod group_admin;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
+mod offsets;
 mod produce;
-mod unsupported;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -37,15 +40,16 @@ pub enum Outcome {
 /// A request's outcome, known now or later.
 pub enum Pending {
     Ready(Outcome),
-    /// Produce requests wait for replication in a task of their own, so the connection can
-    /// read and submit the next request meanwhile.
+    /// Produce requests wait for replication, and JoinGroup and SyncGroup for the rest of
+    /// their group, in a task of their own, so the connection can read and submit the next
+    /// request meanwhile.
     Running(JoinHandle<Outcome>),
 }
 
 /// Starts handling one request. The connection awaits this before reading the next
 /// request, so every request's effects are submitted in the order the client sent them;
 /// only the wait for replication overlaps with later requests.
-pub async fn start(broker: &Arc<Broker>, request: Request) -> Pending {
+pub async fn start(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> Pending {
     let Request {
         api_key,
         version,
@@ -66,6 +70,57 @@ pub async fn start(broker: &Arc<Broker>, request: Request) -> Pending {
                     produce::Answer::Close => Outcome::Close,
                 }
             }));
+        }
+        RequestKind::JoinGroup(r) => {
+            let broker = broker.clone();
+            let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
+            // Kafka shows a member's host as "/address".
+            let client_host = format!("/{}", peer.ip());
+            return Pending::Running(tokio::spawn(async move {
+                let response =
+                    groups::join_group(&broker, r, version, client_id, client_host).await;
+                encode(
+                    correlation_id,
+                    api_key,
+                    version,
+                    ResponseKind::JoinGroup(response),
+                )
+            }));
+        }
+        RequestKind::SyncGroup(r) => {
+            let broker = broker.clone();
+            return Pending::Running(tokio::spawn(async move {
+                let response = groups::sync_group(&broker, r).await;
+                encode(
+                    correlation_id,
+                    api_key,
+                    version,
+                    ResponseKind::SyncGroup(response),
+                )
+            }));
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version))
+        }
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(broker, r)),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(groups::leave_group(broker, r, version))
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(offsets::commit(broker, r, version).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(offsets::fetch(broker, r, version))
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(offsets::delete(broker, r).await)
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(group_admin::describe(broker, r, version))
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(group_admin::list(broker, r)),
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(group_admin::delete(broker, r).await)
         }
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => {
@@ -93,13 +148,10 @@ pub async fn start(broker: &Arc<Broker>, request: Request) -> Pending {
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version).await)
         }
-        other => match unsupported::respond(other, version) {
-            Some(response) => response,
-            None => {
-                tracing::debug!(?api_key, version, "unsupported API; closing connection");
-                return Pending::Ready(Outcome::Close);
-            }
-        },
+        _ => {
+            tracing::debug!(?api_key, version, "unsupported API; closing connection");
+            return Pending::Ready(Outcome::Close);
+        }
     };
     Pending::Ready(encode(correlation_id, api_key, version, response))
 }

@@ -41,6 +41,12 @@ impl Node {
         Node::spawn(&[]).ready()
     }
 
+    /// Starts one node with extra command-line flags.
+    pub fn start_with(flags: &[&str]) -> Node {
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        Node::spawn(&flags).ready()
+    }
+
     /// Starts `n` nodes forming one cluster and waits until all serve.
     pub fn start_cluster(n: u64) -> Vec<Node> {
         let raft_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
