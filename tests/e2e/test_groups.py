@@ -85,6 +85,8 @@ def wait_until(what, check, timeout=60):
     raise AssertionError(f"gave up waiting for {what}")
 
 
+# The member that gets killed reads without committing, so whatever it read is read again
+# by the survivors: the test checks that no record is lost, at least once.
 CHILD = """
 import sys
 from confluent_kafka import Consumer
@@ -93,9 +95,7 @@ c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2],
               "heartbeat.interval.ms": 500, "enable.auto.commit": False})
 c.subscribe([sys.argv[3]])
 while True:
-    m = c.poll(0.2)
-    if m is not None and not m.error():
-        c.commit(m, asynchronous=False)
+    c.poll(0.2)
 """
 
 
