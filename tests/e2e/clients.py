@@ -1,6 +1,8 @@
 """Helpers that drive the real clients the tests use."""
 
+import threading
 import time
+from collections import defaultdict
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -69,3 +71,66 @@ def consume_confluent(bootstrap, topic, partitions, expected, start=OFFSET_BEGIN
         c.close()
     assert len(got) >= expected, f"consumed {len(got)} of {expected} messages"
     return got
+
+
+class IdempotentWriter(threading.Thread):
+    """Produces numbered values per key ("k3:000000042") through librdkafka's idempotent
+    producer, flat out, retrying as the client does by default, and notes where and when
+    each acknowledgement arrived."""
+
+    def __init__(self, bootstrap, topic, keys=8):
+        super().__init__(daemon=True)
+        self.topic, self.keys = topic, keys
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                                  "linger.ms": 2, "message.timeout.ms": 60_000})
+        self.stopping = threading.Event()
+        self.acked, self.errors, self.ack_times = {}, [], []
+
+    def on_delivery(self, err, msg):
+        if err is None:
+            self.acked[msg.value()] = (msg.partition(), msg.offset())
+            self.ack_times.append((time.monotonic(), msg.partition()))
+        else:
+            self.errors.append(err)
+
+    def run(self):
+        i = 0
+        while not self.stopping.is_set():
+            key = i % self.keys
+            try:
+                self.producer.produce(self.topic, key=f"k{key}".encode(),
+                                      value=f"k{key}:{i:09d}".encode(), on_delivery=self.on_delivery)
+                i += 1
+            except BufferError:
+                pass
+            self.producer.poll(0 if i % 100 else 0.001)
+
+    def finish(self):
+        """Stops producing and waits for every acknowledgement; none may have failed."""
+        self.stopping.set()
+        self.join(10)
+        assert self.producer.flush(90) == 0, "messages left undelivered"
+        assert not self.errors, f"delivery errors: {self.errors[:3]}"
+
+    def acked_between(self, start, end, partition):
+        return sum(1 for t, p in self.ack_times if start < t < end and p == partition)
+
+
+def check_acknowledged_exactly_once(bootstrap, topic, writer, partitions):
+    """Every record `writer` had acknowledged is stored once, at its offset, nothing else
+    is stored, and each key's records are in the order they were sent. Returns the count."""
+    records = consume_confluent(bootstrap, topic, range(partitions), len(writer.acked))
+    records.sort(key=lambda r: (r[0], r[1]))
+    log = {(p, o): v for p, o, _, v, _ in records}
+    values = [v for _, _, _, v, _ in records]
+    assert len(values) == len(set(values)), "a record is stored twice"
+    assert len(values) == len(writer.acked), "stored records that were never acknowledged"
+    lost = [(v, w) for v, w in writer.acked.items() if log.get(w) != v]
+    assert not lost, f"{len(lost)} acknowledged records lost or moved, e.g. {lost[:3]}"
+    by_key = defaultdict(list)
+    for v in values:
+        key, seq = v.decode().split(":")
+        by_key[key].append(int(seq))
+    for key, seqs in by_key.items():
+        assert seqs == sorted(seqs), f"{key} reordered"
+    return len(values)

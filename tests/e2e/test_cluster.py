@@ -3,15 +3,12 @@ garbage on the Raft port. Every test produces with acks=all and checks that ever
 acknowledged record is present exactly once, in order, at its offset."""
 
 import socket
-import threading
 import time
-from collections import defaultdict
 
-from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kafka_wire
-from clients import consume_confluent
+from clients import IdempotentWriter, check_acknowledged_exactly_once
 
 TOPIC_PARTITIONS = 6
 
@@ -25,64 +22,6 @@ def create_rf3_topic(cluster, name, partitions=TOPIC_PARTITIONS):
 def partition_leaders(cluster, topic):
     md = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(topic, timeout=10)
     return {p: d for p, d in md.topics[topic].partitions.items()}
-
-
-class Writer(threading.Thread):
-    """Produces numbered values per key with an idempotent acks=all producer, flat out,
-    noting when each acknowledgement arrived."""
-
-    def __init__(self, bootstrap, topic):
-        super().__init__(daemon=True)
-        self.topic = topic
-        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                                  "linger.ms": 2, "message.timeout.ms": 60_000})
-        self.stopping = threading.Event()
-        self.acked, self.errors, self.ack_times = {}, [], []
-
-    def on_delivery(self, err, msg):
-        if err is None:
-            self.acked[msg.value()] = (msg.partition(), msg.offset())
-            self.ack_times.append((time.monotonic(), msg.partition()))
-        else:
-            self.errors.append(err)
-
-    def run(self):
-        i = 0
-        while not self.stopping.is_set():
-            try:
-                key = i % 24
-                self.producer.produce(self.topic, key=f"k{key}".encode(),
-                                      value=f"k{key}:{i:09d}".encode(), on_delivery=self.on_delivery)
-                i += 1
-            except BufferError:
-                pass
-            self.producer.poll(0 if i % 100 else 0.001)
-
-    def finish(self):
-        self.stopping.set()
-        self.join(10)
-        assert self.producer.flush(90) == 0, "messages left undelivered"
-        assert not self.errors, f"delivery errors: {self.errors[:3]}"
-
-    def acked_between(self, start, end, partition):
-        return sum(1 for t, p in self.ack_times if start < t < end and p == partition)
-
-
-def check_log(cluster, topic, writer, partitions=TOPIC_PARTITIONS):
-    """Everything acknowledged is stored exactly once, at its offset, in per-key order."""
-    records = consume_confluent(cluster.bootstrap, topic, range(partitions), len(writer.acked))
-    log = {(p, o): v for p, o, _, v, _ in records}
-    values = list(log.values())
-    assert len(values) == len(set(values)), "a record is stored twice"
-    lost = [(v, w) for v, w in writer.acked.items() if log.get(w) != v]
-    assert not lost, f"{len(lost)} acknowledged records lost or moved, e.g. {lost[:3]}"
-    by_key = defaultdict(list)
-    for (p, o), v in sorted(log.items()):
-        key, seq = v.decode().split(":")
-        by_key[key].append(int(seq))
-    for key, seqs in by_key.items():
-        assert seqs == sorted(seqs), f"{key} reordered"
-    return len(values)
 
 
 def test_rf3_topics_spread_leaders_and_every_node_agrees(cluster):
@@ -103,7 +42,7 @@ def test_acked_records_survive_a_leader_kill_mid_stream(cluster):
     """How long the failover takes is measured by benches/failover.py; this checks that it
     happens while the old leader is still dead, and that nothing acknowledged is lost."""
     create_rf3_topic(cluster, "failover")
-    writer = Writer(cluster.bootstrap, "failover")
+    writer = IdempotentWriter(cluster.bootstrap, keys=24, topic="failover")
     writer.start()
     time.sleep(2)
     leader = partition_leaders(cluster, "failover")[0].leader
@@ -115,7 +54,7 @@ def test_acked_records_survive_a_leader_kill_mid_stream(cluster):
     time.sleep(2)
     writer.finish()
     assert acked_while_dead > 0, "partition 0 did not fail over while its leader was dead"
-    check_log(cluster, "failover", writer)
+    check_acknowledged_exactly_once(cluster.bootstrap, "failover", writer, TOPIC_PARTITIONS)
     # The restarted node caught up by itself and is back in sync.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -128,7 +67,7 @@ def test_acked_records_survive_a_leader_kill_mid_stream(cluster):
 
 def test_a_paused_minority_does_not_stop_the_cluster(cluster):
     create_rf3_topic(cluster, "paused")
-    writer = Writer(cluster.bootstrap, "paused")
+    writer = IdempotentWriter(cluster.bootstrap, keys=24, topic="paused")
     writer.start()
     time.sleep(1)
     cluster.node(2).pause()
@@ -139,12 +78,12 @@ def test_a_paused_minority_does_not_stop_the_cluster(cluster):
     time.sleep(2)
     writer.finish()
     assert acked_while_paused > 0, "no progress with one node of three paused"
-    check_log(cluster, "paused", writer)
+    check_acknowledged_exactly_once(cluster.bootstrap, "paused", writer, TOPIC_PARTITIONS)
 
 
 def test_everything_acknowledged_survives_killing_all_nodes(cluster):
     create_rf3_topic(cluster, "blackout")
-    writer = Writer(cluster.bootstrap, "blackout")
+    writer = IdempotentWriter(cluster.bootstrap, keys=24, topic="blackout")
     writer.start()
     time.sleep(2)
     for node in cluster.nodes:
@@ -153,7 +92,7 @@ def test_everything_acknowledged_survives_killing_all_nodes(cluster):
     writer.join(10)
     cluster.start()
     writer.finish()
-    check_log(cluster, "blackout", writer)
+    check_acknowledged_exactly_once(cluster.bootstrap, "blackout", writer, TOPIC_PARTITIONS)
 
 
 def test_requests_to_a_follower_name_the_leader(cluster):
@@ -184,8 +123,8 @@ def test_garbage_on_the_raft_port_is_refused_without_harm(cluster):
             except ConnectionResetError:
                 pass
     assert target.alive()
-    writer = Writer(cluster.bootstrap, "raft-garbage")
+    writer = IdempotentWriter(cluster.bootstrap, keys=24, topic="raft-garbage")
     writer.start()
     time.sleep(1)
     writer.finish()
-    assert check_log(cluster, "raft-garbage", writer, partitions=3) > 0
+    assert check_acknowledged_exactly_once(cluster.bootstrap, "raft-garbage", writer, 3) > 0

@@ -1,15 +1,12 @@
 """Idempotent producers: no duplicates and no reordering, with the clients' defaults."""
 
-import threading
 import time
-from collections import defaultdict
 
-from confluent_kafka import Producer
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KpTopicPartition
 
 import kafka_wire
-from clients import consume_confluent, create_topic
+from clients import IdempotentWriter, check_acknowledged_exactly_once, create_topic
 
 OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 45, 47
 
@@ -58,51 +55,6 @@ def test_kafka_python_default_producer_is_idempotent(broker):
     assert values == [f"v{i}".encode() for i in range(500)]
 
 
-class IdempotentWriter(threading.Thread):
-    """Sends numbered values per key through librdkafka's idempotent producer, flat out,
-    retrying as the client does by default."""
-
-    def __init__(self, bootstrap, topic):
-        super().__init__(daemon=True)
-        self.topic = topic
-        self.producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "linger.ms": 2,
-                "message.timeout.ms": 60_000,
-            }
-        )
-        self.stopping = threading.Event()
-        self.acked = {}
-        self.errors = []
-
-    def on_delivery(self, err, msg):
-        if err is None:
-            self.acked[msg.value()] = (msg.partition(), msg.offset())
-        else:
-            self.errors.append(err)
-
-    def run(self):
-        i = 0
-        while not self.stopping.is_set():
-            key = i % 8
-            try:
-                self.producer.produce(
-                    self.topic, key=f"k{key}".encode(), value=f"k{key}:{i:08d}".encode(),
-                    on_delivery=self.on_delivery,
-                )
-                i += 1
-            except BufferError:
-                pass
-            self.producer.poll(0 if i % 100 else 0.001)
-
-    def finish(self):
-        self.stopping.set()
-        self.join(10)
-        assert self.producer.flush(90) == 0, "messages left undelivered"
-
-
 def test_idempotent_producer_across_kill9_has_no_duplicates_or_reordering(start_broker):
     broker = start_broker()
     topic = "idempotent-durable"
@@ -116,18 +68,4 @@ def test_idempotent_producer_across_kill9_has_no_duplicates_or_reordering(start_
         broker.start()
     time.sleep(1.5)
     writer.finish()
-    assert not writer.errors, f"delivery failed: {writer.errors[:3]}"
-
-    records = consume_confluent(broker.bootstrap, topic, range(4), len(writer.acked))
-    log = {(p, o): v for p, o, _, v, _ in records}
-    values = [v for _, _, _, v, _ in sorted(records, key=lambda r: (r[0], r[1]))]
-    assert len(values) == len(set(values)), "a record was stored twice"
-    assert len(values) == len(writer.acked), "stored records that were never acknowledged"
-    for value, where in writer.acked.items():
-        assert log.get(where) == value, f"{value} acknowledged at {where}"
-    by_key = defaultdict(list)
-    for p, o, _, v, _ in sorted(records, key=lambda r: (r[0], r[1])):
-        key, seq = v.decode().split(":")
-        by_key[key].append(int(seq))
-    for key, seqs in by_key.items():
-        assert seqs == sorted(seqs), f"{key} reordered"
+    check_acknowledged_exactly_once(broker.bootstrap, topic, writer, 4)

@@ -154,6 +154,19 @@ impl Member {
             .unwrap_or_default()
     }
 
+    /// Takes a rejoining member's new settings; says whether its protocols changed (which
+    /// calls for a rebalance).
+    fn rejoin(&mut self, request: JoinRequest, now: Instant) -> bool {
+        let changed = self.protocols != request.protocols;
+        self.protocols = request.protocols;
+        self.session_timeout = request.session_timeout;
+        self.rebalance_timeout = request.rebalance_timeout;
+        self.client_id = request.client_id;
+        self.client_host = request.client_host;
+        self.last_heard = now;
+        changed
+    }
+
     /// Answers whatever the member waits for with `error`.
     fn dismiss(&mut self, error: i16, member_id: &str) {
         if let Some(waiter) = self.join_waiter.take() {
@@ -299,13 +312,7 @@ impl Group {
         let Some(member) = self.members.get_mut(&member_id) else {
             return fail(ResponseError::UnknownMemberId);
         };
-        let changed = member.protocols != request.protocols;
-        member.protocols = request.protocols;
-        member.session_timeout = request.session_timeout;
-        member.rebalance_timeout = request.rebalance_timeout;
-        member.client_id = request.client_id;
-        member.client_host = request.client_host;
-        member.last_heard = now;
+        let changed = member.rejoin(request, now);
         match self.state {
             GroupState::PreparingRebalance => self.wait_for_join(&member_id, now),
             GroupState::CompletingRebalance if !changed => {
@@ -383,15 +390,10 @@ impl Group {
             return self.add_member(new, request, now);
         };
         member.dismiss(code(ResponseError::FencedInstanceId), &old);
-        let changed = member.protocols != request.protocols;
-        member.protocols = request.protocols;
-        member.session_timeout = request.session_timeout;
-        member.rebalance_timeout = request.rebalance_timeout;
-        member.client_id = request.client_id;
-        member.client_host = request.client_host;
-        member.last_heard = now;
+        let instance = request.instance_id.clone();
+        let changed = member.rejoin(request, now);
         self.members.insert(new.clone(), member);
-        if let Some(instance) = request.instance_id {
+        if let Some(instance) = instance {
             self.instances.insert(instance, new.clone());
         }
         if self.leader.as_ref() == Some(&old) {

@@ -33,6 +33,17 @@ struct Groups {
     groups: HashMap<String, Group>,
 }
 
+impl Groups {
+    /// Drops every group, answering their waiting requests NOT_COORDINATOR: this node no
+    /// longer coordinates, or coordinates for a new term.
+    fn forget_all(&mut self) {
+        for group in self.groups.values_mut() {
+            group.abandon(ResponseError::NotCoordinator.code());
+        }
+        self.groups.clear();
+    }
+}
+
 pub struct Coordinator {
     limits: GroupLimits,
     offsets_retention: Duration,
@@ -101,10 +112,7 @@ impl Coordinator {
         }
         let mut guard = self.state.lock().expect("group coordinator lock");
         if guard.term != leadership.term {
-            for group in guard.groups.values_mut() {
-                group.abandon(ResponseError::NotCoordinator.code());
-            }
-            guard.groups.clear();
+            guard.forget_all();
             guard.term = leadership.term;
         }
         Ok(Locked {
@@ -124,13 +132,11 @@ impl Coordinator {
                 // Groups whose members are all gone live on in their committed offsets.
                 locked.guard.groups.retain(|_, g| !g.is_empty());
             }
-            Err(_) => {
-                let mut guard = self.state.lock().expect("group coordinator lock");
-                for group in guard.groups.values_mut() {
-                    group.abandon(ResponseError::NotCoordinator.code());
-                }
-                guard.groups.clear();
-            }
+            Err(_) => self
+                .state
+                .lock()
+                .expect("group coordinator lock")
+                .forget_all(),
         }
     }
 
