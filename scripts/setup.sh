@@ -11,7 +11,7 @@ command -v make >/dev/null || missing+=(make)
 command -v kcat >/dev/null || missing+=(kcat)       # a client the tests drive
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v java >/dev/null || missing+=(default-jdk-headless)  # the Java client tests
-command -v mvn >/dev/null || missing+=(maven)                  # fetches kafka-clients
+command -v mvn >/dev/null || missing+=(maven)                  # fetches kafka-clients and kafka-tools
 
 if ((${#missing[@]})); then
     if ! command -v apt-get >/dev/null; then

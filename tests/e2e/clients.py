@@ -73,6 +73,80 @@ def consume_confluent(bootstrap, topic, partitions, expected, start=OFFSET_BEGIN
     return got
 
 
+# Kafka's minimum session timeout is 6 s; the tests use it so dead members leave quickly.
+SESSION_MS = 6000
+FAST_GROUPS = ("--group-initial-rebalance-delay-ms", "200")
+
+
+def produce_numbers(bootstrap, topic, count, start=0, partitions=6):
+    """Produces the numbers start..start+count, key and value alike, round-robin over
+    `partitions`."""
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    for i in range(start, start + count):
+        p.produce(topic, key=str(i).encode(), value=str(i).encode(), partition=i % partitions)
+        if i % 1000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+
+
+def consumer(bootstrap, group, **extra):
+    return Consumer({
+        "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+        "session.timeout.ms": SESSION_MS, "heartbeat.interval.ms": 500,
+        "enable.auto.commit": False, **extra,
+    })
+
+
+class Reader(threading.Thread):
+    """Polls one consumer, committing after each message, until stopped."""
+
+    def __init__(self, bootstrap, topic, group, **extra):
+        super().__init__(daemon=True)
+        self.c = consumer(bootstrap, group, **extra)
+        # librdkafka's assignment() blocks while another thread polls: track it from the
+        # rebalance callbacks, which run inside poll.
+        self.owned, self.lock = set(), threading.Lock()
+        self.c.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked,
+                         on_lost=self._revoked)
+        self.values, self.stop, self.errors = [], threading.Event(), []
+
+    def _assigned(self, _consumer, partitions):
+        with self.lock:
+            self.owned |= {p.partition for p in partitions}
+
+    def _revoked(self, _consumer, partitions):
+        with self.lock:
+            self.owned -= {p.partition for p in partitions}
+
+    def run(self):
+        while not self.stop.is_set():
+            m = self.c.poll(0.2)
+            if m is None:
+                continue
+            if m.error():
+                self.errors.append(m.error())
+                continue
+            self.values.append(int(m.value()))
+            try:
+                self.c.commit(m, asynchronous=False)
+            except Exception as e:  # a rebalance may revoke the partition meanwhile
+                self.errors.append(e)
+        self.c.close()
+
+    def assignment(self):
+        with self.lock:
+            return set(self.owned)
+
+
+def wait_until(what, check, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
 class IdempotentWriter(threading.Thread):
     """Produces numbered values per key ("k3:000000042") through librdkafka's idempotent
     producer, flat out, retrying as the client does by default, and notes where and when

@@ -174,6 +174,43 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
+JAVA_PROJECT = REPO / "tests" / "java"
+
+
+class Java:
+    """Runs classes from tests/java (our client drivers) and from Kafka's own tools, on the
+    classpath Maven resolved. Kafka's INFO logging is turned down so that output stays
+    readable."""
+
+    CONSUMER_GROUPS = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
+
+    def __init__(self, classpath: str):
+        self.classpath = classpath
+
+    def command(self, main: str, *args: str) -> list:
+        return ["java", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", self.classpath,
+                main, *args]
+
+    def run(self, main: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(main, *args), capture_output=True, text=True,
+                              timeout=timeout)
+
+    def popen(self, main: str, *args: str, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(self.command(main, *args), text=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def java():
+    """Compiles tests/java once per run (Maven fetches kafka-clients and kafka-tools)."""
+    subprocess.run(
+        ["mvn", "-q", "-B", "compile", "dependency:build-classpath",
+         "-Dmdep.outputFile=target/classpath.txt"],
+        cwd=JAVA_PROJECT, check=True, timeout=900,
+    )
+    deps = (JAVA_PROJECT / "target" / "classpath.txt").read_text().strip()
+    return Java(f"{JAVA_PROJECT / 'target' / 'classes'}:{deps}")
+
+
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
     """A node shared by the tests of one module (auto-creation on, 3 default partitions)."""

@@ -1,89 +1,15 @@
 """Consumer groups with real clients: partitions shared and rebalanced, committed offsets
 that survive restarts and coordinator loss, cooperative and static membership."""
 
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import TopicPartition
 from kafka import KafkaConsumer
 
-from clients import create_topic
-
-# Kafka's minimum session timeout is 6 s; the tests use it so dead members leave quickly.
-SESSION_MS = 6000
-FAST_GROUPS = ("--group-initial-rebalance-delay-ms", "200")
-
-
-def produce(bootstrap, topic, count, start=0, partitions=6):
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
-    for i in range(start, start + count):
-        p.produce(topic, key=str(i).encode(), value=str(i).encode(), partition=i % partitions)
-        if i % 1000 == 0:
-            p.poll(0)
-    assert p.flush(60) == 0
-
-
-def consumer(bootstrap, group, **extra):
-    return Consumer({
-        "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-        "session.timeout.ms": SESSION_MS, "heartbeat.interval.ms": 500,
-        "enable.auto.commit": False, **extra,
-    })
-
-
-class Reader(threading.Thread):
-    """Polls one consumer, committing after each message, until stopped."""
-
-    def __init__(self, bootstrap, topic, group, **extra):
-        super().__init__(daemon=True)
-        self.c = consumer(bootstrap, group, **extra)
-        # librdkafka's assignment() blocks while another thread polls: track it from the
-        # rebalance callbacks, which run inside poll.
-        self.owned, self.lock = set(), threading.Lock()
-        self.c.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked,
-                         on_lost=self._revoked)
-        self.values, self.stop, self.errors = [], threading.Event(), []
-
-    def _assigned(self, _consumer, partitions):
-        with self.lock:
-            self.owned |= {p.partition for p in partitions}
-
-    def _revoked(self, _consumer, partitions):
-        with self.lock:
-            self.owned -= {p.partition for p in partitions}
-
-    def run(self):
-        while not self.stop.is_set():
-            m = self.c.poll(0.2)
-            if m is None:
-                continue
-            if m.error():
-                self.errors.append(m.error())
-                continue
-            self.values.append(int(m.value()))
-            try:
-                self.c.commit(m, asynchronous=False)
-            except Exception as e:  # a rebalance may revoke the partition meanwhile
-                self.errors.append(e)
-        self.c.close()
-
-    def assignment(self):
-        with self.lock:
-            return set(self.owned)
-
-
-def wait_until(what, check, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"gave up waiting for {what}")
-
+from clients import FAST_GROUPS, Reader, consumer, create_topic, produce_numbers, wait_until
 
 # The member that gets killed reads without committing, so whatever it read is read again
 # by the survivors: the test checks that no record is lost, at least once.
@@ -108,14 +34,14 @@ def test_consumers_share_partitions_and_rebalance_when_members_come_and_die(star
     wait_until("six partitions split three ways",
                lambda: sorted(len(r.assignment()) for r in readers) == [2, 2, 2])
     assert set().union(*(r.assignment() for r in readers)) == set(range(6))
-    produce(b.bootstrap, "shared", 3000)
+    produce_numbers(b.bootstrap, "shared", 3000)
 
     # A member that is killed (no LeaveGroup) is removed after its session timeout.
     child = subprocess.Popen([sys.executable, "-c", CHILD, b.bootstrap, "g1", "shared"])
     try:
         wait_until("the fourth member gets partitions",
                    lambda: sum(len(r.assignment()) for r in readers) < 6, timeout=30)
-        produce(b.bootstrap, "shared", 3000, start=3000)
+        produce_numbers(b.bootstrap, "shared", 3000, start=3000)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -123,7 +49,7 @@ def test_consumers_share_partitions_and_rebalance_when_members_come_and_die(star
                lambda: sum(len(r.assignment()) for r in readers) == 6, timeout=40)
     owned = [r.assignment() for r in readers]
     assert sum(len(o) for o in owned) == 6 and set().union(*owned) == set(range(6)), owned
-    produce(b.bootstrap, "shared", 3000, start=6000)
+    produce_numbers(b.bootstrap, "shared", 3000, start=6000)
     wait_until("every record consumed",
                lambda: set().union(*(set(r.values) for r in readers)) >= set(range(9000)), timeout=60)
     for r in readers:
@@ -135,7 +61,7 @@ def test_consumers_share_partitions_and_rebalance_when_members_come_and_die(star
 def test_committed_offsets_survive_consumers_and_a_broker_kill(start_broker):
     b = start_broker(*FAST_GROUPS)
     create_topic(b.bootstrap, "resume", 2)
-    produce(b.bootstrap, "resume", 100, partitions=2)
+    produce_numbers(b.bootstrap, "resume", 100, partitions=2)
     c = consumer(b.bootstrap, "g2")
     c.subscribe(["resume"])
     seen = []
@@ -223,7 +149,7 @@ def test_a_static_member_restarts_without_a_rebalance(start_broker):
 def test_kafka_python_consumer_group_commits(start_broker):
     b = start_broker(*FAST_GROUPS)
     create_topic(b.bootstrap, "kp", 3)
-    produce(b.bootstrap, "kp", 300, partitions=3)
+    produce_numbers(b.bootstrap, "kp", 300, partitions=3)
     c = KafkaConsumer("kp", bootstrap_servers=b.bootstrap, group_id="g5",
                       auto_offset_reset="earliest", enable_auto_commit=False,
                       consumer_timeout_ms=10000)
@@ -245,7 +171,7 @@ def test_commits_continue_when_the_coordinator_node_is_killed(cluster):
     from confluent_kafka.admin import AdminClient, NewTopic
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     admin.create_topics([NewTopic("coord", 3, 3)])["coord"].result(30)
-    produce(cluster.bootstrap, "coord", 600, partitions=3)
+    produce_numbers(cluster.bootstrap, "coord", 600, partitions=3)
     c = consumer(cluster.bootstrap, "g6")
     c.subscribe(["coord"])
     consumed = 0
