@@ -120,6 +120,68 @@ def test_cooperative_sticky_moves_only_what_it_must(start_broker):
     second.close()
 
 
+def test_roundrobin_with_auto_commit(start_broker):
+    """Two single-partition topics: range gives both to one member, roundrobin one each.
+    Offsets are committed by librdkafka's automatic (asynchronous) commit."""
+    b = start_broker(*FAST_GROUPS)
+    for topic in ("rr-a", "rr-b"):
+        create_topic(b.bootstrap, topic, 1)
+        produce_numbers(b.bootstrap, topic, 50, partitions=1)
+    settings = {"partition.assignment.strategy": "roundrobin", "enable.auto.commit": True,
+                "auto.commit.interval.ms": 200}
+    members = [consumer(b.bootstrap, "g-rr", **settings) for _ in range(2)]
+    got = [[], []]
+    for m in members:
+        m.subscribe(["rr-a", "rr-b"])
+
+    def poll_both():
+        for m, seen in zip(members, got):
+            msg = m.poll(0.1)
+            if msg is not None and not msg.error():
+                seen.append((msg.topic(), msg.offset()))
+        return sum(len(seen) for seen in got) >= 100
+
+    wait_until("both topics read", poll_both)
+    assert sorted(len({t for t, _ in seen}) for seen in got) == [1, 1], "not round-robin"
+    for m in members:
+        m.close()  # the final automatic commit
+    check = consumer(b.bootstrap, "g-rr")
+    committed = check.committed([TopicPartition("rr-a", 0), TopicPartition("rr-b", 0)], timeout=10)
+    check.close()
+    assert [tp.offset for tp in committed] == [50, 50]
+
+
+def test_kcat_balanced_consumers_share_a_topic_and_commit(start_broker):
+    b = start_broker(*FAST_GROUPS)
+    create_topic(b.bootstrap, "kc", 6)
+    produce_numbers(b.bootstrap, "kc", 600)
+    kcats = [subprocess.Popen(
+        ["kcat", "-b", b.bootstrap, "-G", "g-kcat", "-f", "%p %s\\n", "-q",
+         "-X", "auto.offset.reset=earliest", "-X", "auto.commit.interval.ms=200", "kc"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(2)]
+    outputs = []
+    try:
+        time.sleep(8)
+        committed = []
+
+        def all_committed():
+            check = consumer(b.bootstrap, "g-kcat")
+            committed[:] = check.committed([TopicPartition("kc", p) for p in range(6)], timeout=10)
+            check.close()
+            return [tp.offset for tp in committed] == [100] * 6
+
+        wait_until("kcat commits every partition's end", all_committed, timeout=60)
+    finally:
+        for k in kcats:
+            k.send_signal(signal.SIGTERM)
+            outputs.append(k.communicate(timeout=30)[0])
+    read = [[line.split() for line in out.splitlines() if line.strip()] for out in outputs]
+    assert {int(v) for lines in read for _, v in lines} == set(range(600))
+    # The two members split the partitions (a late joiner may take some over mid-way).
+    partitions = [{int(p) for p, _ in lines} for lines in read]
+    assert all(partitions) and partitions[0] | partitions[1] == set(range(6)), partitions
+
+
 def test_a_static_member_restarts_without_a_rebalance(start_broker):
     b = start_broker(*FAST_GROUPS)
     create_topic(b.bootstrap, "static", 4)
