@@ -63,7 +63,7 @@ impl Broker {
         })?;
         let identity = NodeIdentity {
             id: config.node_id,
-            raft_addr: config.raft_listen.to_string(),
+            raft_addr: config.raft_advertised.clone(),
         };
         let tuning = RaftTuning {
             heartbeat_interval: config.raft_heartbeat,
@@ -71,6 +71,7 @@ impl Broker {
                 config.raft_election_timeout,
                 config.raft_election_timeout * 2,
             ),
+            leader_balance_interval: config.leader_balance_interval,
         };
         let voters: BTreeMap<u64, BasicNode> = config
             .initial_cluster
@@ -85,7 +86,7 @@ impl Broker {
             id: config.node_id,
             host: config.advertised_host.clone(),
             port: config.advertised_port,
-            raft_addr: config.raft_listen.to_string(),
+            raft_addr: config.raft_advertised.clone(),
             rack: None,
         };
         // A node cannot serve before the controller group has a quorum: wait for one.

@@ -104,6 +104,13 @@ pub struct Settings {
     #[arg(long, env = "STRAND_RAFT_ELECTION_TIMEOUT_MS")]
     pub raft_election_timeout_ms: Option<u64>,
 
+    /// How often each node hands the partitions it leads back to their preferred replica
+    /// (the first listed), when that replica is alive and caught up; 0 turns it off
+    /// (Kafka: auto.leader.rebalance.enable, leader.imbalance.check.interval.seconds)
+    /// [default: 30000].
+    #[arg(long, env = "STRAND_LEADER_BALANCE_INTERVAL_MS")]
+    pub leader_balance_interval_ms: Option<u64>,
+
     /// Shortest session timeout a consumer group member may ask for
     /// (Kafka: group.min.session.timeout.ms) [default: 6000].
     #[arg(long, env = "STRAND_GROUP_MIN_SESSION_TIMEOUT_MS")]
@@ -157,6 +164,9 @@ impl Settings {
             raft_election_timeout_ms: self
                 .raft_election_timeout_ms
                 .or(lower.raft_election_timeout_ms),
+            leader_balance_interval_ms: self
+                .leader_balance_interval_ms
+                .or(lower.leader_balance_interval_ms),
             group_min_session_timeout_ms: self
                 .group_min_session_timeout_ms
                 .or(lower.group_min_session_timeout_ms),
@@ -183,6 +193,9 @@ pub struct Config {
     pub advertised_host: String,
     pub advertised_port: u16,
     pub raft_listen: SocketAddr,
+    /// The address peers reach this node's Raft listener at: its own entry in the initial
+    /// cluster, else the listen address.
+    pub raft_advertised: String,
     /// The cluster's first members: node id and Raft address.
     pub initial_cluster: Vec<(u64, String)>,
     pub metrics_listen: Option<SocketAddr>,
@@ -195,6 +208,8 @@ pub struct Config {
     pub producer_id_expiration: Duration,
     pub raft_heartbeat: Duration,
     pub raft_election_timeout: Duration,
+    /// None when leader balancing is off.
+    pub leader_balance_interval: Option<Duration>,
     pub group_min_session_timeout: Duration,
     pub group_max_session_timeout: Duration,
     pub group_initial_rebalance_delay: Duration,
@@ -304,6 +319,12 @@ impl Config {
             ));
         }
 
+        let raft_advertised = initial_cluster
+            .iter()
+            .find(|(id, _)| *id == node_id)
+            .map(|(_, addr)| addr.clone())
+            .unwrap_or_else(|| raft_listen.to_string());
+
         let default_partitions = s.default_partitions.unwrap_or(1);
         if default_partitions < 1 {
             return Err(invalid(
@@ -376,6 +397,7 @@ impl Config {
             advertised_host,
             advertised_port,
             raft_listen,
+            raft_advertised,
             initial_cluster,
             metrics_listen,
             auto_create_topics: s.auto_create_topics.unwrap_or(true),
@@ -389,6 +411,10 @@ impl Config {
             ),
             raft_heartbeat: Duration::from_millis(raft_heartbeat_ms),
             raft_election_timeout: Duration::from_millis(raft_election_timeout_ms),
+            leader_balance_interval: match s.leader_balance_interval_ms.unwrap_or(30_000) {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
             log: s.log.unwrap_or_else(|| "info,openraft=warn".into()),
         })
     }

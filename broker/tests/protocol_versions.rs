@@ -218,6 +218,31 @@ fn every_implemented_api_answers_at_every_advertised_version() {
         assert_eq!(r.brokers[0].port, node.port as i32);
     }
 
+    for v in versions(ApiKey::ElectLeaders) {
+        // One node leads every partition already: a preferred election is not needed.
+        let req = ElectLeadersRequest::default()
+            .with_timeout_ms(5_000)
+            .with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default(
+            )
+            .with_topic(name("sweep"))
+            .with_partitions(vec![0, 99])]));
+        let ResponseKind::ElectLeaders(r) =
+            c.call(ApiKey::ElectLeaders, v, RequestKind::ElectLeaders(req))
+        else {
+            unreachable!()
+        };
+        let codes: Vec<i16> = r.replica_election_results[0]
+            .partition_result
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        assert_eq!(
+            codes,
+            [84, 3],
+            "ElectLeaders v{v}: ELECTION_NOT_NEEDED, UNKNOWN_TOPIC"
+        );
+    }
+
     for v in versions(ApiKey::CreateTopics) {
         let req = CreateTopicsRequest::default()
             .with_timeout_ms(10_000)

@@ -46,6 +46,7 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::DescribeGroups, 0, 5),
     range(ApiKey::ListGroups, 0, 5),
     range(ApiKey::DeleteGroups, 0, 2),
+    range(ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The advertised range for `key`, or `None` if Strand does not implement it.

@@ -8,7 +8,8 @@
 //! - [`node`]: the multi-raft node that opens, creates and removes groups; [`replica`]: one
 //!   group on it.
 //! - [`transport`]: one multiplexed TCP connection per peer; [`network`]: openraft's network
-//!   traits over it; [`peers`]: forwarded proposals and leader reports between nodes.
+//!   traits over it; [`peers`]: forwarded proposals and leader reports between nodes;
+//!   [`handover`]: moving leadership to preferred replicas (ElectLeaders, balancing).
 //!
 //! openraft is used with `single-term-leader`, so a term has at most one leader and the
 //! term can serve as the Kafka leader epoch.
@@ -19,6 +20,7 @@
 
 mod codec;
 pub mod controller;
+pub mod handover;
 pub mod log_store;
 pub mod network;
 pub mod node;
@@ -32,6 +34,7 @@ pub mod transport;
 pub mod types;
 
 pub use controller::{ClusterMetadata, GroupOffsets, PartitionInfo, TopicInfo, CONTROLLER_GROUP};
+pub use handover::HandoverError;
 pub use node::{NodeError, NodeIdentity, RaftNode, RaftTuning};
 pub use partition::{PartitionReader, PartitionStatus, StoredBatch};
 pub use peers::KnownLeader;

@@ -28,6 +28,8 @@ pub struct RaftTuning {
     pub heartbeat_interval: Duration,
     /// A follower that hears nothing for a random time in this range starts an election.
     pub election_timeout: (Duration, Duration),
+    /// How often leaders hand partitions back to their preferred replicas; None: never.
+    pub leader_balance_interval: Option<Duration>,
 }
 
 impl Default for RaftTuning {
@@ -35,6 +37,7 @@ impl Default for RaftTuning {
         RaftTuning {
             heartbeat_interval: Duration::from_millis(400),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
+            leader_balance_interval: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -138,6 +141,12 @@ impl RaftNode {
             Arc::downgrade(&node),
             tuning.heartbeat_interval,
         ));
+        if let Some(interval) = tuning.leader_balance_interval {
+            tokio::spawn(crate::handover::balance_loop(
+                Arc::downgrade(&node),
+                interval,
+            ));
+        }
         Ok(node)
     }
 
@@ -334,7 +343,10 @@ async fn heartbeat_loop(node: std::sync::Weak<RaftNode>, interval: Duration) {
             leading.push(node.controller.replica.raft.clone());
         }
         for p in node.partitions() {
-            if p.replica.leadership().leader == Some(node.id()) {
+            // A group being handed over stays silent, so its lease runs out.
+            if p.replica.leadership().leader == Some(node.id())
+                && p.replica.handing_over_to().is_none()
+            {
                 leading.push(p.replica.raft.clone());
             }
         }
@@ -372,6 +384,7 @@ async fn open_group<M: Machine>(
         node_id: identity.id,
         raft,
         metrics,
+        handover: Default::default(),
     })
 }
 

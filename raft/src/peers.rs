@@ -188,6 +188,11 @@ impl RaftNode {
                 self.leaders.record(from, leaders);
                 Reply::Ack
             }
+            Request::HandOver { group, to } => Reply::HandedOver(self.hand_over(group, to).await),
+            Request::Stand { group, after_ms } => {
+                self.stand_after(group, Duration::from_millis(after_ms));
+                Reply::Ack
+            }
         }
     }
 

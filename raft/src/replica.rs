@@ -1,7 +1,7 @@
 //! One Raft group on this node: proposing to it, and who leads it.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::error::ClientWriteError;
 use openraft::raft::responder::Responder;
@@ -42,6 +42,15 @@ pub struct Replica {
     pub(crate) node_id: NodeId,
     pub(crate) raft: Raft,
     pub(crate) metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
+    /// Set while this leader hands the group over (see `crate::handover`).
+    pub(crate) handover: Arc<Mutex<Option<Handover>>>,
+}
+
+/// A leadership hand-over in progress: to whom, and until when it may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Handover {
+    pub to: NodeId,
+    pub until: Instant,
 }
 
 impl Replica {
@@ -65,10 +74,21 @@ impl Replica {
         }
     }
 
+    /// The node this leader is handing the group over to, while it does.
+    pub fn handing_over_to(&self) -> Option<NodeId> {
+        let handover = (*self.handover.lock().expect("handover lock"))?;
+        let leading = self.metrics.borrow().current_leader == Some(self.node_id);
+        (leading && Instant::now() < handover.until).then_some(handover.to)
+    }
+
     /// Hands `command` to the group and returns at once; the result comes from the
     /// returned [`Proposal`]. Commands submitted one after another from one task are
-    /// appended in that order.
+    /// appended in that order. During a hand-over nothing new is appended: an append
+    /// would reach the other voters and so renew the lease that keeps them from voting.
     pub async fn submit(&self, command: Command) -> Result<Proposal, ProposeError> {
+        if let Some(to) = self.handing_over_to() {
+            return Err(ProposeError::NotLeader { leader: Some(to) });
+        }
         self.raft
             .client_write_ff(command)
             .await

@@ -53,6 +53,10 @@ pub enum Request {
         from: NodeId,
         leaders: Vec<LeaderReport>,
     },
+    /// Hand the leadership of `group` (which the receiver leads) over to `to`.
+    HandOver { group: GroupId, to: NodeId },
+    /// Stand for election in `group` after `after_ms`: its leader is handing it over.
+    Stand { group: GroupId, after_ms: u64 },
 }
 
 /// A peer's answer.
@@ -66,6 +70,7 @@ pub enum Reply {
         leader: Option<NodeId>,
     },
     Ack,
+    HandedOver(Result<(), crate::handover::HandoverError>),
     /// The request could not be handled (unknown group, shutting down).
     Refused(String),
 }

@@ -183,6 +183,8 @@ class Java:
     readable."""
 
     CONSUMER_GROUPS = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
+    LEADER_ELECTION = "org.apache.kafka.tools.LeaderElectionCommand"
+    TOPICS = "org.apache.kafka.tools.TopicCommand"
 
     def __init__(self, classpath: str):
         self.classpath = classpath
@@ -209,6 +211,26 @@ def java():
     )
     deps = (JAVA_PROJECT / "target" / "classpath.txt").read_text().strip()
     return Java(f"{JAVA_PROJECT / 'target' / 'classes'}:{deps}")
+
+
+class ClusterStarter:
+    """Starts three-node clusters with custom flags for one test; stops them afterwards."""
+
+    def __init__(self, tmp_path_factory):
+        self.tmp_path_factory, self.started = tmp_path_factory, []
+
+    def __call__(self, *flags: str) -> Cluster:
+        c = Cluster(self.tmp_path_factory.mktemp("cluster"), 3, *flags)
+        self.started.append(c)
+        return c.start()
+
+
+@pytest.fixture
+def start_cluster(tmp_path_factory):
+    starter = ClusterStarter(tmp_path_factory)
+    yield starter
+    for c in starter.started:
+        c.stop()
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +269,9 @@ def pytest_runtest_makereport(item, call):
         c = item.funcargs.get("cluster")
         if isinstance(c, Cluster):
             brokers += c.nodes
+        starter = item.funcargs.get("start_cluster")
+        if isinstance(starter, ClusterStarter):
+            brokers += [n for started in starter.started for n in started.nodes]
         for b in brokers:
             if isinstance(b, Broker):
                 report.sections.append((f"strand log ({b.log_path})", b.log_tail()))

@@ -128,3 +128,31 @@ def test_garbage_on_the_raft_port_is_refused_without_harm(cluster):
     time.sleep(1)
     writer.finish()
     assert check_acknowledged_exactly_once(cluster.bootstrap, "raft-garbage", writer, 3) > 0
+
+
+def test_leaders_return_to_preferred_replicas_by_themselves(start_cluster):
+    """After a node restarts, the others lead its partitions; leader balancing hands them
+    back once it has caught up, without losing or duplicating anything."""
+    cluster = start_cluster("--leader-balance-interval-ms", "2000")
+    admin = create_rf3_topic(cluster, "balanced")
+
+    def leaders_on(node_id):
+        md = admin.list_topics("balanced", timeout=10).topics["balanced"].partitions
+        return sorted(p for p, d in md.items() if d.leader == node_id)
+
+    preferred_by_2 = leaders_on(2)
+    assert preferred_by_2
+    writer = IdempotentWriter(cluster.bootstrap, keys=12, topic="balanced")
+    writer.start()
+    time.sleep(2)
+    cluster.node(2).kill9()
+    time.sleep(4)
+    assert leaders_on(2) == []
+    cluster.node(2).start()
+    deadline = time.monotonic() + 30
+    while leaders_on(2) != preferred_by_2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert leaders_on(2) == preferred_by_2, "leadership did not come back"
+    time.sleep(1)
+    writer.finish()
+    check_acknowledged_exactly_once(cluster.bootstrap, "balanced", writer, TOPIC_PARTITIONS)

@@ -12,18 +12,15 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from clients import FAST_GROUPS, Reader, check_acknowledged_exactly_once, wait_until
-from conftest import Cluster, Java
+from clients import (FAST_GROUPS, IdempotentWriter, Reader, check_acknowledged_exactly_once,
+                     wait_until)
+from conftest import Java
 
 
 @pytest.fixture
-def cluster(tmp_path_factory):
+def cluster(start_cluster):
     """Three nodes whose groups settle quickly (200 ms initial rebalance delay)."""
-    c = Cluster(tmp_path_factory.mktemp("cluster"), 3, *FAST_GROUPS)
-    try:
-        yield c.start()
-    finally:
-        c.stop()
+    return start_cluster(*FAST_GROUPS)
 
 
 def create_rf3_topic(cluster, name, partitions):
@@ -320,3 +317,37 @@ def test_kafka_consumer_groups_tool_lists_describes_resets_and_deletes(cluster, 
     deleted = consumer_groups(java, bootstrap, "--delete", "--group", "tools")
     assert "('tools') was successful" in deleted, deleted
     assert "tools" not in consumer_groups(java, bootstrap, "--list").split()
+
+
+def test_kafka_leader_election_tool_moves_leaders_back_to_preferred_replicas(
+        start_cluster, java):
+    # Balancing off: only the tool moves leaders here.
+    cluster = start_cluster("--leader-balance-interval-ms", "0")
+    admin = create_rf3_topic(cluster, "elected", 6)
+
+    def leaders():
+        md = admin.list_topics("elected", timeout=10).topics["elected"].partitions
+        return {p: (d.leader, d.replicas[0]) for p, d in md.items()}
+
+    writer = IdempotentWriter(cluster.bootstrap, "elected", keys=12)
+    writer.start()
+    time.sleep(2)
+    cluster.node(1).kill9()
+    time.sleep(5)
+    cluster.node(1).start()
+    wait_until("node 1 back in sync", lambda: all(
+        1 in d.isrs for d in admin.list_topics("elected", timeout=10)
+        .topics["elected"].partitions.values()), timeout=60)
+    moved = [p for p, (leader, preferred) in leaders().items() if preferred == 1]
+    assert moved and all(leaders()[p][0] != 1 for p in moved), leaders()
+
+    result = java.run(Java.LEADER_ELECTION, "--bootstrap-server", cluster.bootstrap,
+                      "--election-type", "PREFERRED", "--all-topic-partitions")
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert "Successfully completed leader election (PREFERRED)" in result.stdout, result.stdout
+    wait_until("every partition led by its preferred replica",
+               lambda: all(leader == preferred for leader, preferred in leaders().values()),
+               timeout=10)
+    time.sleep(1)
+    writer.finish()
+    check_acknowledged_exactly_once(cluster.bootstrap, "elected", writer, 6)

@@ -7,6 +7,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_producers;
 pub mod details;
+mod elect_leaders;
 mod fetch;
 mod group_admin;
 mod groups;
@@ -144,6 +145,9 @@ pub async fn start(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> 
         ),
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, r, version).await)
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(broker, r, version).await)
         }
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version).await)

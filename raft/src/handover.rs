@@ -1,0 +1,193 @@
+//! Moving a partition's leadership to its preferred replica, the first of its replicas as
+//! in Kafka: on request (Kafka's ElectLeaders) and by the periodic leader balancer, which
+//! undoes the pile-up of leaders on the nodes that stayed up through a restart.
+//!
+//! openraft 0.9 cannot transfer leadership, and a voter refuses to vote while its leader's
+//! lease (the maximum election timeout) runs. So the leader hands over: it stops sending
+//! heartbeats and appending to the group (producers get NOT_LEADER_OR_FOLLOWER naming the
+//! preferred replica, and retry), and asks the preferred replica to stand once the lease has
+//! run out at the other voters. The preferred replica is caught up, so it wins; the old
+//! leader learns the new term and follows. Should nobody win within [`HANDOVER_LIMIT`], the
+//! old leader carries on as before. Produce pauses for about one lease per hand-over.
+
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::node::RaftNode;
+use crate::replica::{Handover, Replica};
+use crate::transport::{Reply, Request};
+use crate::types::{GroupId, NodeId};
+
+/// How long a leader stays silent for a hand-over before it gives up and carries on.
+const HANDOVER_LIMIT: Duration = Duration::from_secs(4);
+/// How long after the lease the preferred replica stands: the other voters must have seen
+/// the lease pass too.
+const STAND_MARGIN: Duration = Duration::from_millis(150);
+/// The preferred replica must have answered this recently to be handed a group.
+const ALIVE_WITHIN: Duration = Duration::from_secs(2);
+/// How many groups one node hands over per balancing round, so that a node coming back
+/// after a restart takes its leaderships back in waves rather than all at once.
+const HANDOVERS_PER_ROUND: usize = 64;
+
+/// Why leadership was not handed over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum HandoverError {
+    #[error("node {0} already leads the partition")]
+    NotNeeded(NodeId),
+    #[error("node {0} is not an in-sync replica of the partition")]
+    NotInSync(NodeId),
+    #[error("the partition has no leader right now")]
+    NoLeader,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl RaftNode {
+    /// Makes `to` the leader of `group`, wherever its current leader is. Returns once the
+    /// hand-over has started; [`RaftNode::leader_of`] shows when it is done.
+    pub async fn elect_preferred(&self, group: GroupId, to: NodeId) -> Result<(), HandoverError> {
+        let leader = self.leader_of(group).ok_or(HandoverError::NoLeader)?;
+        if leader.node == to {
+            return Err(HandoverError::NotNeeded(to));
+        }
+        if leader.node == self.id() {
+            return self.hand_over(group, to).await;
+        }
+        let addr = self
+            .controller
+            .metadata()
+            .brokers
+            .get(&leader.node)
+            .map(|b| b.raft_addr.clone())
+            .ok_or(HandoverError::NoLeader)?;
+        let request = Request::HandOver { group, to };
+        match self
+            .transport
+            .call(leader.node, &addr, &request, Duration::from_secs(5))
+            .await
+        {
+            Ok(Reply::HandedOver(result)) => result,
+            Ok(other) => Err(HandoverError::Unavailable(format!(
+                "node {} answered {other:?}",
+                leader.node
+            ))),
+            Err(e) => Err(HandoverError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Starts handing `group`, which this node leads, over to `to`.
+    pub(crate) async fn hand_over(&self, group: GroupId, to: NodeId) -> Result<(), HandoverError> {
+        let replica = self
+            .partition(group)
+            .map(|p| p.replica.clone())
+            .ok_or(HandoverError::NoLeader)?;
+        if replica.leadership().leader != Some(self.id()) {
+            return Err(HandoverError::NoLeader);
+        }
+        if to == self.id() {
+            return Err(HandoverError::NotNeeded(to));
+        }
+        if !self.fully_caught_up(&replica, to) {
+            return Err(HandoverError::NotInSync(to));
+        }
+        let addr = replica
+            .metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&to)
+            .map(|n| n.addr.clone())
+            .ok_or(HandoverError::NotInSync(to))?;
+        *replica.handover.lock().expect("handover lock") = Some(Handover {
+            to,
+            until: Instant::now() + HANDOVER_LIMIT,
+        });
+        let stand = Request::Stand {
+            group,
+            after_ms: (self.leader_lease() + STAND_MARGIN).as_millis() as u64,
+        };
+        if let Err(e) = self.transport.notify(to, &addr, &stand).await {
+            *replica.handover.lock().expect("handover lock") = None;
+            return Err(HandoverError::Unavailable(e.to_string()));
+        }
+        tracing::info!(
+            group,
+            to,
+            "handing leadership over to the preferred replica"
+        );
+        Ok(())
+    }
+
+    /// `to` is a voter of the group, answered recently, and has every entry the leader has.
+    fn fully_caught_up(&self, replica: &Replica, to: NodeId) -> bool {
+        let metrics = replica.metrics.borrow();
+        let is_voter = metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == to);
+        let matched = metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&to).cloned().flatten());
+        let alive = self
+            .transport
+            .last_heard(to)
+            .is_some_and(|t| t.elapsed() < ALIVE_WITHIN);
+        is_voter && alive && matched.map(|m| m.index) == metrics.last_log_index
+    }
+
+    /// Stands for election in `group` after `after` (asked by its leader).
+    pub(crate) fn stand_after(&self, group: GroupId, after: Duration) {
+        let Some(partition) = self.partition(group) else {
+            return;
+        };
+        let raft = partition.replica.raft.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = raft.trigger().elect().await;
+        });
+    }
+}
+
+/// Every `interval`, hands each group this node leads to its preferred replica when that
+/// replica is alive and caught up (Kafka's auto.leader.rebalance.enable).
+pub(crate) async fn balance_loop(node: Weak<RaftNode>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(node) = node.upgrade() else { return };
+        let metadata = node.controller.metadata();
+        let mut started = 0;
+        for topic in metadata.topics.values() {
+            for partition in &topic.partitions {
+                let Some(&preferred) = partition.replicas.first() else {
+                    continue;
+                };
+                let Some(local) = node.partition(partition.group) else {
+                    continue;
+                };
+                let leads = local.replica.leadership().leader == Some(node.id());
+                if !leads || preferred == node.id() || local.replica.handing_over_to().is_some() {
+                    continue;
+                }
+                if node.hand_over(partition.group, preferred).await.is_ok() {
+                    started += 1;
+                    if started == HANDOVERS_PER_ROUND {
+                        break;
+                    }
+                }
+            }
+            if started == HANDOVERS_PER_ROUND {
+                break;
+            }
+        }
+        if started > 0 {
+            tracing::info!(
+                groups = started,
+                "leader balancing: handing leaderships back"
+            );
+        }
+    }
+}
