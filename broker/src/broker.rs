@@ -78,10 +78,18 @@ impl Broker {
             .iter()
             .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
             .collect();
-        let node = RaftNode::start(identity, store, tuning, Transport::new(), Some(voters))
+        let bootstrap = config.join.is_empty().then_some(voters);
+        let node = RaftNode::start(identity, store, tuning, Transport::new(), bootstrap)
             .await
             .context("cannot start the Raft node")?;
         node.serve_peers(raft_listener);
+        if !config.join.is_empty() {
+            let started = Instant::now();
+            while let Err(e) = node.join(&config.join).await {
+                tracing::info!(waited = ?started.elapsed(), reason = %e, "waiting to join the cluster");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
         let me = BrokerInfo {
             id: config.node_id,
             host: config.advertised_host.clone(),

@@ -54,6 +54,12 @@ pub struct Settings {
     #[arg(long, env = "STRAND_INITIAL_CLUSTER")]
     pub initial_cluster: Option<String>,
 
+    /// Join a running cluster instead of forming one: the Raft addresses (`host:port`,
+    /// comma-separated) of one or more of its nodes. Peers reach this node at its
+    /// --raft-listen address. Harmless once the node has joined.
+    #[arg(long, env = "STRAND_JOIN")]
+    pub join: Option<String>,
+
     /// Address the Prometheus metrics endpoint binds; "off" disables it
     /// [default: Kafka port + 1000 on the listen host, e.g. 127.0.0.1:10092].
     #[arg(long, env = "STRAND_METRICS_LISTEN")]
@@ -148,6 +154,7 @@ impl Settings {
             advertised_addr: self.advertised_addr.or(lower.advertised_addr),
             raft_listen: self.raft_listen.or(lower.raft_listen),
             initial_cluster: self.initial_cluster.or(lower.initial_cluster),
+            join: self.join.or(lower.join),
             metrics_listen: self.metrics_listen.or(lower.metrics_listen),
             auto_create_topics: self.auto_create_topics.or(lower.auto_create_topics),
             default_partitions: self.default_partitions.or(lower.default_partitions),
@@ -198,6 +205,8 @@ pub struct Config {
     pub raft_advertised: String,
     /// The cluster's first members: node id and Raft address.
     pub initial_cluster: Vec<(u64, String)>,
+    /// Raft addresses of running nodes to join through; empty when forming a cluster.
+    pub join: Vec<String>,
     pub metrics_listen: Option<SocketAddr>,
     pub auto_create_topics: bool,
     pub default_partitions: i32,
@@ -307,11 +316,24 @@ impl Config {
         };
 
         let node_id = s.node_id.unwrap_or(1);
+        let join = match &s.join {
+            None => Vec::new(),
+            Some(list) => parse_join(list)?,
+        };
+        if !join.is_empty() && s.initial_cluster.is_some() {
+            return Err(invalid(
+                "join",
+                s.join.clone().unwrap_or_default(),
+                "give either --initial-cluster (to form a new cluster) or --join (to add this \
+                 node to a running one), not both",
+            ));
+        }
         let initial_cluster = match &s.initial_cluster {
+            None if !join.is_empty() => Vec::new(),
             None => vec![(node_id, raft_listen.to_string())],
             Some(list) => parse_initial_cluster(list)?,
         };
-        if !initial_cluster.iter().any(|(id, _)| *id == node_id) {
+        if join.is_empty() && !initial_cluster.iter().any(|(id, _)| *id == node_id) {
             return Err(invalid(
                 "initial-cluster",
                 s.initial_cluster.clone().unwrap_or_default(),
@@ -334,9 +356,13 @@ impl Config {
             ));
         }
         // Three replicas once there are three nodes to put them on, as Kafka clusters run.
-        let default_replication_factor = s
-            .default_replication_factor
-            .unwrap_or(if initial_cluster.len() >= 3 { 3 } else { 1 });
+        let default_replication_factor = s.default_replication_factor.unwrap_or(
+            if initial_cluster.len() >= 3 || !join.is_empty() {
+                3
+            } else {
+                1
+            },
+        );
         if default_replication_factor < 1 {
             return Err(invalid(
                 "default-replication-factor",
@@ -399,6 +425,7 @@ impl Config {
             raft_listen,
             raft_advertised,
             initial_cluster,
+            join,
             metrics_listen,
             auto_create_topics: s.auto_create_topics.unwrap_or(true),
             default_partitions,
@@ -429,6 +456,24 @@ fn read_file(path: &Path) -> Result<Settings, ConfigError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
+}
+
+fn parse_join(list: &str) -> Result<Vec<String>, ConfigError> {
+    list.split(',')
+        .map(|addr| {
+            let addr = addr.trim();
+            parse_host_port(addr)
+                .map(|_| addr.to_string())
+                .ok_or_else(|| {
+                    invalid(
+                        "join",
+                        list,
+                        "give the Raft addresses of running nodes as host:port, comma-separated \
+                     (e.g. 10.0.0.1:19092,10.0.0.2:19092)",
+                    )
+                })
+        })
+        .collect()
 }
 
 fn parse_initial_cluster(list: &str) -> Result<Vec<(u64, String)>, ConfigError> {
@@ -505,6 +550,31 @@ mod tests {
         assert_eq!(c.node_id, 7);
         assert_eq!(c.listen.port(), 9500);
         assert_eq!(c.default_partitions, 5);
+    }
+
+    #[test]
+    fn a_joining_node_forms_nothing_and_replicates_thrice() {
+        let c = Config::resolve(cli(&[
+            "--node-id",
+            "4",
+            "--join",
+            "10.0.0.1:19092, 10.0.0.2:19092",
+        ]))
+        .unwrap();
+        assert_eq!(c.join, ["10.0.0.1:19092", "10.0.0.2:19092"]);
+        assert!(c.initial_cluster.is_empty());
+        assert_eq!(c.default_replication_factor, 3);
+        assert_eq!(c.raft_advertised, "127.0.0.1:19092");
+
+        let both = Config::resolve(cli(&[
+            "--join",
+            "10.0.0.1:19092",
+            "--initial-cluster",
+            "1@10.0.0.1:19092",
+        ]));
+        assert!(both.unwrap_err().to_string().contains("not both"));
+        let garbled = Config::resolve(cli(&["--join", "10.0.0.1"]));
+        assert!(garbled.unwrap_err().to_string().contains("host:port"));
     }
 
     #[test]

@@ -243,6 +243,127 @@ fn every_implemented_api_answers_at_every_advertised_version() {
         );
     }
 
+    for v in versions(ApiKey::DescribeConfigs) {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("sweep"))
+                .with_configuration_keys(None),
+        ]);
+        let ResponseKind::DescribeConfigs(r) = c.call(
+            ApiKey::DescribeConfigs,
+            v,
+            RequestKind::DescribeConfigs(req),
+        ) else {
+            unreachable!()
+        };
+        let result = &r.results[0];
+        assert_eq!(
+            result.error_code, 0,
+            "DescribeConfigs v{v}: {:?}",
+            result.error_message
+        );
+        assert!(
+            result
+                .configs
+                .iter()
+                .any(|c| c.name.as_str() == "cleanup.policy"),
+            "DescribeConfigs v{v}"
+        );
+    }
+
+    for v in versions(ApiKey::IncrementalAlterConfigs) {
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("sweep"))
+                .with_configs(vec![
+                    incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("retention.ms"))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_static_str("60000"))),
+                ]),
+        ]);
+        let ResponseKind::IncrementalAlterConfigs(r) = c.call(
+            ApiKey::IncrementalAlterConfigs,
+            v,
+            RequestKind::IncrementalAlterConfigs(req),
+        ) else {
+            unreachable!()
+        };
+        assert_eq!(r.responses[0].error_code, 0, "IncrementalAlterConfigs v{v}");
+    }
+
+    for v in versions(ApiKey::DescribeLogDirs) {
+        let ResponseKind::DescribeLogDirs(r) = c.call(
+            ApiKey::DescribeLogDirs,
+            v,
+            RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None)),
+        ) else {
+            unreachable!()
+        };
+        assert_eq!(r.results.len(), 1, "DescribeLogDirs v{v}");
+        assert!(
+            r.results[0]
+                .topics
+                .iter()
+                .any(|t| t.name.0.as_str() == "sweep"),
+            "DescribeLogDirs v{v}"
+        );
+    }
+
+    for v in versions(ApiKey::AlterPartitionReassignments) {
+        // Moving to a broker that does not exist is refused.
+        let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+            alter_partition_reassignments_request::ReassignableTopic::default()
+                .with_name(name("sweep"))
+                .with_partitions(vec![
+                    alter_partition_reassignments_request::ReassignablePartition::default()
+                        .with_partition_index(0)
+                        .with_replicas(Some(vec![BrokerId(7)])),
+                ]),
+        ]);
+        let ResponseKind::AlterPartitionReassignments(r) = c.call(
+            ApiKey::AlterPartitionReassignments,
+            v,
+            RequestKind::AlterPartitionReassignments(req),
+        ) else {
+            unreachable!()
+        };
+        assert_eq!(
+            r.responses[0].partitions[0].error_code, 39,
+            "AlterPartitionReassignments v{v}: INVALID_REPLICA_ASSIGNMENT"
+        );
+    }
+
+    for v in versions(ApiKey::ListPartitionReassignments) {
+        let ResponseKind::ListPartitionReassignments(r) = c.call(
+            ApiKey::ListPartitionReassignments,
+            v,
+            RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default()),
+        ) else {
+            unreachable!()
+        };
+        assert_eq!(
+            (r.error_code, r.topics.len()),
+            (0, 0),
+            "ListPartitionReassignments v{v}"
+        );
+    }
+
+    for v in versions(ApiKey::UnregisterBroker) {
+        // The only broker holds every replica: it cannot go.
+        let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(1));
+        let ResponseKind::UnregisterBroker(r) = c.call(
+            ApiKey::UnregisterBroker,
+            v,
+            RequestKind::UnregisterBroker(req),
+        ) else {
+            unreachable!()
+        };
+        assert_eq!(r.error_code, 42, "UnregisterBroker v{v}: INVALID_REQUEST");
+    }
+
     for v in versions(ApiKey::CreateTopics) {
         let req = CreateTopicsRequest::default()
             .with_timeout_ms(10_000)

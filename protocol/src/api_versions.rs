@@ -47,6 +47,12 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::ListGroups, 0, 5),
     range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::ElectLeaders, 0, 2),
+    range(ApiKey::DescribeConfigs, 1, 4),
+    range(ApiKey::IncrementalAlterConfigs, 0, 1),
+    range(ApiKey::DescribeLogDirs, 1, 4),
+    range(ApiKey::AlterPartitionReassignments, 0, 1),
+    range(ApiKey::ListPartitionReassignments, 0, 0),
+    range(ApiKey::UnregisterBroker, 0, 0),
 ];
 
 /// The advertised range for `key`, or `None` if Strand does not implement it.

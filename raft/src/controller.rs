@@ -55,9 +55,27 @@ pub struct ClusterMetadata {
     pub next_group: GroupId,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
+    /// Partitions being moved, by group: the replicas they are moving to. Until the move
+    /// completes, a partition is replicated on its old and new replicas together.
+    pub reassignments: BTreeMap<GroupId, Vec<NodeId>>,
 }
 
 impl ClusterMetadata {
+    /// Every node a partition lives on now: its replicas, and those it is moving to.
+    pub fn replica_nodes(&self, partition: &PartitionInfo) -> Vec<NodeId> {
+        let mut nodes = self
+            .reassignments
+            .get(&partition.group)
+            .cloned()
+            .unwrap_or_default();
+        for r in &partition.replicas {
+            if !nodes.contains(r) {
+                nodes.push(*r);
+            }
+        }
+        nodes
+    }
+
     /// The topic and partition index replicated by `group`, if any.
     pub fn partition_of_group(&self, group: GroupId) -> Option<(&Arc<TopicInfo>, usize)> {
         self.topics.values().find_map(|t| {
@@ -78,6 +96,7 @@ pub type SharedOffsets = Arc<RwLock<GroupOffsets>>;
 const TOPIC_PREFIX: &[u8] = b"topic/";
 const OFFSET_PREFIX: &[u8] = b"offset/";
 const BROKER_PREFIX: &[u8] = b"broker/";
+const REASSIGN_PREFIX: &[u8] = b"reassign/";
 const NEXT_GROUP: &[u8] = b"next_group";
 const NEXT_PRODUCER_ID: &[u8] = b"next_producer_id";
 
@@ -192,6 +211,84 @@ impl ControllerMachine {
         }
     }
 
+    fn reassign(
+        &mut self,
+        group: GroupId,
+        replicas: Option<Vec<NodeId>>,
+        batch: &mut StateBatch,
+    ) -> Response {
+        if self.metadata.partition_of_group(group).is_none() {
+            return Response::Rejected(Rejection::UnknownPartition(group));
+        }
+        let key = named(REASSIGN_PREFIX, &group.to_be_bytes());
+        match replicas {
+            Some(replicas) => {
+                if let Some(unknown) = replicas
+                    .iter()
+                    .find(|r| !self.metadata.brokers.contains_key(r))
+                {
+                    return Response::Rejected(Rejection::UnknownBroker(*unknown));
+                }
+                batch.put(&key, &codec::encode(&replicas));
+                self.metadata.reassignments.insert(group, replicas);
+            }
+            None => {
+                if self.metadata.reassignments.remove(&group).is_none() {
+                    return Response::Rejected(Rejection::NoReassignment(group));
+                }
+                batch.delete(&key);
+            }
+        }
+        Response::Done
+    }
+
+    /// Records a partition's new replicas once its leader has changed the voters. The
+    /// replicas it was created with that remain may still start it; new ones never do.
+    fn complete_reassignment(
+        &mut self,
+        group: GroupId,
+        replicas: Vec<NodeId>,
+        batch: &mut StateBatch,
+    ) -> Response {
+        if self.metadata.reassignments.get(&group) != Some(&replicas) {
+            return Response::Rejected(Rejection::NoReassignment(group));
+        }
+        let Some((topic, index)) = self.metadata.partition_of_group(group) else {
+            return Response::Rejected(Rejection::UnknownPartition(group));
+        };
+        let mut topic = (**topic).clone();
+        let partition = &mut topic.partitions[index];
+        partition.initial.retain(|r| replicas.contains(r));
+        partition.replicas = replicas;
+        batch.put(
+            &named(TOPIC_PREFIX, topic.name.as_bytes()),
+            &codec::encode(&topic),
+        );
+        batch.delete(&named(REASSIGN_PREFIX, &group.to_be_bytes()));
+        self.metadata.reassignments.remove(&group);
+        self.metadata
+            .topics
+            .insert(topic.name.clone(), Arc::new(topic));
+        Response::Done
+    }
+
+    fn unregister_broker(&mut self, id: NodeId, batch: &mut StateBatch) -> Response {
+        if !self.metadata.brokers.contains_key(&id) {
+            return Response::Rejected(Rejection::UnknownBroker(id));
+        }
+        for topic in self.metadata.topics.values() {
+            for (i, p) in topic.partitions.iter().enumerate() {
+                if self.metadata.replica_nodes(p).contains(&id) {
+                    let held = format!("{}-{i}", topic.name);
+                    return Response::Rejected(Rejection::BrokerInUse(id, held));
+                }
+            }
+        }
+        batch.delete(&named(BROKER_PREFIX, &id.to_be_bytes()));
+        self.metadata.brokers.remove(&id);
+        Response::Done
+    }
+
     fn create_topic(
         &mut self,
         name: String,
@@ -254,10 +351,15 @@ impl Machine for ControllerMachine {
                 configs,
             } => self.create_topic(name, topic_id, replicas, configs, batch),
             ControllerCommand::DeleteTopic { name } => {
-                if self.metadata.topics.remove(&name).is_none() {
+                let Some(topic) = self.metadata.topics.remove(&name) else {
                     return Response::Rejected(Rejection::UnknownTopic(name));
-                }
+                };
                 batch.delete(&named(TOPIC_PREFIX, name.as_bytes()));
+                for p in &topic.partitions {
+                    if self.metadata.reassignments.remove(&p.group).is_some() {
+                        batch.delete(&named(REASSIGN_PREFIX, &p.group.to_be_bytes()));
+                    }
+                }
                 Response::TopicDeleted
             }
             ControllerCommand::AllocateProducerIds { count } => {
@@ -274,6 +376,28 @@ impl Machine for ControllerMachine {
             }
             ControllerCommand::DeleteOffsets { group, partitions } => {
                 self.delete_offsets(group, partitions, batch)
+            }
+            ControllerCommand::Reassign { group, replicas } => {
+                self.reassign(group, replicas, batch)
+            }
+            ControllerCommand::CompleteReassignment { group, replicas } => {
+                self.complete_reassignment(group, replicas, batch)
+            }
+            ControllerCommand::UnregisterBroker { id } => self.unregister_broker(id, batch),
+            ControllerCommand::SetTopicConfigs { name, configs } => {
+                let Some(topic) = self.metadata.topics.get(&name) else {
+                    return Response::Rejected(Rejection::UnknownTopic(name));
+                };
+                let topic = TopicInfo {
+                    configs,
+                    ..(**topic).clone()
+                };
+                batch.put(
+                    &named(TOPIC_PREFIX, name.as_bytes()),
+                    &codec::encode(&topic),
+                );
+                self.metadata.topics.insert(name, Arc::new(topic));
+                Response::Done
             }
             ControllerCommand::RegisterBroker(info) => {
                 batch.put(
@@ -326,6 +450,14 @@ impl Machine for ControllerMachine {
                     }
                     None => corrupt = Some(format!("committed offset {rest:?}")),
                 }
+            } else if let Some(group) = name.strip_prefix(REASSIGN_PREFIX) {
+                let group = group.try_into().map(GroupId::from_be_bytes);
+                match group.ok().zip(codec::decode::<Vec<NodeId>>(v).ok()) {
+                    Some((group, replicas)) => {
+                        metadata.reassignments.insert(group, replicas);
+                    }
+                    None => corrupt = Some("reassignment record".to_string()),
+                }
             } else if name == NEXT_GROUP {
                 metadata.next_group = v.try_into().map(u64::from_be_bytes).unwrap_or_default();
             } else if name == NEXT_PRODUCER_ID {
@@ -373,6 +505,125 @@ mod tests {
             replicas: vec![vec![1]; partitions],
             configs: BTreeMap::new(),
         }
+    }
+
+    fn register(id: NodeId) -> ControllerCommand {
+        ControllerCommand::RegisterBroker(BrokerInfo {
+            id,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            raft_addr: format!("127.0.0.1:{}", 19091 + id),
+            rack: None,
+        })
+    }
+
+    #[test]
+    fn reassignments_complete_cancel_and_guard_unregistering() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let (mut m, rx, _) = ControllerMachine::open(store.clone()).unwrap();
+        for id in 1..=4 {
+            run(&mut m, &store, register(id));
+        }
+        run(
+            &mut m,
+            &store,
+            ControllerCommand::CreateTopic {
+                name: "t".into(),
+                topic_id: [1; 16],
+                replicas: vec![vec![1, 2, 3], vec![2, 3, 1]],
+                configs: BTreeMap::new(),
+            },
+        );
+        let reassign =
+            |replicas: Option<Vec<NodeId>>| ControllerCommand::Reassign { group: 1, replicas };
+        assert_eq!(
+            run(&mut m, &store, reassign(Some(vec![4, 1, 2]))),
+            Response::Done
+        );
+        let md = rx.borrow().clone();
+        let p0 = &md.topics["t"].partitions[0];
+        assert_eq!(md.replica_nodes(p0), [4, 1, 2, 3]);
+        // Node 3 still holds partition 0 while it moves, and partition 1 anyway.
+        assert!(matches!(
+            run(
+                &mut m,
+                &store,
+                ControllerCommand::UnregisterBroker { id: 3 }
+            ),
+            Response::Rejected(Rejection::BrokerInUse(3, _))
+        ));
+        // Completing with other replicas than the reassignment's is refused.
+        assert_eq!(
+            run(
+                &mut m,
+                &store,
+                ControllerCommand::CompleteReassignment {
+                    group: 1,
+                    replicas: vec![4, 1, 3]
+                }
+            ),
+            Response::Rejected(Rejection::NoReassignment(1))
+        );
+        assert_eq!(
+            run(
+                &mut m,
+                &store,
+                ControllerCommand::CompleteReassignment {
+                    group: 1,
+                    replicas: vec![4, 1, 2]
+                }
+            ),
+            Response::Done
+        );
+        let md = rx.borrow().clone();
+        let p0 = &md.topics["t"].partitions[0];
+        assert_eq!(
+            (p0.replicas.clone(), p0.initial.clone()),
+            (vec![4, 1, 2], vec![1, 2])
+        );
+        assert!(md.reassignments.is_empty());
+        // A cancelled move leaves the replicas as they were.
+        let move_p1 = ControllerCommand::Reassign {
+            group: 2,
+            replicas: Some(vec![1, 2, 4]),
+        };
+        assert_eq!(run(&mut m, &store, move_p1), Response::Done);
+        let cancel_p1 = ControllerCommand::Reassign {
+            group: 2,
+            replicas: None,
+        };
+        assert_eq!(run(&mut m, &store, cancel_p1.clone()), Response::Done);
+        assert_eq!(
+            run(&mut m, &store, cancel_p1),
+            Response::Rejected(Rejection::NoReassignment(2))
+        );
+        // Once nothing lives on node 3, it may go; the state survives a reopen.
+        let move_p1 = ControllerCommand::Reassign {
+            group: 2,
+            replicas: Some(vec![2, 4, 1]),
+        };
+        run(&mut m, &store, move_p1);
+        drop(m);
+        let (mut m, rx, _) = ControllerMachine::open(store.clone()).unwrap();
+        assert_eq!(rx.borrow().reassignments[&2], [2, 4, 1]);
+        let done = ControllerCommand::CompleteReassignment {
+            group: 2,
+            replicas: vec![2, 4, 1],
+        };
+        assert_eq!(run(&mut m, &store, done), Response::Done);
+        assert_eq!(
+            run(
+                &mut m,
+                &store,
+                ControllerCommand::UnregisterBroker { id: 3 }
+            ),
+            Response::Done
+        );
+        assert_eq!(
+            rx.borrow().brokers.keys().copied().collect::<Vec<_>>(),
+            [1, 2, 4]
+        );
     }
 
     #[test]

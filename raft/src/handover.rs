@@ -3,14 +3,15 @@
 //! undoes the pile-up of leaders on the nodes that stayed up through a restart.
 //!
 //! openraft 0.9 cannot transfer leadership, and a voter refuses to vote while its leader's
-//! lease (the maximum election timeout) runs. So the leader hands over: it stops sending
-//! heartbeats and appending to the group (producers get NOT_LEADER_OR_FOLLOWER naming the
-//! preferred replica, and retry), and asks the preferred replica to stand once the lease has
-//! run out at the other voters. The preferred replica is caught up, so it wins; the old
-//! leader learns the new term and follows. Should nobody win within [`HANDOVER_LIMIT`], the
-//! old leader carries on as before. Produce pauses for about one lease per hand-over.
+//! lease (the maximum election timeout) runs. So the leader hands over: it stops appending
+//! to the group (producers get NOT_LEADER_OR_FOLLOWER naming the preferred replica, and
+//! retry) and sending its heartbeats, waits until the preferred replica has every entry,
+//! and asks it to stand once the lease has run out at the other voters. Being caught up,
+//! it wins; the old leader learns the new term and follows. Should nobody win within
+//! [`HANDOVER_LIMIT`], the old leader carries on as before. Produce to the partition pauses
+//! for about one lease per hand-over.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,10 @@ const HANDOVER_LIMIT: Duration = Duration::from_secs(4);
 const STAND_MARGIN: Duration = Duration::from_millis(150);
 /// The preferred replica must have answered this recently to be handed a group.
 const ALIVE_WITHIN: Duration = Duration::from_secs(2);
+/// How far behind the leader (in entries) the preferred replica may be when a hand-over
+/// starts; it then has [`CATCH_UP_LIMIT`] to take the rest, with appends paused.
+const MAX_LAG: u64 = 1000;
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(2);
 /// How many groups one node hands over per balancing round, so that a node coming back
 /// after a restart takes its leaderships back in waves rather than all at once.
 const HANDOVERS_PER_ROUND: usize = 64;
@@ -89,7 +94,7 @@ impl RaftNode {
         if to == self.id() {
             return Err(HandoverError::NotNeeded(to));
         }
-        if !self.fully_caught_up(&replica, to) {
+        if self.lag_of(&replica, to).is_none_or(|lag| lag > MAX_LAG) {
             return Err(HandoverError::NotInSync(to));
         }
         let addr = replica
@@ -100,10 +105,19 @@ impl RaftNode {
             .get_node(&to)
             .map(|n| n.addr.clone())
             .ok_or(HandoverError::NotInSync(to))?;
+        // Appends stop now; the preferred replica takes what it lacks, then stands.
         *replica.handover.lock().expect("handover lock") = Some(Handover {
             to,
-            until: Instant::now() + HANDOVER_LIMIT,
+            until: Instant::now() + CATCH_UP_LIMIT + HANDOVER_LIMIT,
         });
+        let caught_up_by = Instant::now() + CATCH_UP_LIMIT;
+        while self.lag_of(&replica, to) != Some(0) {
+            if Instant::now() >= caught_up_by {
+                *replica.handover.lock().expect("handover lock") = None;
+                return Err(HandoverError::NotInSync(to));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let stand = Request::Stand {
             group,
             after_ms: (self.leader_lease() + STAND_MARGIN).as_millis() as u64,
@@ -120,8 +134,8 @@ impl RaftNode {
         Ok(())
     }
 
-    /// `to` is a voter of the group, answered recently, and has every entry the leader has.
-    fn fully_caught_up(&self, replica: &Replica, to: NodeId) -> bool {
+    /// How many entries voter `to` lacks, if it is a voter that answered recently.
+    fn lag_of(&self, replica: &Replica, to: NodeId) -> Option<u64> {
         let metrics = replica.metrics.borrow();
         let is_voter = metrics
             .membership_config
@@ -131,12 +145,14 @@ impl RaftNode {
         let matched = metrics
             .replication
             .as_ref()
-            .and_then(|r| r.get(&to).cloned().flatten());
+            .and_then(|r| r.get(&to).cloned().flatten())
+            .map_or(0, |m| m.index);
         let alive = self
             .transport
             .last_heard(to)
             .is_some_and(|t| t.elapsed() < ALIVE_WITHIN);
-        is_voter && alive && matched.map(|m| m.index) == metrics.last_log_index
+        let last = metrics.last_log_index.unwrap_or(0);
+        (is_voter && alive).then(|| last.saturating_sub(matched))
     }
 
     /// Stands for election in `group` after `after` (asked by its leader).
@@ -157,7 +173,9 @@ impl RaftNode {
 pub(crate) async fn balance_loop(node: Weak<RaftNode>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
-        let Some(node) = node.upgrade() else { return };
+        let Some(node): Option<Arc<RaftNode>> = node.upgrade() else {
+            return;
+        };
         let metadata = node.controller.metadata();
         let mut started = 0;
         for topic in metadata.topics.values() {
@@ -172,7 +190,17 @@ pub(crate) async fn balance_loop(node: Weak<RaftNode>, interval: Duration) {
                 if !leads || preferred == node.id() || local.replica.handing_over_to().is_some() {
                     continue;
                 }
-                if node.hand_over(partition.group, preferred).await.is_ok() {
+                if local.replica.leadership().serving
+                    && node
+                        .lag_of(&local.replica, preferred)
+                        .is_some_and(|lag| lag <= MAX_LAG)
+                {
+                    let (node, group) = (node.clone(), partition.group);
+                    tokio::spawn(async move {
+                        if let Err(e) = node.hand_over(group, preferred).await {
+                            tracing::debug!(group, error = %e, "leader balancing: not now");
+                        }
+                    });
                     started += 1;
                     if started == HANDOVERS_PER_ROUND {
                         break;

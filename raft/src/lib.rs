@@ -9,7 +9,8 @@
 //!   group on it.
 //! - [`transport`]: one multiplexed TCP connection per peer; [`network`]: openraft's network
 //!   traits over it; [`peers`]: forwarded proposals and leader reports between nodes;
-//!   [`handover`]: moving leadership to preferred replicas (ElectLeaders, balancing).
+//!   [`handover`]: moving leadership to preferred replicas (ElectLeaders, balancing);
+//!   [`membership`]: nodes joining and leaving, partitions moving between nodes.
 //!
 //! openraft is used with `single-term-leader`, so a term has at most one leader and the
 //! term can serve as the Kafka leader epoch.
@@ -22,6 +23,7 @@ mod codec;
 pub mod controller;
 pub mod handover;
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod node;
 pub mod partition;
@@ -35,6 +37,7 @@ pub mod types;
 
 pub use controller::{ClusterMetadata, GroupOffsets, PartitionInfo, TopicInfo, CONTROLLER_GROUP};
 pub use handover::HandoverError;
+pub use membership::ControllerMembership;
 pub use node::{NodeError, NodeIdentity, RaftNode, RaftTuning};
 pub use partition::{PartitionReader, PartitionStatus, StoredBatch};
 pub use peers::KnownLeader;

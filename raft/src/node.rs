@@ -98,6 +98,8 @@ pub struct RaftNode {
     partitions: RwLock<HashMap<GroupId, Arc<PartitionReplica>>>,
     /// Leaders of groups this node has no replica of, as their leaders report them.
     pub(crate) leaders: LeaderTable,
+    /// Partition moves this node is carrying out as their leader.
+    pub(crate) moves: crate::membership::MovesInProgress,
 }
 
 impl RaftNode {
@@ -136,7 +138,9 @@ impl RaftNode {
             },
             partitions: RwLock::new(HashMap::new()),
             leaders: LeaderTable::default(),
+            moves: Default::default(),
         });
+        tokio::spawn(crate::membership::move_loop(Arc::downgrade(&node)));
         tokio::spawn(heartbeat_loop(
             Arc::downgrade(&node),
             tuning.heartbeat_interval,
@@ -197,7 +201,7 @@ impl RaftNode {
         let mut wanted = HashMap::new();
         for topic in metadata.topics.values() {
             for p in &topic.partitions {
-                if p.replicas.contains(&self.identity.id) {
+                if metadata.replica_nodes(p).contains(&self.identity.id) {
                     wanted.insert(p.group, p);
                 }
             }

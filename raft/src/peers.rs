@@ -193,6 +193,9 @@ impl RaftNode {
                 self.stand_after(group, Duration::from_millis(after_ms));
                 Reply::Ack
             }
+            Request::ControllerMembership(change) => {
+                Reply::Changed(self.change_controller_membership(change).await)
+            }
         }
     }
 

@@ -57,6 +57,8 @@ pub enum Request {
     HandOver { group: GroupId, to: NodeId },
     /// Stand for election in `group` after `after_ms`: its leader is handing it over.
     Stand { group: GroupId, after_ms: u64 },
+    /// Change the controller group's members (on its leader).
+    ControllerMembership(crate::membership::ControllerMembership),
 }
 
 /// A peer's answer.
@@ -71,6 +73,7 @@ pub enum Reply {
     },
     Ack,
     HandedOver(Result<(), crate::handover::HandoverError>),
+    Changed(Result<(), String>),
     /// The request could not be handled (unknown group, shutting down).
     Refused(String),
 }

@@ -99,6 +99,26 @@ pub enum ControllerCommand {
         group: String,
         partitions: Option<Vec<TopicPartition>>,
     },
+    /// Start moving a partition to `replicas` (the partition's leader carries it out), or
+    /// with `None` cancel a move not yet completed.
+    Reassign {
+        group: GroupId,
+        replicas: Option<Vec<NodeId>>,
+    },
+    /// The partition's voters are now `replicas`: the move is done.
+    CompleteReassignment {
+        group: GroupId,
+        replicas: Vec<NodeId>,
+    },
+    /// Replace a topic's configs.
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    /// Forget a broker that holds no replicas any more.
+    UnregisterBroker {
+        id: NodeId,
+    },
 }
 
 /// A topic name and partition index.
@@ -140,6 +160,8 @@ pub enum Response {
     OffsetsDeleted {
         count: u32,
     },
+    /// Reassign, CompleteReassignment and UnregisterBroker succeeded.
+    Done,
     /// The command was refused; nothing changed.
     Rejected(Rejection),
     /// Raft's own entries (blank, membership) produce no result.
@@ -161,6 +183,14 @@ pub enum Rejection {
     OutOfOrderSequence,
     #[error("the producer's epoch is older than the partition's")]
     InvalidProducerEpoch,
+    #[error("no partition is replicated by group {0}")]
+    UnknownPartition(GroupId),
+    #[error("no reassignment of group {0} is in progress")]
+    NoReassignment(GroupId),
+    #[error("broker {0} is not in the cluster")]
+    UnknownBroker(NodeId),
+    #[error("broker {0} still holds replicas of {1}: move them away first")]
+    BrokerInUse(NodeId, String),
 }
 
 /// A broker as clients see it.

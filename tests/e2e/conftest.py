@@ -185,6 +185,8 @@ class Java:
     CONSUMER_GROUPS = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
     LEADER_ELECTION = "org.apache.kafka.tools.LeaderElectionCommand"
     TOPICS = "org.apache.kafka.tools.TopicCommand"
+    REASSIGN = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+    CLUSTER = "org.apache.kafka.tools.ClusterTool"
 
     def __init__(self, classpath: str):
         self.classpath = classpath

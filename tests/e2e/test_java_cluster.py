@@ -3,6 +3,7 @@ three-node cluster, while group members, partition leaders and the group coordin
 The Java side lives in tests/java (GroupMember, IdempotentSender)."""
 
 import datetime
+import json
 import signal
 import subprocess
 import threading
@@ -14,7 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from clients import (FAST_GROUPS, IdempotentWriter, Reader, check_acknowledged_exactly_once,
                      wait_until)
-from conftest import Java
+from conftest import Broker, Java
 
 
 @pytest.fixture
@@ -351,3 +352,92 @@ def test_kafka_leader_election_tool_moves_leaders_back_to_preferred_replicas(
     time.sleep(1)
     writer.finish()
     check_acknowledged_exactly_once(cluster.bootstrap, "elected", writer, 6)
+
+
+def kafka_tool(java, tool, *args):
+    result = java.run(tool, *args)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_a_node_joins_and_another_leaves_while_producing(start_cluster, java, tmp_path):
+    """Node 4 joins, Kafka's kafka-reassign-partitions moves every replica off node 3 onto
+    it, kafka-cluster unregisters node 3, and node 1 is then killed: the cluster now rests
+    on nodes 1, 2 and 4, so it keeps serving only if node 4 became a full member. The
+    producer runs throughout; nothing acknowledged is lost or doubled."""
+    cluster = start_cluster()
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    assignment = [[1, 2, 3], [2, 3, 1], [3, 1, 2]]
+    admin.create_topics([NewTopic("moving", len(assignment), replica_assignment=assignment)])["moving"].result(30)
+    writer = IdempotentWriter(cluster.bootstrap, "moving", keys=12)
+    writer.start()
+    newcomer = Broker(tmp_path / "node4", "--node-id", "4",
+                      "--join", f"127.0.0.1:{cluster.node(1).raft_port}")
+    try:
+        newcomer.start()
+        wait_until("node 4 listed as a broker",
+                   lambda: 4 in admin.list_topics(timeout=10).brokers, timeout=30)
+        time.sleep(1)
+
+        plan = tmp_path / "move.json"
+        plan.write_text(json.dumps({"version": 1, "partitions": [
+            {"topic": "moving", "partition": p, "replicas": [4 if r == 3 else r for r in rs]}
+            for p, rs in enumerate(assignment)]}))
+        bootstrap = ("--bootstrap-server", cluster.node(1).bootstrap)
+        started = kafka_tool(java, Java.REASSIGN, *bootstrap, "--reassignment-json-file",
+                             str(plan), "--execute")
+        assert "Successfully started partition reassignments" in started, started
+        wait_until("the reassignment completes", lambda: kafka_tool(
+            java, Java.REASSIGN, *bootstrap, "--reassignment-json-file", str(plan),
+            "--verify").count("is completed") == 3, timeout=90)
+        described = kafka_tool(java, Java.TOPICS, *bootstrap, "--describe", "--topic", "moving")
+        rows = [line.split() for line in described.splitlines() if "Partition:" in line]
+        replicas = {r[r.index("Partition:") + 1]: r[r.index("Replicas:") + 1] for r in rows}
+        assert replicas == {"0": "1,2,4", "1": "2,4,1", "2": "4,1,2"}, described
+
+        left = kafka_tool(java, Java.CLUSTER, "unregister", *bootstrap, "--id", "3")
+        assert "Broker 3 is no longer registered" in left, left
+        cluster.node(3).stop()
+        assert sorted(admin.list_topics(timeout=10).brokers) == [1, 2, 4]
+
+        cluster.node(1).kill9()
+        time.sleep(6)
+        cluster.node(1).start()
+        time.sleep(2)
+        writer.finish()
+        check_acknowledged_exactly_once(f"{cluster.node(2).bootstrap},{newcomer.bootstrap}",
+                                        "moving", writer, 3)
+    finally:
+        newcomer.stop()
+
+
+def test_topic_configs_through_kafka_tools_and_the_admin_api(start_cluster, java):
+    from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource,
+                                       ResourceType)
+    cluster = start_cluster()
+    admin = create_rf3_topic(cluster, "configured", 2)
+    change = ConfigResource(ResourceType.TOPIC, "configured", incremental_configs=[
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("max.message.bytes", "2048", incremental_operation=AlterConfigOpType.SET)])
+    for future in admin.incremental_alter_configs([change]).values():
+        future.result(20)
+    bad = ConfigResource(ResourceType.TOPIC, "configured", incremental_configs=[
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(Exception, match="not supported"):
+        for future in admin.incremental_alter_configs([bad]).values():
+            future.result(20)
+
+    described = kafka_tool(java, Java.TOPICS, "--bootstrap-server", cluster.bootstrap,
+                           "--describe", "--topic", "configured")
+    assert "max.message.bytes=2048" in described and "retention.ms=3600000" in described, described
+    # The new limit holds: a 4 KiB record is refused.
+    p = Producer({"bootstrap.servers": cluster.bootstrap})
+    errors = []
+    p.produce("configured", value=b"x" * 4096, on_delivery=lambda err, _: errors.append(err))
+    p.flush(20)
+    assert errors and errors[0] is not None and "MSG_SIZE_TOO_LARGE" in errors[0].name(), errors
+
+    resource = ConfigResource(ResourceType.TOPIC, "configured")
+    configs = admin.describe_configs([resource])[resource].result(20)
+    assert configs["max.message.bytes"].value == "2048"
+    assert configs["cleanup.policy"].value == "delete" and configs["cleanup.policy"].is_default

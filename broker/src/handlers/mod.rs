@@ -2,6 +2,7 @@
 //! module dispatches and encodes.
 
 mod api_versions;
+mod configs;
 mod create_topics;
 mod delete_topics;
 mod describe_cluster;
@@ -13,10 +14,13 @@ mod group_admin;
 mod groups;
 mod init_producer_id;
 mod list_offsets;
+mod log_dirs;
 mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
+mod reassignments;
+mod unregister_broker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -145,6 +149,24 @@ pub async fn start(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> 
         ),
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, r, version).await)
+        }
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(reassignments::alter(broker, r).await)
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(reassignments::list(broker, r))
+        }
+        RequestKind::UnregisterBroker(r) => {
+            ResponseKind::UnregisterBroker(unregister_broker::handle(broker, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(configs::describe(broker, r))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r).await)
+        }
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(log_dirs::handle(broker, r))
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(broker, r, version).await)

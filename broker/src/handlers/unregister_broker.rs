@@ -1,0 +1,64 @@
+//! UnregisterBroker: takes a node out of the cluster once it holds no replicas, as
+//! `kafka-cluster unregister --id N` asks. Its partitions must be moved away first
+//! (AlterPartitionReassignments); the node then leaves the controller group and can be
+//! shut down.
+
+use kafka_protocol::messages::{UnregisterBrokerRequest, UnregisterBrokerResponse};
+use kafka_protocol::ResponseError;
+use strand_raft::{
+    Command, ControllerCommand, ControllerMembership, NodeId, Rejection, Response, CONTROLLER_GROUP,
+};
+
+use super::details::str_bytes;
+use crate::Broker;
+
+pub async fn handle(broker: &Broker, request: UnregisterBrokerRequest) -> UnregisterBrokerResponse {
+    let answer = |error: ResponseError, message: String| {
+        UnregisterBrokerResponse::default()
+            .with_error_code(error.code())
+            .with_error_message(Some(str_bytes(message)))
+    };
+    let Ok(id) = NodeId::try_from(request.broker_id.0) else {
+        return answer(
+            ResponseError::BrokerIdNotRegistered,
+            format!("{} is not a broker id", request.broker_id.0),
+        );
+    };
+    let command = Command::Controller(ControllerCommand::UnregisterBroker { id });
+    match broker.node.propose(CONTROLLER_GROUP, command).await {
+        Ok(Response::Done) => {}
+        Ok(Response::Rejected(Rejection::UnknownBroker(_))) => {
+            return answer(
+                ResponseError::BrokerIdNotRegistered,
+                format!("broker {id} is not registered"),
+            )
+        }
+        Ok(Response::Rejected(why @ Rejection::BrokerInUse(..))) => {
+            return answer(
+                ResponseError::InvalidRequest,
+                format!("{why} (kafka-reassign-partitions)"),
+            )
+        }
+        Ok(other) => {
+            return answer(
+                ResponseError::UnknownServerError,
+                format!("unexpected result {other:?}"),
+            )
+        }
+        Err(e) => return answer(ResponseError::RequestTimedOut, e.to_string()),
+    }
+    match broker
+        .node
+        .change_controller_membership(ControllerMembership::Remove { id })
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(node = id, "broker unregistered");
+            UnregisterBrokerResponse::default()
+        }
+        Err(e) => answer(
+            ResponseError::RequestTimedOut,
+            format!("broker {id} is unregistered but still in the controller group: {e}"),
+        ),
+    }
+}

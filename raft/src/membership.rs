@@ -1,0 +1,234 @@
+//! Nodes joining and leaving a running cluster, and partitions moving between nodes.
+//!
+//! A new node starts with the Raft addresses of running nodes (`--join`) and asks to be
+//! admitted: the controller group's leader adds it as a learner of the controller group, so
+//! it receives the metadata, and it then registers as a broker like any other node.
+//! Unregistering a broker (Kafka's UnregisterBroker) takes it out of the controller group
+//! again; a removed voter is replaced by a learner, so the controller keeps three voters
+//! where it can.
+//!
+//! Moving a partition is recorded in the metadata first (Kafka's
+//! AlterPartitionReassignments), which makes the new replicas open the group. The
+//! partition's leader then adds them as learners, waits for them to catch up, changes the
+//! voters (openraft's joint consensus), and records the move as complete; replicas no
+//! longer listed then delete their copy. A leader that removes itself steps down once the
+//! new voters are committed, and they elect a leader among themselves. Should a leader fail
+//! midway, the next one picks the move up where the voters show it stands.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
+
+use openraft::{BasicNode, ChangeMembers};
+
+use crate::controller::CONTROLLER_GROUP;
+use crate::node::{NodeError, RaftNode};
+use crate::transport::{Reply, Request};
+use crate::types::{Command, ControllerCommand, GroupId, NodeId};
+
+/// How often leaders look for partitions to move.
+const MOVE_CHECK: Duration = Duration::from_millis(500);
+/// Seed nodes given by address have no id yet; calls to them use ids from here down.
+const SEED_ID_BASE: NodeId = NodeId::MAX - 1024;
+
+/// A change to the controller group's members.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum ControllerMembership {
+    /// Add a node as a learner.
+    Admit { id: NodeId, addr: String },
+    /// Take a node out (replacing it by a learner if it was a voter).
+    Remove { id: NodeId },
+}
+
+/// The groups whose move this node is carrying out.
+#[derive(Default)]
+pub(crate) struct MovesInProgress(Mutex<HashSet<GroupId>>);
+
+impl RaftNode {
+    /// Asks the cluster, through any of `seeds` (Raft addresses), to admit this node.
+    /// Returns once a controller leader has added it; a node that is a member already
+    /// returns at once.
+    pub async fn join(&self, seeds: &[String]) -> Result<(), NodeError> {
+        let me = self.id();
+        if self
+            .controller
+            .replica
+            .metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&me)
+            .is_some()
+        {
+            return Ok(());
+        }
+        let request = Request::ControllerMembership(ControllerMembership::Admit {
+            id: me,
+            addr: self.identity.raft_addr.clone(),
+        });
+        let mut last_error = String::from("no seed given");
+        for (i, seed) in seeds.iter().enumerate() {
+            let seed_id = SEED_ID_BASE + i as NodeId;
+            match self
+                .transport
+                .call(seed_id, seed, &request, Duration::from_secs(30))
+                .await
+            {
+                Ok(Reply::Changed(Ok(()))) => return Ok(()),
+                Ok(Reply::Changed(Err(e))) => last_error = format!("{seed}: {e}"),
+                Ok(other) => last_error = format!("{seed} answered {other:?}"),
+                Err(e) => last_error = format!("{seed}: {e}"),
+            }
+        }
+        Err(NodeError::Raft(format!(
+            "cannot join the cluster: {last_error}"
+        )))
+    }
+
+    /// Applies `change` on the controller group's leader, forwarding it there if needed.
+    pub async fn change_controller_membership(
+        &self,
+        change: ControllerMembership,
+    ) -> Result<(), String> {
+        let replica = &self.controller.replica;
+        let leader = replica
+            .leadership()
+            .leader
+            .ok_or("the controller group has no leader right now")?;
+        if leader != self.id() {
+            let addr = replica
+                .metrics
+                .borrow()
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.addr.clone())
+                .ok_or("the controller leader's address is unknown")?;
+            let request = Request::ControllerMembership(change);
+            return match self
+                .transport
+                .call(leader, &addr, &request, Duration::from_secs(30))
+                .await
+            {
+                Ok(Reply::Changed(result)) => result,
+                Ok(other) => Err(format!("node {leader} answered {other:?}")),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        let raft = &replica.raft;
+        let membership = replica
+            .metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        let outcome = match change {
+            ControllerMembership::Admit { id, addr } => {
+                tracing::info!(node = id, %addr, "admitting a node to the cluster");
+                raft.add_learner(id, BasicNode { addr }, false).await
+            }
+            ControllerMembership::Remove { id } => {
+                let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+                if voters.contains(&id) {
+                    let mut remaining: BTreeSet<NodeId> =
+                        voters.into_iter().filter(|v| *v != id).collect();
+                    // Keep as many voters as before where a learner can step in.
+                    if let Some(learner) = membership.learner_ids().find(|l| *l != id) {
+                        remaining.insert(learner);
+                    }
+                    tracing::info!(node = id, voters = ?remaining, "removing a controller voter");
+                    raft.change_membership(remaining, false).await
+                } else if membership.get_node(&id).is_some() {
+                    tracing::info!(node = id, "removing a controller learner");
+                    raft.change_membership(ChangeMembers::RemoveNodes([id].into()), false)
+                        .await
+                } else {
+                    return Ok(());
+                }
+            }
+        };
+        outcome.map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// Carries out the partition moves this node's leaderships call for, every [`MOVE_CHECK`].
+pub(crate) async fn move_loop(node: Weak<RaftNode>) {
+    loop {
+        tokio::time::sleep(MOVE_CHECK).await;
+        let Some(node) = node.upgrade() else { return };
+        let metadata = node.controller.metadata();
+        for (&group, target) in &metadata.reassignments {
+            let Some(partition) = node.partition(group) else {
+                continue;
+            };
+            if partition.replica.leadership().leader != Some(node.id()) {
+                continue;
+            }
+            if !node.moves.0.lock().expect("moves lock").insert(group) {
+                continue;
+            }
+            let addrs: BTreeMap<NodeId, String> = target
+                .iter()
+                .filter_map(|id| metadata.brokers.get(id).map(|b| (*id, b.raft_addr.clone())))
+                .collect();
+            let (node, target) = (node.clone(), target.clone());
+            tokio::spawn(async move {
+                if let Err(e) = move_partition(&node, group, &target, &addrs).await {
+                    tracing::warn!(group, error = %e, "moving the partition; will retry");
+                }
+                node.moves.0.lock().expect("moves lock").remove(&group);
+            });
+        }
+    }
+}
+
+/// Makes `target` the voters of `group` (which this node leads) and records the move.
+async fn move_partition(
+    node: &RaftNode,
+    group: GroupId,
+    target: &[NodeId],
+    addrs: &BTreeMap<NodeId, String>,
+) -> Result<(), String> {
+    let partition = node.partition(group).ok_or("the partition is gone")?;
+    let raft = &partition.replica.raft;
+    let membership = partition
+        .replica
+        .metrics
+        .borrow()
+        .membership_config
+        .membership()
+        .clone();
+    let wanted: BTreeSet<NodeId> = target.iter().copied().collect();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    if voters != wanted {
+        for id in &wanted {
+            if membership.get_node(id).is_none() {
+                let addr = addrs
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| format!("broker {id} has no address"))?;
+                tracing::info!(
+                    group,
+                    node = id,
+                    "adding a replica; waiting for it to catch up"
+                );
+                raft.add_learner(*id, BasicNode { addr }, true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        tracing::info!(group, voters = ?wanted, "changing the partition's voters");
+        raft.change_membership(wanted, false)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let done = Command::Controller(ControllerCommand::CompleteReassignment {
+        group,
+        replicas: target.to_vec(),
+    });
+    node.propose(CONTROLLER_GROUP, done)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(group, replicas = ?target, "partition moved");
+    Ok(())
+}
