@@ -98,12 +98,7 @@ impl RaftNode {
             return Err(HandoverError::NotInSync(to));
         }
         let addr = replica
-            .metrics
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&to)
-            .map(|n| n.addr.clone())
+            .member_addr(to)
             .ok_or(HandoverError::NotInSync(to))?;
         // Appends stop now; the preferred replica takes what it lacks, then stands.
         *replica.handover.lock().expect("handover lock") = Some(Handover {

@@ -50,16 +50,7 @@ impl RaftNode {
     /// returns at once.
     pub async fn join(&self, seeds: &[String]) -> Result<(), NodeError> {
         let me = self.id();
-        if self
-            .controller
-            .replica
-            .metrics
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&me)
-            .is_some()
-        {
+        if self.controller.replica.member_addr(me).is_some() {
             return Ok(());
         }
         let request = Request::ControllerMembership(ControllerMembership::Admit {
@@ -97,12 +88,7 @@ impl RaftNode {
             .ok_or("the controller group has no leader right now")?;
         if leader != self.id() {
             let addr = replica
-                .metrics
-                .borrow()
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .map(|n| n.addr.clone())
+                .member_addr(leader)
                 .ok_or("the controller leader's address is unknown")?;
             let request = Request::ControllerMembership(change);
             return match self

@@ -234,12 +234,7 @@ impl RaftNode {
         command: &Command,
     ) -> Result<Response, ProposeError> {
         let addr = replica
-            .metrics
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| n.addr.clone())
+            .member_addr(leader)
             .ok_or(ProposeError::NotLeader { leader: None })?;
         let request = Request::Propose {
             group,

@@ -74,6 +74,16 @@ impl Replica {
         }
     }
 
+    /// The Raft address of `node`, a member of this group, as its membership records it.
+    pub(crate) fn member_addr(&self, node: NodeId) -> Option<String> {
+        self.metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&node)
+            .map(|n| n.addr.clone())
+    }
+
     /// The node this leader is handing the group over to, while it does.
     pub fn handing_over_to(&self) -> Option<NodeId> {
         let handover = (*self.handover.lock().expect("handover lock"))?;
