@@ -1,0 +1,248 @@
+//! One hand-written history per anomaly, each the smallest that shows it, and clean
+//! histories that must pass. Keys are partitions; values are unique per key.
+
+use serde_json::{json, Value};
+use strand_jepsen::check::{check, Options, Report};
+use strand_jepsen::history::Op;
+
+/// Builds a history from (process, type, f, value) rows, one per completion; times are
+/// one second apart.
+fn history(rows: &[(Value, &str, &str, Value)]) -> Vec<Op> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, (process, kind, f, value))| {
+            serde_json::from_value(json!({
+                "index": i, "time": i as u64 * 1_000_000_000, "process": process,
+                "type": kind, "f": f, "value": value,
+            }))
+            .unwrap()
+        })
+        .collect()
+}
+
+fn send(key: u64, offset: i64, value: i64) -> Value {
+    json!([["send", key, [offset, value]]])
+}
+
+fn poll(key: u64, reads: &[(i64, i64)]) -> Value {
+    let pairs: Vec<Value> = reads.iter().map(|(o, v)| json!([o, v])).collect();
+    json!([["poll", [[key, pairs]]]])
+}
+
+fn run(rows: &[(Value, &str, &str, Value)]) -> Report {
+    check(&history(rows), Options::default()).unwrap()
+}
+
+fn only_bad(report: &Report, name: &str) {
+    assert_eq!(report.bad, [name], "{report:#?}");
+    assert!(!report.valid);
+}
+
+#[test]
+fn a_clean_history_is_valid() {
+    let r = run(&[
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (json!(0), "ok", "send", send(1, 1, 11)),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10), (1, 11)])),
+        (json!(0), "fail", "send", json!([["send", 1, 12]])),
+        (json!(1), "ok", "poll", poll(1, &[])),
+    ]);
+    assert!(r.valid, "{r:#?}");
+    assert_eq!(r.acknowledged_sends, 2);
+    assert!(r.anomalies.is_empty());
+}
+
+#[test]
+fn lost_write_a_later_value_read_an_earlier_acknowledged_one_not() {
+    let r = run(&[
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (json!(0), "ok", "send", send(1, 1, 11)),
+        (json!(0), "ok", "send", send(1, 2, 12)),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10)])),
+        (json!(2), "ok", "poll", poll(1, &[(2, 12)])),
+    ]);
+    // Offset 1 held 11, acknowledged, below what was read, never read: lost.
+    assert_eq!(r.anomalies["lost-write"].count, 1);
+    assert_eq!(r.anomalies["lost-write"].examples[0]["value"], 11);
+    assert!(r.bad.contains(&"lost-write".to_string()));
+}
+
+#[test]
+fn lost_write_counts_an_info_send_that_someone_read_as_committed() {
+    let r = run(&[
+        (
+            json!(0),
+            "info",
+            "txn",
+            json!([["send", 1, [0, 10]], ["send", 1, [1, 11]]]),
+        ),
+        (json!(0), "ok", "send", send(1, 2, 12)),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10), (2, 12)])),
+    ]);
+    // 10 was read, so the info txn committed, so 11 must be visible too.
+    assert_eq!(r.anomalies["lost-write"].examples[0]["value"], 11);
+}
+
+#[test]
+fn an_info_send_nobody_read_is_not_lost() {
+    let r = run(&[
+        (json!(0), "info", "send", send(1, 0, 10)),
+        (json!(0), "ok", "send", send(1, 1, 11)),
+        (json!(1), "ok", "poll", poll(1, &[(1, 11)])),
+    ]);
+    assert!(r.valid, "{r:#?}");
+}
+
+#[test]
+fn duplicate_one_value_at_two_offsets() {
+    let r = run(&[
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10), (1, 10)])),
+    ]);
+    assert_eq!(r.anomalies["duplicate"].count, 1);
+    assert!(r.bad.contains(&"duplicate".to_string()));
+}
+
+#[test]
+fn inconsistent_offsets_two_values_at_one_offset() {
+    let r = run(&[
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (json!(0), "ok", "send", send(1, 0, 11)),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10)])),
+    ]);
+    assert_eq!(r.anomalies["inconsistent-offsets"].count, 1);
+    assert!(r.bad.contains(&"inconsistent-offsets".to_string()));
+}
+
+#[test]
+fn unseen_an_acknowledged_send_no_poll_read() {
+    let r = run(&[
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (json!(0), "ok", "send", send(1, 1, 11)),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10)])),
+    ]);
+    only_bad(&r, "unseen");
+    assert_eq!(r.anomalies["unseen"].examples[0]["value"], 11);
+}
+
+#[test]
+fn g1a_reading_what_a_failed_send_wrote() {
+    let r = run(&[
+        (json!(0), "fail", "send", send(1, 0, 10)),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10)])),
+    ]);
+    only_bad(&r, "G1a");
+}
+
+#[test]
+fn int_poll_skip_and_int_nonmonotonic_poll_inside_one_poll() {
+    let sends = [
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (json!(0), "ok", "send", send(1, 1, 11)),
+        (json!(0), "ok", "send", send(1, 2, 12)),
+        (
+            json!(2),
+            "ok",
+            "poll",
+            poll(1, &[(0, 10), (1, 11), (2, 12)]),
+        ),
+    ];
+    let mut skip = sends.to_vec();
+    skip.push((json!(1), "ok", "poll", poll(1, &[(0, 10), (2, 12)])));
+    only_bad(&run(&skip), "int-poll-skip");
+
+    let mut back = sends.to_vec();
+    back.push((json!(1), "ok", "poll", poll(1, &[(1, 11), (0, 10)])));
+    only_bad(&run(&back), "int-nonmonotonic-poll");
+}
+
+#[test]
+fn a_rebalance_during_the_poll_excuses_its_jumps() {
+    let mut ops = history(&[
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (json!(0), "ok", "send", send(1, 1, 11)),
+        (json!(2), "ok", "poll", poll(1, &[(0, 10), (1, 11)])),
+        (json!(1), "ok", "poll", poll(1, &[(1, 11), (0, 10)])),
+    ]);
+    ops[3].rebalance_log = vec![1];
+    assert!(check(&ops, Options::default()).unwrap().valid);
+}
+
+#[test]
+fn poll_skip_and_nonmonotonic_poll_across_polls_of_one_process() {
+    let sends = [
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (json!(0), "ok", "send", send(1, 1, 11)),
+        (json!(0), "ok", "send", send(1, 2, 12)),
+        (
+            json!(2),
+            "ok",
+            "poll",
+            poll(1, &[(0, 10), (1, 11), (2, 12)]),
+        ),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10)])),
+    ];
+    let mut skip = sends.to_vec();
+    skip.push((json!(1), "ok", "poll", poll(1, &[(2, 12)])));
+    only_bad(&run(&skip), "poll-skip");
+
+    let mut again = sends.to_vec();
+    again.push((json!(1), "ok", "poll", poll(1, &[(0, 10)])));
+    only_bad(&run(&again), "nonmonotonic-poll");
+
+    // Under subscribe a rebalance may move the position: reported, not bad.
+    let r = check(&history(&skip), Options { subscribe: true }).unwrap();
+    assert!(r.valid && r.anomalies.contains_key("poll-skip"), "{r:#?}");
+
+    // An assign that drops the key resets what the process is expected to read next.
+    let mut reassigned = sends.to_vec();
+    reassigned.push((json!(1), "ok", "assign", json!([2])));
+    reassigned.push((json!(1), "ok", "poll", poll(1, &[(2, 12)])));
+    assert!(run(&reassigned).valid);
+}
+
+#[test]
+fn int_nonmonotonic_send_inside_one_txn() {
+    let r = run(&[
+        (
+            json!(0),
+            "ok",
+            "txn",
+            json!([["send", 1, [1, 11]], ["send", 1, [0, 10]]]),
+        ),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10), (1, 11)])),
+    ]);
+    only_bad(&r, "int-nonmonotonic-send");
+}
+
+#[test]
+fn nonmonotonic_send_across_sends_of_one_process() {
+    let r = run(&[
+        (json!(0), "ok", "send", send(1, 1, 11)),
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10), (1, 11)])),
+    ]);
+    only_bad(&r, "nonmonotonic-send");
+}
+
+#[test]
+fn fault_windows_count_what_succeeded_inside_them_and_the_recovery() {
+    let r = run(&[
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (
+            json!("nemesis"),
+            "info",
+            "start-kill",
+            json!({"targets": ["n1"]}),
+        ),
+        (json!(0), "ok", "send", send(1, 1, 11)),
+        (json!("nemesis"), "info", "stop-kill", json!({})),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10), (1, 11)])),
+        (json!(0), "ok", "send", send(1, 2, 12)),
+        (json!(1), "ok", "poll", poll(1, &[(2, 12)])),
+    ]);
+    assert!(r.valid, "{r:#?}");
+    assert_eq!(r.faults, 1);
+    assert_eq!(r.liveness.windows, [("kill".to_string(), 2.0, 1)]);
+    assert_eq!(r.liveness.recovery_seconds, Some(2.0));
+}
