@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 STRAND := $(CARGO_TARGET_DIR)/release/strand
 VENV := $(CURDIR)/.venv
 
-.PHONY: run test build setup unit e2e lint fmt bench bench-cluster cluster cluster-stop clean-data
+.PHONY: run test build setup unit e2e lint fmt bench bench-cluster cluster cluster-stop clean-data jepsen jepsen-smoke
 
 setup:
 	@scripts/setup.sh
@@ -31,7 +31,13 @@ $(VENV)/.installed: tests/requirements.txt
 	$(VENV)/bin/pip install -q -r tests/requirements.txt
 	touch $@
 
-test: build lint unit e2e
+test: build lint unit e2e jepsen-smoke
+
+# The short Jepsen run CI makes: kill and pause faults for 90 s; it must stay valid with at
+# least 2,000 acknowledged sends and 8 faults.
+jepsen-smoke: build
+	$(CARGO_TARGET_DIR)/release/jepsen test --strand $(STRAND) --dir store/smoke \
+		--duration 90 --min-sends 2000 --min-faults 8
 
 unit:
 	cargo test --release --workspace
@@ -48,6 +54,12 @@ bench: build $(VENV)/.installed
 # with 1,000 partitions (benches/cluster.py; uses ports 9092-9094, so stop `make cluster`).
 bench-cluster: build $(VENV)/.installed
 	$(VENV)/bin/python benches/cluster.py --strand $(STRAND) $(BENCH_ARGS)
+
+# A Jepsen-style test: a fresh three-node cluster on loopback, the queue workload through
+# librdkafka, kill and pause faults, then the checker (jepsen/). Exits 0 only if the history
+# is valid. Options through JEPSEN_ARGS, e.g. JEPSEN_ARGS="--duration 600 --seed 42".
+jepsen: build
+	$(CARGO_TARGET_DIR)/release/jepsen test --strand $(STRAND) --dir store/latest $(JEPSEN_ARGS)
 
 lint:
 	cargo fmt --all -- --check

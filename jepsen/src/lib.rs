@@ -1,8 +1,13 @@
-//! Strand's Jepsen-style harness (issue: `jepsen/`). So far: the history format
-//! ([`history`]) and the queue checker ([`check`]), which reads a history and reports
-//! Jepsen's Kafka anomalies (lost writes, duplicates, inconsistent offsets, unseen
-//! acknowledged sends, aborted reads, skipped or reordered polls and sends) plus fault
-//! windows and recovery time. The cluster control, nemeses and workload come next.
+//! Strand's Jepsen-style harness.
+//!
+//! - [`history`]: the JSON Lines history format, shaped like Jepsen's.
+//! - [`check`]: the queue checker, which reports Jepsen's Kafka anomalies (lost writes,
+//!   duplicates, inconsistent offsets, unseen acknowledged sends, aborted reads, skipped or
+//!   reordered polls and sends) plus fault windows and recovery time.
+//! - [`cluster`], [`run`]: a test run against `strand` nodes on loopback with kill and pause
+//!   faults. Network namespaces (partitions) and the unsafe self-check modes come next.
 
 pub mod check;
+pub mod cluster;
 pub mod history;
+pub mod run;

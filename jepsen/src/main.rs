@@ -1,19 +1,28 @@
-//! `jepsen check HISTORY.jsonl [--subscribe]`: checks a recorded history, writes
-//! `results.json` beside it, prints a one-line summary, and exits 0 only if it is valid.
+//! `jepsen test [options]` runs a test against a fresh cluster and checks its history;
+//! `jepsen check HISTORY.jsonl` checks a recorded one. Both write `results.json` beside the
+//! history, print a one-line summary and exit 0 only when the history is valid.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Context;
-use strand_jepsen::{check, history};
+use anyhow::{bail, Context};
+use strand_jepsen::run::{Fault, RunOptions};
+use strand_jepsen::{check, history, run};
 
-const USAGE: &str = "usage: jepsen check HISTORY.jsonl [--subscribe]
-  --subscribe   consumers used subscribe (consumer groups): poll-skip and
-                nonmonotonic-poll are then reported but allowed, as in Jepsen";
+const USAGE: &str = "usage:
+  jepsen test --strand PATH [--dir DIR] [--duration SECONDS] [--nodes 3|5] [--workers N]
+              [--rate OPS_PER_S] [--keys N] [--seed N] [--nemesis kill,pause|none]
+              [--fault-seconds S] [--gap-seconds S] [--min-sends N] [--min-faults N]
+    --min-sends, --min-faults   fail unless at least this many sends were acknowledged and
+                                faults injected (guards against a run that tested nothing)
+  jepsen check HISTORY.jsonl [--subscribe]
+    --subscribe   consumers used subscribe (consumer groups): poll-skip and
+                  nonmonotonic-poll are then reported but allowed, as in Jepsen";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    match dispatch(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -23,19 +32,110 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &[String]) -> anyhow::Result<bool> {
-    let (Some("check"), Some(path)) = (args.first().map(String::as_str), args.get(1)) else {
-        anyhow::bail!("{USAGE}");
+fn dispatch(args: &[String]) -> anyhow::Result<bool> {
+    match args.first().map(String::as_str) {
+        Some("check") => {
+            let Some(path) = args.get(1) else {
+                bail!("{USAGE}")
+            };
+            let mut options = check::Options::default();
+            for flag in &args[2..] {
+                match flag.as_str() {
+                    "--subscribe" => options.subscribe = true,
+                    other => bail!("unknown option {other}\n{USAGE}"),
+                }
+            }
+            check_history(Path::new(path), options, None)
+        }
+        Some("test") => {
+            let (options, minimum) = test_options(&args[1..])?;
+            println!("jepsen test: {options:?}");
+            let (path, faults) = run::run(&options)?;
+            check_history(&path, check::Options::default(), Some((faults, minimum)))
+        }
+        _ => bail!("{USAGE}"),
+    }
+}
+
+/// The least a run must have done to count: acknowledged sends and faults.
+#[derive(Debug, Clone, Copy, Default)]
+struct Minimum {
+    sends: usize,
+    faults: usize,
+}
+
+fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
+    let mut minimum = Minimum::default();
+    let mut options = RunOptions {
+        strand: PathBuf::new(),
+        dir: PathBuf::from("store/latest"),
+        nodes: 3,
+        duration: Duration::from_secs(60),
+        workers: 10,
+        rate: 400.0,
+        keys: 8,
+        seed: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
+        faults: vec![Fault::Kill, Fault::Pause],
+        fault_length: Duration::from_secs(4),
+        fault_gap: Duration::from_secs(2),
     };
-    let mut options = check::Options::default();
-    for flag in &args[2..] {
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest
+            .next()
+            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let number = || -> anyhow::Result<f64> {
+            value
+                .parse::<f64>()
+                .with_context(|| format!("{flag} takes a number, not '{value}'"))
+        };
         match flag.as_str() {
-            "--subscribe" => options.subscribe = true,
-            other => anyhow::bail!("unknown option {other}\n{USAGE}"),
+            "--strand" => options.strand = PathBuf::from(value),
+            "--dir" => options.dir = PathBuf::from(value),
+            "--duration" => options.duration = Duration::from_secs_f64(number()?),
+            "--nodes" => match value.as_str() {
+                "3" => options.nodes = 3,
+                "5" => options.nodes = 5,
+                _ => bail!("--nodes is 3 or 5, not '{value}'"),
+            },
+            "--workers" => options.workers = number()?.max(1.0) as usize,
+            "--rate" => options.rate = number()?.max(1.0),
+            "--keys" => options.keys = number()?.max(1.0) as i32,
+            "--seed" => options.seed = number()? as u64,
+            "--fault-seconds" => options.fault_length = Duration::from_secs_f64(number()?),
+            "--gap-seconds" => options.fault_gap = Duration::from_secs_f64(number()?),
+            "--min-sends" => minimum.sends = number()? as usize,
+            "--min-faults" => minimum.faults = number()? as usize,
+            "--nemesis" => {
+                options.faults = value
+                    .split(',')
+                    .filter(|f| !f.is_empty() && *f != "none")
+                    .map(|f| match f {
+                        "kill" => Ok(Fault::Kill),
+                        "pause" => Ok(Fault::Pause),
+                        other => bail!("unknown nemesis '{other}' (kill, pause or none)"),
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+            }
+            other => bail!("unknown option {other}\n{USAGE}"),
         }
     }
-    let path = PathBuf::from(path);
-    let file = std::fs::File::open(&path)
+    if options.strand.as_os_str().is_empty() {
+        bail!("--strand PATH (the strand binary) is required\n{USAGE}");
+    }
+    Ok((options, minimum))
+}
+
+/// Checks the history at `path`; after a test run, `made` carries the faults the nemesis
+/// injected and the minimum the run must reach.
+fn check_history(
+    path: &Path,
+    options: check::Options,
+    made: Option<(usize, Minimum)>,
+) -> anyhow::Result<bool> {
+    let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the history {}", path.display()))?;
     let ops = history::read(std::io::BufReader::new(file))?;
     let report = check::check(&ops, options)?;
@@ -43,5 +143,15 @@ fn run(args: &[String]) -> anyhow::Result<bool> {
     std::fs::write(&results, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("cannot write {}", results.display()))?;
     println!("{}", report.summary());
+    if let Some((faults, minimum)) = made {
+        anyhow::ensure!(faults == report.faults, "the history lost fault records");
+        if report.acknowledged_sends < minimum.sends || report.faults < minimum.faults {
+            println!(
+                "too little happened: {} acknowledged sends (need {}), {} faults (need {})",
+                report.acknowledged_sends, minimum.sends, report.faults, minimum.faults
+            );
+            return Ok(false);
+        }
+    }
     Ok(report.valid)
 }

@@ -1,0 +1,363 @@
+//! One test run: a fresh cluster, Jepsen's queue workload through librdkafka (the rdkafka
+//! crate) from several workers, a nemesis killing and pausing nodes, then healing and
+//! final reads of every partition; the history goes to `history.jsonl`.
+//!
+//! Workers send unique, increasing values per key (a key is a partition of one topic) with
+//! an idempotent acks=all producer, and poll with a consumer assigned to every partition
+//! from the start, so each worker reads each partition in order. A send that fails is
+//! recorded as `info` (it may still have happened); the checker decides what it means.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+use crate::cluster::Cluster;
+
+const TOPIC: &str = "jepsen";
+
+/// The faults the nemesis may inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Kill,
+    Pause,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub strand: PathBuf,
+    pub dir: PathBuf,
+    pub nodes: usize,
+    pub duration: Duration,
+    pub workers: usize,
+    /// Operations per second, over all workers.
+    pub rate: f64,
+    pub keys: i32,
+    pub seed: u64,
+    pub faults: Vec<Fault>,
+    /// How long each fault lasts, and the quiet time between faults.
+    pub fault_length: Duration,
+    pub fault_gap: Duration,
+}
+
+/// Appends operations to the history, numbering and timing them.
+pub struct History {
+    out: Mutex<(BufWriter<File>, u64)>,
+    start: Instant,
+}
+
+impl History {
+    fn create(path: &std::path::Path) -> anyhow::Result<History> {
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(History {
+            out: Mutex::new((BufWriter::new(file), 0)),
+            start: Instant::now(),
+        })
+    }
+
+    fn log(&self, process: Value, kind: &str, f: &str, value: Value, error: Option<String>) {
+        let mut out = self.out.lock().expect("history lock");
+        let mut op = json!({
+            "index": out.1, "time": self.start.elapsed().as_nanos() as u64,
+            "process": process, "type": kind, "f": f, "value": value,
+        });
+        if let Some(error) = error {
+            op["error"] = json!(error);
+        }
+        out.1 += 1;
+        let line = op.to_string();
+        let _ = writeln!(out.0, "{line}");
+    }
+
+    fn finish(&self) -> anyhow::Result<()> {
+        Ok(self.out.lock().expect("history lock").0.flush()?)
+    }
+}
+
+fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "3");
+    config
+}
+
+fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
+    Ok(client_config(bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "10000")
+        .set("linger.ms", "1")
+        .create()?)
+}
+
+/// A consumer assigned to every key from the start.
+fn consumer(bootstrap: &str, keys: i32) -> anyhow::Result<BaseConsumer> {
+    let consumer: BaseConsumer = client_config(bootstrap)
+        .set("group.id", "jepsen")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for key in 0..keys {
+        assignment.add_partition_offset(TOPIC, key, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    Ok(consumer)
+}
+
+/// Polls for up to `window`, grouping what was read by key. The consumer's errors while a
+/// node is down (transport failures, leader changes) are notices: librdkafka retries by
+/// itself, so the poll goes on and keeps what it read.
+fn poll_once(consumer: &BaseConsumer, window: Duration) -> Result<Value, String> {
+    let deadline = Instant::now() + window;
+    let mut reads: BTreeMap<i32, Vec<Value>> = BTreeMap::new();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(20)) {
+            None => {}
+            Some(Ok(m)) => {
+                let value: i64 = m
+                    .payload()
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| format!("unreadable value at offset {}", m.offset()))?;
+                reads
+                    .entry(m.partition())
+                    .or_default()
+                    .push(json!([m.offset(), value]));
+            }
+            Some(Err(_)) => {}
+        }
+    }
+    let reads: Vec<Value> = reads.into_iter().map(|(k, r)| json!([k, r])).collect();
+    Ok(json!([["poll", reads]]))
+}
+
+/// One worker's loop: sends and polls at its share of the rate until `stop`.
+fn worker(
+    id: u64,
+    options: &RunOptions,
+    bootstrap: &str,
+    history: &History,
+    next_value: &[AtomicI64],
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let mut rng = StdRng::seed_from_u64(options.seed ^ (id + 1).wrapping_mul(0x9E37_79B9));
+    let producer = producer(bootstrap)?;
+    let consumer = consumer(bootstrap, options.keys)?;
+    let pause = Duration::from_secs_f64(options.workers as f64 / options.rate);
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        if rng.gen_bool(0.5) {
+            let key = rng.gen_range(0..options.keys);
+            let value = next_value[key as usize].fetch_add(1, Ordering::Relaxed);
+            history.log(
+                json!(id),
+                "invoke",
+                "send",
+                json!([["send", key, value]]),
+                None,
+            );
+            let payload = value.to_string();
+            let record = FutureRecord::<(), _>::to(TOPIC)
+                .partition(key)
+                .payload(&payload);
+            let outcome = match producer.send_result(record) {
+                Ok(delivery) => match futures::executor::block_on(delivery) {
+                    Ok(Ok(d)) => Ok(d.offset),
+                    Ok(Err((e, _))) => Err(e.to_string()),
+                    Err(_) => Err("the producer went away".to_string()),
+                },
+                Err((e, _)) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(offset) => history.log(
+                    json!(id),
+                    "ok",
+                    "send",
+                    json!([["send", key, [offset, value]]]),
+                    None,
+                ),
+                Err(e) => history.log(
+                    json!(id),
+                    "info",
+                    "send",
+                    json!([["send", key, [null, value]]]),
+                    Some(e),
+                ),
+            }
+        } else {
+            history.log(json!(id), "invoke", "poll", json!([["poll"]]), None);
+            match poll_once(&consumer, Duration::from_millis(100)) {
+                Ok(value) => history.log(json!(id), "ok", "poll", value, None),
+                Err(e) => history.log(json!(id), "info", "poll", json!([["poll"]]), Some(e)),
+            }
+        }
+        if let Some(rest) = pause.checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    Ok(())
+}
+
+/// Injects one fault after another, each on one node (so a majority stays up), until
+/// `stop`; then heals everything.
+fn nemesis(
+    options: &RunOptions,
+    cluster: &Mutex<Cluster>,
+    history: &History,
+    stop: &AtomicBool,
+) -> anyhow::Result<usize> {
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let mut injected = 0;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(options.fault_gap);
+        if options.faults.is_empty() || stop.load(Ordering::Relaxed) {
+            continue;
+        }
+        let fault = options.faults[rng.gen_range(0..options.faults.len())];
+        let target = rng.gen_range(0..options.nodes);
+        let node = target as u64 + 1;
+        let name = match fault {
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+        };
+        history.log(
+            json!("nemesis"),
+            "info",
+            &format!("start-{name}"),
+            json!({"targets": [node]}),
+            None,
+        );
+        {
+            let mut c = cluster.lock().expect("cluster lock");
+            match fault {
+                Fault::Kill => c.kill(target)?,
+                Fault::Pause => c.pause(target)?,
+            }
+        }
+        std::thread::sleep(options.fault_length);
+        {
+            let mut c = cluster.lock().expect("cluster lock");
+            match fault {
+                Fault::Kill => c.restart(target)?,
+                Fault::Pause => c.resume(target)?,
+            }
+        }
+        history.log(
+            json!("nemesis"),
+            "info",
+            &format!("stop-{name}"),
+            json!({"targets": [node]}),
+            None,
+        );
+        injected += 1;
+    }
+    Ok(injected)
+}
+
+/// Reads every partition from the start up to the end it had once everything healed, as a
+/// fresh process, so that every acknowledged value has had its chance to be seen.
+fn final_reads(options: &RunOptions, bootstrap: &str, history: &History) -> anyhow::Result<()> {
+    let process = json!(1_000_000u64);
+    let consumer = consumer(bootstrap, options.keys)?;
+    let mut ends = BTreeMap::new();
+    for key in 0..options.keys {
+        let (_, high) =
+            consumer.fetch_watermarks(TOPIC, key, Timeout::After(Duration::from_secs(30)))?;
+        ends.insert(key, high);
+    }
+    let mut reached: BTreeMap<i32, i64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline
+        && ends
+            .iter()
+            .any(|(k, end)| reached.get(k).copied().unwrap_or(0) < *end)
+    {
+        history.log(process.clone(), "invoke", "poll", json!([["poll"]]), None);
+        match poll_once(&consumer, Duration::from_millis(500)) {
+            Ok(value) => {
+                for entry in value[0][1].as_array().into_iter().flatten() {
+                    let key = entry[0].as_i64().unwrap_or(-1) as i32;
+                    if let Some(last) = entry[1].as_array().and_then(|r| r.last()) {
+                        reached.insert(key, last[0].as_i64().unwrap_or(0) + 1);
+                    }
+                }
+                history.log(process.clone(), "ok", "poll", value, None);
+            }
+            Err(e) => history.log(process.clone(), "info", "poll", json!([["poll"]]), Some(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Runs one test; returns the history's path and the number of faults injected.
+pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
+    std::fs::create_dir_all(&options.dir)?;
+    let cluster = Cluster::start(&options.strand, &options.dir, options.nodes)?;
+    let bootstrap = cluster.bootstrap();
+    let admin: AdminClient<_> = client_config(&bootstrap).create()?;
+    let topic = NewTopic::new(
+        TOPIC,
+        options.keys,
+        TopicReplication::Fixed(3.min(options.nodes as i32)),
+    );
+    // Nodes accept connections before they serve (they wait for the controller quorum).
+    let wait = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let created = futures::executor::block_on(admin.create_topics([&topic], &wait))
+            .map_err(|e| e.to_string())
+            .and_then(|mut results| results.remove(0).map_err(|(t, e)| format!("{t}: {e}")));
+        match created {
+            Ok(_) => break,
+            Err(e) if Instant::now() >= deadline => anyhow::bail!("cannot create the topic: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+    let history_path = options.dir.join("history.jsonl");
+    let history = History::create(&history_path)?;
+    let next_value: Vec<AtomicI64> = (0..options.keys).map(|_| AtomicI64::new(0)).collect();
+    let stop = AtomicBool::new(false);
+    let cluster = Arc::new(Mutex::new(cluster));
+    let faults = std::thread::scope(|s| -> anyhow::Result<usize> {
+        let workers: Vec<_> = (0..options.workers as u64)
+            .map(|id| {
+                let (history, next_value, stop, bootstrap) =
+                    (&history, &next_value, &stop, &bootstrap);
+                s.spawn(move || worker(id, options, bootstrap, history, next_value, stop))
+            })
+            .collect();
+        let nemesis = {
+            let (cluster, history, stop) = (&cluster, &history, &stop);
+            s.spawn(move || nemesis(options, cluster, history, stop))
+        };
+        std::thread::sleep(options.duration);
+        stop.store(true, Ordering::Relaxed);
+        let faults = nemesis.join().expect("nemesis thread")?;
+        for w in workers {
+            w.join().expect("worker thread")?;
+        }
+        Ok(faults)
+    })?;
+    // Everything is healed; give the cluster a moment, then read it all back.
+    std::thread::sleep(Duration::from_secs(3));
+    final_reads(options, &bootstrap, &history)?;
+    history.finish()?;
+    cluster.lock().expect("cluster lock").stop();
+    Ok((history_path, faults))
+}
