@@ -134,9 +134,11 @@ fn g1a_reading_what_a_failed_send_wrote() {
     only_bad(&r, "G1a");
 }
 
-#[test]
-fn int_poll_skip_and_int_nonmonotonic_poll_inside_one_poll() {
-    let sends = [
+type Row = (Value, &'static str, &'static str, Value);
+
+/// Key 1 holds 10, 11 and 12 at offsets 0..=2, and process 2 has read them all.
+fn three_values_read_by_process_2() -> Vec<Row> {
+    vec![
         (json!(0), "ok", "send", send(1, 0, 10)),
         (json!(0), "ok", "send", send(1, 1, 11)),
         (json!(0), "ok", "send", send(1, 2, 12)),
@@ -146,12 +148,17 @@ fn int_poll_skip_and_int_nonmonotonic_poll_inside_one_poll() {
             "poll",
             poll(1, &[(0, 10), (1, 11), (2, 12)]),
         ),
-    ];
-    let mut skip = sends.to_vec();
+    ]
+}
+
+#[test]
+fn int_poll_skip_and_int_nonmonotonic_poll_inside_one_poll() {
+    let sends = three_values_read_by_process_2();
+    let mut skip = sends.clone();
     skip.push((json!(1), "ok", "poll", poll(1, &[(0, 10), (2, 12)])));
     only_bad(&run(&skip), "int-poll-skip");
 
-    let mut back = sends.to_vec();
+    let mut back = sends.clone();
     back.push((json!(1), "ok", "poll", poll(1, &[(1, 11), (0, 10)])));
     only_bad(&run(&back), "int-nonmonotonic-poll");
 }
@@ -170,23 +177,13 @@ fn a_rebalance_during_the_poll_excuses_its_jumps() {
 
 #[test]
 fn poll_skip_and_nonmonotonic_poll_across_polls_of_one_process() {
-    let sends = [
-        (json!(0), "ok", "send", send(1, 0, 10)),
-        (json!(0), "ok", "send", send(1, 1, 11)),
-        (json!(0), "ok", "send", send(1, 2, 12)),
-        (
-            json!(2),
-            "ok",
-            "poll",
-            poll(1, &[(0, 10), (1, 11), (2, 12)]),
-        ),
-        (json!(1), "ok", "poll", poll(1, &[(0, 10)])),
-    ];
-    let mut skip = sends.to_vec();
+    let mut sends = three_values_read_by_process_2();
+    sends.push((json!(1), "ok", "poll", poll(1, &[(0, 10)])));
+    let mut skip = sends.clone();
     skip.push((json!(1), "ok", "poll", poll(1, &[(2, 12)])));
     only_bad(&run(&skip), "poll-skip");
 
-    let mut again = sends.to_vec();
+    let mut again = sends.clone();
     again.push((json!(1), "ok", "poll", poll(1, &[(0, 10)])));
     only_bad(&run(&again), "nonmonotonic-poll");
 
@@ -195,7 +192,7 @@ fn poll_skip_and_nonmonotonic_poll_across_polls_of_one_process() {
     assert!(r.valid && r.anomalies.contains_key("poll-skip"), "{r:#?}");
 
     // An assign that drops the key resets what the process is expected to read next.
-    let mut reassigned = sends.to_vec();
+    let mut reassigned = sends.clone();
     reassigned.push((json!(1), "ok", "assign", json!([2])));
     reassigned.push((json!(1), "ok", "poll", poll(1, &[(2, 12)])));
     assert!(run(&reassigned).valid);
