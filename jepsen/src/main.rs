@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use strand_jepsen::run::{Fault, RunOptions};
+use strand_jepsen::run::{Fault, RunOptions, Target};
 use strand_jepsen::{check, history, run};
 
 const USAGE: &str = "usage:
   jepsen test --strand PATH [--dir DIR] [--duration SECONDS] [--nodes 3|5] [--workers N]
               [--rate OPS_PER_S] [--keys N] [--seed N] [--nemesis kill,pause|none]
+              [--targets one,leader,majority]
               [--fault-seconds S] [--gap-seconds S] [--min-sends N] [--min-faults N]
     --min-sends, --min-faults   fail unless at least this many sends were acknowledged and
                                 faults injected (guards against a run that tested nothing)
@@ -78,6 +79,7 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs(),
         faults: vec![Fault::Kill, Fault::Pause],
+        targets: vec![Target::One, Target::Leader],
         fault_length: Duration::from_secs(4),
         fault_gap: Duration::from_secs(2),
     };
@@ -118,6 +120,20 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
                         other => bail!("unknown nemesis '{other}' (kill, pause or none)"),
                     })
                     .collect::<anyhow::Result<_>>()?;
+            }
+            "--targets" => {
+                options.targets = value
+                    .split(',')
+                    .map(|t| match t {
+                        "one" => Ok(Target::One),
+                        "leader" => Ok(Target::Leader),
+                        "majority" => Ok(Target::Majority),
+                        other => bail!("unknown target '{other}' (one, leader or majority)"),
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                if options.targets.is_empty() {
+                    bail!("--targets needs at least one of one, leader, majority");
+                }
             }
             other => bail!("unknown option {other}\n{USAGE}"),
         }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -36,6 +37,17 @@ pub enum Fault {
     Pause,
 }
 
+/// Which nodes a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// One node at random.
+    One,
+    /// The leader of a random partition.
+    Leader,
+    /// A majority of the nodes (the cluster stops until they come back).
+    Majority,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub strand: PathBuf,
@@ -48,6 +60,7 @@ pub struct RunOptions {
     pub keys: i32,
     pub seed: u64,
     pub faults: Vec<Fault>,
+    pub targets: Vec<Target>,
     /// How long each fault lasts, and the quiet time between faults.
     pub fault_length: Duration,
     pub fault_gap: Duration,
@@ -214,15 +227,31 @@ fn worker(
     Ok(())
 }
 
-/// Injects one fault after another, each on one node (so a majority stays up), until
-/// `stop`; then heals everything.
+/// The node index leading partition `key`, as the cluster reports it.
+fn leader_of(client: &BaseConsumer, key: i32) -> Option<usize> {
+    let metadata = client
+        .fetch_metadata(Some(TOPIC), Duration::from_secs(5))
+        .ok()?;
+    let partition = metadata
+        .topics()
+        .first()?
+        .partitions()
+        .iter()
+        .find(|p| p.id() == key)?;
+    usize::try_from(partition.leader()).ok()?.checked_sub(1)
+}
+
+/// Injects one fault after another on the nodes `options.targets` picks, until `stop`;
+/// each fault heals before the next starts.
 fn nemesis(
     options: &RunOptions,
+    bootstrap: &str,
     cluster: &Mutex<Cluster>,
     history: &History,
     stop: &AtomicBool,
 ) -> anyhow::Result<usize> {
     let mut rng = StdRng::seed_from_u64(options.seed);
+    let metadata_client: BaseConsumer = client_config(bootstrap).create()?;
     let mut injected = 0;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(options.fault_gap);
@@ -230,39 +259,60 @@ fn nemesis(
             continue;
         }
         let fault = options.faults[rng.gen_range(0..options.faults.len())];
-        let target = rng.gen_range(0..options.nodes);
-        let node = target as u64 + 1;
+        let target = options.targets[rng.gen_range(0..options.targets.len())];
+        let chosen: Vec<usize> = match target {
+            Target::One => vec![rng.gen_range(0..options.nodes)],
+            Target::Leader => {
+                let key = rng.gen_range(0..options.keys);
+                match leader_of(&metadata_client, key) {
+                    Some(leader) => vec![leader],
+                    None => vec![rng.gen_range(0..options.nodes)],
+                }
+            }
+            Target::Majority => {
+                let mut all: Vec<usize> = (0..options.nodes).collect();
+                all.shuffle(&mut rng);
+                all.truncate(options.nodes / 2 + 1);
+                all
+            }
+        };
+        let nodes: Vec<u64> = chosen.iter().map(|i| *i as u64 + 1).collect();
         let name = match fault {
             Fault::Kill => "kill",
             Fault::Pause => "pause",
         };
+        let detail = json!({"targets": nodes, "why": format!("{target:?}").to_lowercase()});
         history.log(
             json!("nemesis"),
             "info",
             &format!("start-{name}"),
-            json!({"targets": [node]}),
+            detail,
             None,
         );
         {
             let mut c = cluster.lock().expect("cluster lock");
-            match fault {
-                Fault::Kill => c.kill(target)?,
-                Fault::Pause => c.pause(target)?,
+            for &i in &chosen {
+                match fault {
+                    Fault::Kill => c.kill(i)?,
+                    Fault::Pause => c.pause(i)?,
+                }
             }
         }
         std::thread::sleep(options.fault_length);
         {
             let mut c = cluster.lock().expect("cluster lock");
-            match fault {
-                Fault::Kill => c.restart(target)?,
-                Fault::Pause => c.resume(target)?,
+            for &i in &chosen {
+                match fault {
+                    Fault::Kill => c.restart(i)?,
+                    Fault::Pause => c.resume(i)?,
+                }
             }
         }
         history.log(
             json!("nemesis"),
             "info",
             &format!("stop-{name}"),
-            json!({"targets": [node]}),
+            json!({"targets": nodes}),
             None,
         );
         injected += 1;
@@ -343,8 +393,8 @@ pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
             })
             .collect();
         let nemesis = {
-            let (cluster, history, stop) = (&cluster, &history, &stop);
-            s.spawn(move || nemesis(options, cluster, history, stop))
+            let (cluster, history, stop, bootstrap) = (&cluster, &history, &stop, &bootstrap);
+            s.spawn(move || nemesis(options, bootstrap, cluster, history, stop))
         };
         std::thread::sleep(options.duration);
         stop.store(true, Ordering::Relaxed);
