@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::node::RaftNode;
-use crate::replica::{Handover, Replica};
+use crate::replica::Handover;
 use crate::transport::{Reply, Request};
 use crate::types::{GroupId, NodeId};
 
@@ -94,7 +94,10 @@ impl RaftNode {
         if to == self.id() {
             return Err(HandoverError::NotNeeded(to));
         }
-        if self.lag_of(&replica, to).is_none_or(|lag| lag > MAX_LAG) {
+        if self
+            .follower_lag(&replica, to, ALIVE_WITHIN)
+            .is_none_or(|lag| lag > MAX_LAG)
+        {
             return Err(HandoverError::NotInSync(to));
         }
         let addr = replica
@@ -106,7 +109,7 @@ impl RaftNode {
             until: Instant::now() + CATCH_UP_LIMIT + HANDOVER_LIMIT,
         });
         let caught_up_by = Instant::now() + CATCH_UP_LIMIT;
-        while self.lag_of(&replica, to) != Some(0) {
+        while self.follower_lag(&replica, to, ALIVE_WITHIN) != Some(0) {
             if Instant::now() >= caught_up_by {
                 *replica.handover.lock().expect("handover lock") = None;
                 return Err(HandoverError::NotInSync(to));
@@ -127,27 +130,6 @@ impl RaftNode {
             "handing leadership over to the preferred replica"
         );
         Ok(())
-    }
-
-    /// How many entries voter `to` lacks, if it is a voter that answered recently.
-    fn lag_of(&self, replica: &Replica, to: NodeId) -> Option<u64> {
-        let metrics = replica.metrics.borrow();
-        let is_voter = metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == to);
-        let matched = metrics
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&to).cloned().flatten())
-            .map_or(0, |m| m.index);
-        let alive = self
-            .transport
-            .last_heard(to)
-            .is_some_and(|t| t.elapsed() < ALIVE_WITHIN);
-        let last = metrics.last_log_index.unwrap_or(0);
-        (is_voter && alive).then(|| last.saturating_sub(matched))
     }
 
     /// Stands for election in `group` after `after` (asked by its leader).
@@ -172,39 +154,31 @@ pub(crate) async fn balance_loop(node: Weak<RaftNode>, interval: Duration) {
             return;
         };
         let metadata = node.controller.metadata();
-        let mut started = 0;
-        for topic in metadata.topics.values() {
-            for partition in &topic.partitions {
-                let Some(&preferred) = partition.replicas.first() else {
-                    continue;
-                };
-                let Some(local) = node.partition(partition.group) else {
-                    continue;
-                };
-                let leads = local.replica.leadership().leader == Some(node.id());
-                if !leads || preferred == node.id() || local.replica.handing_over_to().is_some() {
-                    continue;
-                }
-                if local.replica.leadership().serving
+        let candidates: Vec<(GroupId, NodeId)> = metadata
+            .topics
+            .values()
+            .flat_map(|topic| &topic.partitions)
+            .filter_map(|partition| {
+                let preferred = *partition.replicas.first()?;
+                let local = node.partition(partition.group)?;
+                let ready = local.replica.leadership().serving
+                    && preferred != node.id()
+                    && local.replica.handing_over_to().is_none()
                     && node
-                        .lag_of(&local.replica, preferred)
-                        .is_some_and(|lag| lag <= MAX_LAG)
-                {
-                    let (node, group) = (node.clone(), partition.group);
-                    tokio::spawn(async move {
-                        if let Err(e) = node.hand_over(group, preferred).await {
-                            tracing::debug!(group, error = %e, "leader balancing: not now");
-                        }
-                    });
-                    started += 1;
-                    if started == HANDOVERS_PER_ROUND {
-                        break;
-                    }
+                        .follower_lag(&local.replica, preferred, ALIVE_WITHIN)
+                        .is_some_and(|lag| lag <= MAX_LAG);
+                ready.then_some((partition.group, preferred))
+            })
+            .take(HANDOVERS_PER_ROUND)
+            .collect();
+        let started = candidates.len();
+        for (group, preferred) in candidates {
+            let node = node.clone();
+            tokio::spawn(async move {
+                if let Err(e) = node.hand_over(group, preferred).await {
+                    tracing::debug!(group, error = %e, "leader balancing: not now");
                 }
-            }
-            if started == HANDOVERS_PER_ROUND {
-                break;
-            }
+            });
         }
         if started > 0 {
             tracing::info!(

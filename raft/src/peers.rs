@@ -282,27 +282,51 @@ impl RaftNode {
     /// The voters of a group this node leads that are caught up: the leader itself, and
     /// followers heard from recently that are not far behind.
     fn in_sync(&self, replica: &Replica) -> Vec<NodeId> {
-        let metrics = replica.metrics.borrow();
-        let last = metrics.last_log_index.unwrap_or(0);
-        let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        let voters: Vec<NodeId> = replica
+            .metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
         voters
             .into_iter()
             .filter(|id| {
-                if *id == self.id() {
-                    return true;
-                }
-                let matched = metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(id).cloned().flatten())
-                    .map_or(0, |m| m.index);
-                let heard = self
-                    .transport
-                    .last_heard(*id)
-                    .is_some_and(|t| t.elapsed() < IN_SYNC_SILENCE);
-                heard && matched + IN_SYNC_LAG >= last
+                *id == self.id()
+                    || self
+                        .follower_lag(replica, *id, IN_SYNC_SILENCE)
+                        .is_some_and(|lag| lag <= IN_SYNC_LAG)
             })
             .collect()
+    }
+
+    /// How many entries `follower`, a voter of a group this node leads, lacks; `None` if
+    /// it is no voter or has not answered within `heard_within`.
+    pub(crate) fn follower_lag(
+        &self,
+        replica: &Replica,
+        follower: NodeId,
+        heard_within: Duration,
+    ) -> Option<u64> {
+        let heard = self
+            .transport
+            .last_heard(follower)
+            .is_some_and(|t| t.elapsed() < heard_within);
+        let metrics = replica.metrics.borrow();
+        let is_voter = metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == follower);
+        if !(heard && is_voter) {
+            return None;
+        }
+        let matched = metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&follower).cloned().flatten())
+            .map_or(0, |m| m.index);
+        Some(metrics.last_log_index.unwrap_or(0).saturating_sub(matched))
     }
 
     fn leader_reports(&self) -> Vec<LeaderReport> {
