@@ -190,6 +190,13 @@ impl RaftNode {
             .collect()
     }
 
+    /// Every group on this node: the controller's, then each partition's.
+    pub(crate) fn replicas(&self) -> Vec<Replica> {
+        let mut all = vec![self.controller.replica.clone()];
+        all.extend(self.partitions().iter().map(|p| p.replica.clone()));
+        all
+    }
+
     pub fn partition_count(&self) -> usize {
         self.partitions.read().expect("partition map lock").len()
     }
@@ -342,18 +349,13 @@ async fn heartbeat_loop(node: std::sync::Weak<RaftNode>, interval: Duration) {
     loop {
         ticker.tick().await;
         let Some(node) = node.upgrade() else { return };
-        let mut leading = Vec::new();
-        if node.controller.replica.leadership().leader == Some(node.id()) {
-            leading.push(node.controller.replica.raft.clone());
-        }
-        for p in node.partitions() {
-            // A group being handed over stays silent, so its lease runs out.
-            if p.replica.leadership().leader == Some(node.id())
-                && p.replica.handing_over_to().is_none()
-            {
-                leading.push(p.replica.raft.clone());
-            }
-        }
+        // A group being handed over stays silent, so its lease runs out.
+        let leading: Vec<Raft> = node
+            .replicas()
+            .into_iter()
+            .filter(|r| r.leadership().leader == Some(node.id()) && r.handing_over_to().is_none())
+            .map(|r| r.raft)
+            .collect();
         drop(node);
         for raft in leading {
             let _ = raft.trigger().heartbeat().await;

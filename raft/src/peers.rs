@@ -330,9 +330,7 @@ impl RaftNode {
     }
 
     fn leader_reports(&self) -> Vec<LeaderReport> {
-        let mut groups = vec![self.controller.replica.clone()];
-        groups.extend(self.partitions().iter().map(|p| p.replica.clone()));
-        groups
+        self.replicas()
             .iter()
             .filter_map(|replica| {
                 let leadership = replica.leadership();
@@ -382,9 +380,7 @@ async fn failover_loop(node: Weak<RaftNode>) {
         if silent.is_empty() {
             continue;
         }
-        let mut groups = vec![node.controller.replica.clone()];
-        groups.extend(node.partitions().iter().map(|p| p.replica.clone()));
-        for replica in groups {
+        for replica in node.replicas() {
             let (gone, term, first_survivor) = {
                 let metrics = replica.metrics.borrow();
                 let Some(leader) = metrics.current_leader.filter(|l| silent.contains(l)) else {
