@@ -211,6 +211,17 @@ impl ControllerMachine {
         }
     }
 
+    /// Stores `topic` (new or changed) and publishes it.
+    fn put_topic(&mut self, topic: TopicInfo, batch: &mut StateBatch) {
+        batch.put(
+            &named(TOPIC_PREFIX, topic.name.as_bytes()),
+            &codec::encode(&topic),
+        );
+        self.metadata
+            .topics
+            .insert(topic.name.clone(), Arc::new(topic));
+    }
+
     fn reassign(
         &mut self,
         group: GroupId,
@@ -260,15 +271,9 @@ impl ControllerMachine {
         let partition = &mut topic.partitions[index];
         partition.initial.retain(|r| replicas.contains(r));
         partition.replicas = replicas;
-        batch.put(
-            &named(TOPIC_PREFIX, topic.name.as_bytes()),
-            &codec::encode(&topic),
-        );
+        self.put_topic(topic, batch);
         batch.delete(&named(REASSIGN_PREFIX, &group.to_be_bytes()));
         self.metadata.reassignments.remove(&group);
-        self.metadata
-            .topics
-            .insert(topic.name.clone(), Arc::new(topic));
         Response::Done
     }
 
@@ -313,20 +318,16 @@ impl ControllerMachine {
         let groups = partitions.iter().map(|p| p.group).collect();
         self.metadata.next_group = first + partitions.len() as GroupId;
         let topic = TopicInfo {
-            name: name.clone(),
+            name,
             id: topic_id,
             partitions,
             configs,
         };
-        batch.put(
-            &named(TOPIC_PREFIX, name.as_bytes()),
-            &codec::encode(&topic),
-        );
+        self.put_topic(topic, batch);
         batch.put(
             &keys::record(CONTROLLER_GROUP, NEXT_GROUP),
             &self.metadata.next_group.to_be_bytes(),
         );
-        self.metadata.topics.insert(name, Arc::new(topic));
         Response::TopicCreated { groups }
     }
 }
@@ -392,11 +393,7 @@ impl Machine for ControllerMachine {
                     configs,
                     ..(**topic).clone()
                 };
-                batch.put(
-                    &named(TOPIC_PREFIX, name.as_bytes()),
-                    &codec::encode(&topic),
-                );
-                self.metadata.topics.insert(name, Arc::new(topic));
+                self.put_topic(topic, batch);
                 Response::Done
             }
             ControllerCommand::RegisterBroker(info) => {
