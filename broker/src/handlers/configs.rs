@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 use strand_raft::{Command, ControllerCommand, Response, CONTROLLER_GROUP};
 
-use super::details::str_bytes;
+use super::details::{error_fields, str_bytes};
 use crate::{topics, Broker};
 
 /// Kafka's config resource types.
@@ -180,10 +180,7 @@ pub async fn incremental_alter(
                 format!("config resource type {other} is not supported"),
             )),
         };
-        let (code, message) = match result {
-            Ok(()) => (0, None),
-            Err((error, message)) => (error.code(), Some(str_bytes(message))),
-        };
+        let (code, message) = error_fields(result);
         responses.push(
             AlterConfigsResourceResponse::default()
                 .with_error_code(code)

@@ -17,6 +17,14 @@ pub fn broker_id(id: u64) -> BrokerId {
     BrokerId(i32::try_from(id).unwrap_or(-1))
 }
 
+/// The error code and message a per-resource result carries: 0 and none on success.
+pub fn error_fields(result: Result<(), (ResponseError, String)>) -> (i16, Option<StrBytes>) {
+    match result {
+        Ok(()) => (0, None),
+        Err((error, message)) => (error.code(), Some(str_bytes(message))),
+    }
+}
+
 /// The Kafka leader epoch of a group's current term.
 pub fn leader_epoch(leadership: &Leadership) -> i32 {
     i32::try_from(leadership.term).unwrap_or(i32::MAX)

@@ -20,7 +20,7 @@ use strand_raft::{
     CONTROLLER_GROUP,
 };
 
-use super::details::{broker_id, str_bytes, topic_name};
+use super::details::{broker_id, error_fields, topic_name};
 use crate::Broker;
 
 pub async fn alter(
@@ -42,10 +42,7 @@ pub async fn alter(
                 request.allow_replication_factor_change,
             )
             .await;
-            let (code, message) = match result {
-                Ok(()) => (0, None),
-                Err((error, message)) => (error.code(), Some(str_bytes(message))),
-            };
+            let (code, message) = error_fields(result);
             partitions.push(
                 ReassignablePartitionResponse::default()
                     .with_partition_index(p.partition_index)
