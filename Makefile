@@ -33,8 +33,8 @@ $(VENV)/.installed: tests/requirements.txt
 
 test: build lint unit e2e jepsen-smoke
 
-# The short Jepsen run CI makes: kill and pause faults for 90 s; it must stay valid with at
-# least 2,000 acknowledged sends and 8 faults.
+# The short Jepsen run CI makes: kill, pause and partition faults for 90 s, nodes in
+# network namespaces; it must stay valid with at least 2,000 acknowledged sends and 8 faults.
 jepsen-smoke: build
 	$(CARGO_TARGET_DIR)/release/jepsen test --strand $(STRAND) --dir store/smoke \
 		--duration 90 --min-sends 2000 --min-faults 8
@@ -55,8 +55,9 @@ bench: build $(VENV)/.installed
 bench-cluster: build $(VENV)/.installed
 	$(VENV)/bin/python benches/cluster.py --strand $(STRAND) $(BENCH_ARGS)
 
-# A Jepsen-style test: a fresh three-node cluster on loopback, the queue workload through
-# librdkafka, kill and pause faults, then the checker (jepsen/). Exits 0 only if the history
+# A Jepsen-style test: a fresh three-node cluster, each node in its own network namespace,
+# the queue workload through librdkafka, kill, pause and partition faults, then the checker
+# (jepsen/). Exits 0 only if the history
 # is valid. Options through JEPSEN_ARGS, e.g. JEPSEN_ARGS="--duration 600 --seed 42".
 jepsen: build
 	$(CARGO_TARGET_DIR)/release/jepsen test --strand $(STRAND) --dir store/latest $(JEPSEN_ARGS)

@@ -12,6 +12,8 @@ command -v kcat >/dev/null || missing+=(kcat)       # a client the tests drive
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v java >/dev/null || missing+=(default-jdk-headless)  # the Java client tests
 command -v mvn >/dev/null || missing+=(maven)                  # fetches kafka-clients and kafka-tools
+command -v ip >/dev/null || missing+=(iproute2)                # jepsen: network namespaces
+command -v iptables >/dev/null || missing+=(iptables)          # jepsen: partitions
 
 if ((${#missing[@]})); then
     if ! command -v apt-get >/dev/null; then

@@ -1,8 +1,8 @@
-//! A cluster of `strand` processes for one test run, on loopback ports, with the faults
-//! the nemesis injects: kill -9 and restart, pause (SIGSTOP) and resume.
+//! A cluster of `strand` processes for one test run, with the faults the nemesis injects:
+//! kill -9 and restart, pause (SIGSTOP) and resume, and network partitions.
 //!
-//! Network namespaces (partitions that cut real traffic) come later; until then every node
-//! listens on 127.0.0.1.
+//! Nodes run either each in its own network namespace (see [`crate::netns`]; partitions
+//! need this) or all on 127.0.0.1 with ports of their own.
 
 use std::fs::{self, File};
 use std::net::TcpListener;
@@ -12,10 +12,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::netns::Network;
+
+/// Where the nodes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    /// Each node in its own network namespace, on its own address.
+    Namespaces,
+    /// Every node on 127.0.0.1; no partitions.
+    Loopback,
+}
+
 /// One node: its ports, data and the running process, if any.
 pub struct Node {
     pub id: u64,
-    pub kafka_port: u16,
+    host: String,
+    kafka_port: u16,
     raft_port: u16,
     dir: PathBuf,
     process: Option<Child>,
@@ -25,36 +37,55 @@ pub struct Cluster {
     strand: PathBuf,
     initial: String,
     pub nodes: Vec<Node>,
+    /// Dropped after the nodes have stopped (see `Drop`): a namespace lives on while a
+    /// process runs in it.
+    network: Option<Network>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+impl Node {
+    fn kafka_addr(&self) -> String {
+        format!("{}:{}", self.host, self.kafka_port)
+    }
+}
+
 impl Cluster {
     /// Starts `size` nodes forming one cluster, each with its data and log under `dir`.
-    pub fn start(strand: &Path, dir: &Path, size: usize) -> anyhow::Result<Cluster> {
+    pub fn start(strand: &Path, dir: &Path, size: usize, net: Net) -> anyhow::Result<Cluster> {
+        let network = match net {
+            Net::Namespaces => Some(Network::create(size)?),
+            Net::Loopback => None,
+        };
         let mut nodes = Vec::new();
         for i in 1..=size as u64 {
             let node_dir = dir.join(format!("n{i}"));
             fs::create_dir_all(&node_dir)?;
+            let (host, kafka_port, raft_port) = match net {
+                Net::Namespaces => (Network::address(i), 9092, 19092),
+                Net::Loopback => ("127.0.0.1".to_string(), free_port()?, free_port()?),
+            };
             nodes.push(Node {
                 id: i,
-                kafka_port: free_port()?,
-                raft_port: free_port()?,
+                host,
+                kafka_port,
+                raft_port,
                 dir: node_dir,
                 process: None,
             });
         }
         let initial = nodes
             .iter()
-            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.raft_port))
+            .map(|n| format!("{}@{}:{}", n.id, n.host, n.raft_port))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = Cluster {
             strand: strand.to_path_buf(),
             initial,
             nodes,
+            network,
         };
         for i in 0..size {
             cluster.spawn(i)?;
@@ -68,9 +99,14 @@ impl Cluster {
     pub fn bootstrap(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.kafka_port))
+            .map(Node::kafka_addr)
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The private network, if the nodes run in namespaces.
+    pub fn network(&self) -> Option<&Network> {
+        self.network.as_ref()
     }
 
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
@@ -79,10 +115,22 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(node.dir.join("strand.log"))?;
-        let child = Command::new(&self.strand)
+        // `ip netns exec` execs the program, so the child's pid is strand's own.
+        let mut command = if self.network.is_some() {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &Network::namespace(node.id)])
+                .arg(&self.strand);
+            c
+        } else {
+            Command::new(&self.strand)
+        };
+        let child = command
             .args(["--node-id", &node.id.to_string()])
-            .args(["--listen", &format!("127.0.0.1:{}", node.kafka_port)])
-            .args(["--raft-listen", &format!("127.0.0.1:{}", node.raft_port)])
+            .args(["--listen", &node.kafka_addr()])
+            .args([
+                "--raft-listen",
+                &format!("{}:{}", node.host, node.raft_port),
+            ])
             .args(["--metrics-listen", "off"])
             .args(["--initial-cluster", &self.initial])
             .arg("--data-dir")
@@ -100,7 +148,7 @@ impl Cluster {
     /// Waits until node `i` accepts Kafka connections.
     fn wait_serving(&mut self, i: usize, limit: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
-        let addr = format!("127.0.0.1:{}", self.nodes[i].kafka_port);
+        let addr = self.nodes[i].kafka_addr();
         loop {
             if std::net::TcpStream::connect(&addr).is_ok() {
                 return Ok(());
@@ -181,5 +229,6 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
+        self.network.take();
     }
 }

@@ -10,4 +10,5 @@
 pub mod check;
 pub mod cluster;
 pub mod history;
+pub mod netns;
 pub mod run;

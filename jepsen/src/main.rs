@@ -7,14 +7,21 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use strand_jepsen::cluster::Net;
 use strand_jepsen::run::{Fault, RunOptions, Target};
 use strand_jepsen::{check, history, run};
 
 const USAGE: &str = "usage:
   jepsen test --strand PATH [--dir DIR] [--duration SECONDS] [--nodes 3|5] [--workers N]
-              [--rate OPS_PER_S] [--keys N] [--seed N] [--nemesis kill,pause|none]
-              [--targets one,leader,majority]
+              [--rate OPS_PER_S] [--keys N] [--seed N] [--net ns|loopback]
+              [--nemesis kill,pause,partition|none] [--targets one,leader,majority,ring,clients]
               [--fault-seconds S] [--gap-seconds S] [--min-sends N] [--min-faults N]
+    --net         ns (default): each node in its own network namespace (needs root);
+                  loopback: all on 127.0.0.1, no partitions
+    --targets     one node, the leader of a random partition, a majority (for partitions:
+                  a majority split from the rest), ring (partitions: each node hears a
+                  different majority), clients (partitions: a leader cut off from clients);
+                  each fault picks uniformly among the pairs that apply
     --min-sends, --min-faults   fail unless at least this many sends were acknowledged and
                                 faults injected (guards against a run that tested nothing)
   jepsen check HISTORY.jsonl [--subscribe]
@@ -71,6 +78,7 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
         strand: PathBuf::new(),
         dir: PathBuf::from("store/latest"),
         nodes: 3,
+        net: Net::Namespaces,
         duration: Duration::from_secs(60),
         workers: 10,
         rate: 400.0,
@@ -78,8 +86,8 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
         seed: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs(),
-        faults: vec![Fault::Kill, Fault::Pause],
-        targets: vec![Target::One, Target::Leader],
+        faults: vec![Fault::Kill, Fault::Pause, Fault::Partition],
+        targets: vec![Target::One, Target::Leader, Target::Ring, Target::Clients],
         fault_length: Duration::from_secs(4),
         fault_gap: Duration::from_secs(2),
     };
@@ -102,6 +110,11 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
                 "5" => options.nodes = 5,
                 _ => bail!("--nodes is 3 or 5, not '{value}'"),
             },
+            "--net" => match value.as_str() {
+                "ns" => options.net = Net::Namespaces,
+                "loopback" => options.net = Net::Loopback,
+                _ => bail!("--net is ns or loopback, not '{value}'"),
+            },
             "--workers" => options.workers = number()?.max(1.0) as usize,
             "--rate" => options.rate = number()?.max(1.0),
             "--keys" => options.keys = number()?.max(1.0) as i32,
@@ -117,7 +130,10 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
                     .map(|f| match f {
                         "kill" => Ok(Fault::Kill),
                         "pause" => Ok(Fault::Pause),
-                        other => bail!("unknown nemesis '{other}' (kill, pause or none)"),
+                        "partition" => Ok(Fault::Partition),
+                        other => {
+                            bail!("unknown nemesis '{other}' (kill, pause, partition or none)")
+                        }
                     })
                     .collect::<anyhow::Result<_>>()?;
             }
@@ -128,15 +144,22 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
                         "one" => Ok(Target::One),
                         "leader" => Ok(Target::Leader),
                         "majority" => Ok(Target::Majority),
-                        other => bail!("unknown target '{other}' (one, leader or majority)"),
+                        "ring" => Ok(Target::Ring),
+                        "clients" => Ok(Target::Clients),
+                        other => bail!(
+                            "unknown target '{other}' (one, leader, majority, ring or clients)"
+                        ),
                     })
                     .collect::<anyhow::Result<_>>()?;
-                if options.targets.is_empty() {
-                    bail!("--targets needs at least one of one, leader, majority");
-                }
             }
             other => bail!("unknown option {other}\n{USAGE}"),
         }
+    }
+    if options.net == Net::Loopback && options.faults.contains(&Fault::Partition) {
+        bail!("partitions need --net ns; with --net loopback pass --nemesis kill,pause");
+    }
+    if !options.faults.is_empty() && !options.can_fault() {
+        bail!("no target in --targets applies to the faults in --nemesis (ring and clients are for partitions)");
     }
     if options.strand.as_os_str().is_empty() {
         bail!("--strand PATH (the strand binary) is required\n{USAGE}");

@@ -7,7 +7,7 @@
 //! from the start, so each worker reads each partition in order. A send that fails is
 //! recorded as `info` (it may still have happened); the checker decides what it means.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -26,26 +26,53 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Net};
 
 const TOPIC: &str = "jepsen";
 
 /// The faults the nemesis may inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
+    /// kill -9, then restart.
     Kill,
+    /// SIGSTOP, then SIGCONT.
     Pause,
+    /// Nodes drop packets from other nodes (or from the clients), then the network heals.
+    Partition,
 }
 
 /// Which nodes a fault hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// One node at random.
+    /// One node at random (a partition isolates it from the other nodes).
     One,
-    /// The leader of a random partition.
+    /// The leader of a random partition (a partition isolates it from the other nodes).
     Leader,
-    /// A majority of the nodes (the cluster stops until they come back).
+    /// A majority of the nodes: killed or paused, the cluster stops until they come back;
+    /// for a partition, a random majority and the minority are split apart.
     Majority,
+    /// Partitions only: every node hears a majority, but no two nodes the same one (each
+    /// drops packets from the nodes that are not among the next n/2 in a random ring).
+    Ring,
+    /// Partitions only: the leader of a random partition stops hearing from the clients,
+    /// while it still hears the other nodes.
+    Clients,
+}
+
+impl Target {
+    fn applies_to(self, fault: Fault) -> bool {
+        !matches!(self, Target::Ring | Target::Clients) || fault == Fault::Partition
+    }
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::Partition => "partition",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +80,7 @@ pub struct RunOptions {
     pub strand: PathBuf,
     pub dir: PathBuf,
     pub nodes: usize,
+    pub net: Net,
     pub duration: Duration,
     pub workers: usize,
     /// Operations per second, over all workers.
@@ -64,6 +92,22 @@ pub struct RunOptions {
     /// How long each fault lasts, and the quiet time between faults.
     pub fault_length: Duration,
     pub fault_gap: Duration,
+}
+
+impl RunOptions {
+    /// The fault and target pairs the nemesis chooses from.
+    fn fault_choices(&self) -> Vec<(Fault, Target)> {
+        self.faults
+            .iter()
+            .flat_map(|&f| self.targets.iter().map(move |&t| (f, t)))
+            .filter(|(f, t)| t.applies_to(*f))
+            .collect()
+    }
+
+    /// Whether any target applies to any fault.
+    pub fn can_fault(&self) -> bool {
+        !self.fault_choices().is_empty()
+    }
 }
 
 /// Appends operations to the history, numbering and timing them.
@@ -241,8 +285,41 @@ fn leader_of(client: &BaseConsumer, key: i32) -> Option<usize> {
     usize::try_from(partition.leader()).ok()?.checked_sub(1)
 }
 
-/// Injects one fault after another on the nodes `options.targets` picks, until `stop`;
-/// each fault heals before the next starts.
+/// Who drops packets from whom during a partition: node id to the sources it no longer
+/// hears (node ids, or `None` for the clients).
+type Grudge = BTreeMap<u64, BTreeSet<Option<u64>>>;
+
+/// A grudge that splits the nodes (0-based indices) into `side` and the rest.
+fn split(side: &[usize], nodes: usize) -> Grudge {
+    let id = |i: usize| i as u64 + 1;
+    (0..nodes)
+        .map(|i| {
+            let inside = side.contains(&i);
+            let unheard = (0..nodes)
+                .filter(|j| side.contains(j) != inside)
+                .map(|j| Some(id(j)))
+                .collect();
+            (id(i), unheard)
+        })
+        .collect()
+}
+
+/// Every node hears itself and the next n/2 nodes of a random ring: a majority, but a
+/// different one for each node.
+fn ring(order: &[usize]) -> Grudge {
+    let n = order.len();
+    (0..n)
+        .map(|k| {
+            let unheard = (n / 2 + 1..n)
+                .map(|step| Some(order[(k + step) % n] as u64 + 1))
+                .collect();
+            (order[k] as u64 + 1, unheard)
+        })
+        .collect()
+}
+
+/// Injects one fault after another, choosing uniformly among the fault and target pairs
+/// the options allow, until `stop`; each fault heals before the next starts.
 fn nemesis(
     options: &RunOptions,
     bootstrap: &str,
@@ -252,36 +329,55 @@ fn nemesis(
 ) -> anyhow::Result<usize> {
     let mut rng = StdRng::seed_from_u64(options.seed);
     let metadata_client: BaseConsumer = client_config(bootstrap).create()?;
+    let choices = options.fault_choices();
     let mut injected = 0;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(options.fault_gap);
-        if options.faults.is_empty() || stop.load(Ordering::Relaxed) {
+        if choices.is_empty() || stop.load(Ordering::Relaxed) {
             continue;
         }
-        let fault = options.faults[rng.gen_range(0..options.faults.len())];
-        let target = options.targets[rng.gen_range(0..options.targets.len())];
+        let (fault, target) = *choices.choose(&mut rng).expect("not empty");
+        let mut grudge = Grudge::new();
         let chosen: Vec<usize> = match target {
             Target::One => vec![rng.gen_range(0..options.nodes)],
-            Target::Leader => {
+            Target::Leader | Target::Clients => {
                 let key = rng.gen_range(0..options.keys);
-                match leader_of(&metadata_client, key) {
-                    Some(leader) => vec![leader],
-                    None => vec![rng.gen_range(0..options.nodes)],
-                }
+                let random = rng.gen_range(0..options.nodes);
+                vec![leader_of(&metadata_client, key).unwrap_or(random)]
             }
-            Target::Majority => {
+            Target::Majority | Target::Ring => {
                 let mut all: Vec<usize> = (0..options.nodes).collect();
                 all.shuffle(&mut rng);
-                all.truncate(options.nodes / 2 + 1);
+                if target == Target::Ring {
+                    grudge = ring(&all);
+                } else {
+                    all.truncate(options.nodes / 2 + 1);
+                }
                 all
             }
         };
+        if fault == Fault::Partition && target != Target::Ring {
+            grudge = match target {
+                Target::Clients => BTreeMap::from([(chosen[0] as u64 + 1, [None].into())]),
+                _ => split(&chosen, options.nodes),
+            };
+        }
         let nodes: Vec<u64> = chosen.iter().map(|i| *i as u64 + 1).collect();
-        let name = match fault {
-            Fault::Kill => "kill",
-            Fault::Pause => "pause",
-        };
-        let detail = json!({"targets": nodes, "why": format!("{target:?}").to_lowercase()});
+        let name = fault.name();
+        let mut detail = json!({"targets": nodes, "why": format!("{target:?}").to_lowercase()});
+        if fault == Fault::Partition {
+            let drops: BTreeMap<String, Vec<String>> = grudge
+                .iter()
+                .map(|(node, from)| {
+                    let from = from
+                        .iter()
+                        .map(|s| s.map_or("clients".to_string(), |n| n.to_string()))
+                        .collect();
+                    (node.to_string(), from)
+                })
+                .collect();
+            detail["drops"] = json!(drops);
+        }
         history.log(
             json!("nemesis"),
             "info",
@@ -291,21 +387,24 @@ fn nemesis(
         );
         {
             let mut c = cluster.lock().expect("cluster lock");
-            for &i in &chosen {
-                match fault {
-                    Fault::Kill => c.kill(i)?,
-                    Fault::Pause => c.pause(i)?,
+            match fault {
+                Fault::Kill => chosen.iter().try_for_each(|&i| c.kill(i))?,
+                Fault::Pause => chosen.iter().try_for_each(|&i| c.pause(i))?,
+                Fault::Partition => {
+                    let network = c.network().context("partitions need --net ns")?;
+                    for (node, sources) in &grudge {
+                        network.drop_from(*node, sources)?;
+                    }
                 }
             }
         }
         std::thread::sleep(options.fault_length);
         {
             let mut c = cluster.lock().expect("cluster lock");
-            for &i in &chosen {
-                match fault {
-                    Fault::Kill => c.restart(i)?,
-                    Fault::Pause => c.resume(i)?,
-                }
+            match fault {
+                Fault::Kill => chosen.iter().try_for_each(|&i| c.restart(i))?,
+                Fault::Pause => chosen.iter().try_for_each(|&i| c.resume(i))?,
+                Fault::Partition => c.network().context("partitions need --net ns")?.heal()?,
             }
         }
         history.log(
@@ -358,7 +457,7 @@ fn final_reads(options: &RunOptions, bootstrap: &str, history: &History) -> anyh
 /// Runs one test; returns the history's path and the number of faults injected.
 pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
     std::fs::create_dir_all(&options.dir)?;
-    let cluster = Cluster::start(&options.strand, &options.dir, options.nodes)?;
+    let cluster = Cluster::start(&options.strand, &options.dir, options.nodes, options.net)?;
     let bootstrap = cluster.bootstrap();
     let admin: AdminClient<_> = client_config(&bootstrap).create()?;
     let topic = NewTopic::new(
