@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 STRAND := $(CARGO_TARGET_DIR)/release/strand
 VENV := $(CURDIR)/.venv
 
-.PHONY: run test build setup unit e2e lint fmt bench bench-cluster cluster cluster-stop clean-data jepsen jepsen-smoke
+.PHONY: run test build setup unit e2e lint fmt bench bench-cluster cluster cluster-stop clean-data jepsen jepsen-smoke jepsen-selfcheck
 
 setup:
 	@scripts/setup.sh
@@ -31,7 +31,7 @@ $(VENV)/.installed: tests/requirements.txt
 	$(VENV)/bin/pip install -q -r tests/requirements.txt
 	touch $@
 
-test: build lint unit e2e jepsen-smoke
+test: build lint unit e2e jepsen-smoke jepsen-selfcheck
 
 # The short Jepsen run CI makes: kill, pause and partition faults for 90 s, nodes in
 # network namespaces; it must stay valid with at least 2,000 acknowledged sends and 8 faults.
@@ -61,6 +61,17 @@ bench-cluster: build $(VENV)/.installed
 # is valid. Options through JEPSEN_ARGS, e.g. JEPSEN_ARGS="--duration 600 --seed 42".
 jepsen: build
 	$(CARGO_TARGET_DIR)/release/jepsen test --strand $(STRAND) --dir store/latest $(JEPSEN_ARGS)
+
+# The harness must catch a broker that breaks its guarantees on purpose: builds strand with
+# the unsafe-modes feature (as strand-unsafe; then the normal binary again, since both share
+# one path in the target dir) and runs `jepsen selfcheck`, once per unsafe mode and once with
+# none. Exits 0 only when every unsafe mode is caught and the control run is valid.
+STRAND_UNSAFE := $(CARGO_TARGET_DIR)/release/strand-unsafe
+jepsen-selfcheck: build
+	cargo build --release --workspace --bins --features strand-broker/unsafe-modes
+	cp $(STRAND) $(STRAND_UNSAFE)
+	cargo build --release --workspace --bins
+	$(CARGO_TARGET_DIR)/release/jepsen selfcheck --strand $(STRAND_UNSAFE) $(JEPSEN_ARGS)
 
 lint:
 	cargo fmt --all -- --check

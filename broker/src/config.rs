@@ -12,6 +12,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::unsafe_modes::UnsafeMode;
+
 /// Strand: a Kafka-compatible distributed log. Every Kafka client works against it.
 ///
 /// Each setting can also be given as an environment variable (shown below) or as a key in
@@ -141,6 +143,13 @@ pub struct Settings {
     /// [default: info,openraft=warn].
     #[arg(long, env = "STRAND_LOG")]
     pub log: Option<String>,
+
+    /// Deliberately break a guarantee, so the Jepsen self-check can show it notices. Only
+    /// in builds with the `unsafe-modes` feature; never in production.
+    #[cfg(feature = "unsafe-modes")]
+    #[arg(long, env = "STRAND_UNSAFE_MODE", value_enum)]
+    #[serde(skip)]
+    pub unsafe_mode: Option<UnsafeMode>,
 }
 
 impl Settings {
@@ -187,6 +196,8 @@ impl Settings {
                 .offsets_retention_minutes
                 .or(lower.offsets_retention_minutes),
             log: self.log.or(lower.log),
+            #[cfg(feature = "unsafe-modes")]
+            unsafe_mode: self.unsafe_mode.or(lower.unsafe_mode),
         }
     }
 }
@@ -224,6 +235,8 @@ pub struct Config {
     pub group_initial_rebalance_delay: Duration,
     pub offsets_retention: Duration,
     pub log: String,
+    /// Always `Off` in a normal build.
+    pub unsafe_mode: UnsafeMode,
 }
 
 /// A configuration problem, worded so the user knows what to change.
@@ -443,6 +456,10 @@ impl Config {
                 ms => Some(Duration::from_millis(ms)),
             },
             log: s.log.unwrap_or_else(|| "info,openraft=warn".into()),
+            #[cfg(feature = "unsafe-modes")]
+            unsafe_mode: s.unsafe_mode.unwrap_or_default(),
+            #[cfg(not(feature = "unsafe-modes"))]
+            unsafe_mode: UnsafeMode::Off,
         })
     }
 }
@@ -618,5 +635,22 @@ mod tests {
         .unwrap();
         assert_eq!(c.initial_cluster.len(), 3);
         assert_eq!(c.initial_cluster[1], (2, "127.0.0.1:19093".to_string()));
+    }
+
+    /// The unsafe modes exist for the Jepsen self-check only: a normal build has no way
+    /// to switch one on, not by flag, environment or file.
+    #[cfg(not(feature = "unsafe-modes"))]
+    #[test]
+    fn a_normal_build_cannot_be_made_unsafe() {
+        let flag = Settings::try_parse_from(["strand", "--unsafe-mode", "ack-before-commit"]);
+        assert!(flag.is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("unsafe.toml");
+        std::fs::write(&file, "unsafe-mode = \"ack-before-commit\"\n").unwrap();
+        assert!(Config::resolve(cli(&["--config", file.to_str().unwrap()])).is_err());
+        std::env::set_var("STRAND_UNSAFE_MODE", "ack-before-commit");
+        let config = Config::resolve(cli(&[]));
+        std::env::remove_var("STRAND_UNSAFE_MODE");
+        assert_eq!(config.unwrap().unsafe_mode, UnsafeMode::Off);
     }
 }

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod producers;
 pub mod server;
 pub mod topics;
+pub mod unsafe_modes;
 
 pub use broker::Broker;
 pub use config::Config;

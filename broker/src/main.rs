@@ -68,6 +68,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         data = %config.data_dir.display(),
         "strand is ready"
     );
+    if config.unsafe_mode != strand_broker::unsafe_modes::UnsafeMode::Off {
+        tracing::warn!(mode = ?config.unsafe_mode, "UNSAFE MODE: this node breaks a guarantee on purpose, for the Jepsen self-check");
+    }
     server::run(broker.clone(), listener, shutdown_signal()).await;
     tracing::info!("shutting down");
     broker.node.shutdown().await;

@@ -35,6 +35,8 @@ pub struct Node {
 
 pub struct Cluster {
     strand: PathBuf,
+    /// More arguments for every node (the self-check's `--unsafe-mode`).
+    strand_args: Vec<String>,
     initial: String,
     pub nodes: Vec<Node>,
     /// Dropped after the nodes have stopped (see `Drop`): a namespace lives on while a
@@ -54,7 +56,13 @@ impl Node {
 
 impl Cluster {
     /// Starts `size` nodes forming one cluster, each with its data and log under `dir`.
-    pub fn start(strand: &Path, dir: &Path, size: usize, net: Net) -> anyhow::Result<Cluster> {
+    pub fn start(
+        strand: &Path,
+        strand_args: &[String],
+        dir: &Path,
+        size: usize,
+        net: Net,
+    ) -> anyhow::Result<Cluster> {
         let network = match net {
             Net::Namespaces => Some(Network::create(size)?),
             Net::Loopback => None,
@@ -62,6 +70,11 @@ impl Cluster {
         let mut nodes = Vec::new();
         for i in 1..=size as u64 {
             let node_dir = dir.join(format!("n{i}"));
+            // A fresh cluster: nothing of an earlier run in this directory survives.
+            if node_dir.exists() {
+                fs::remove_dir_all(&node_dir)
+                    .with_context(|| format!("cannot clear {}", node_dir.display()))?;
+            }
             fs::create_dir_all(&node_dir)?;
             let (host, kafka_port, raft_port) = match net {
                 Net::Namespaces => (Network::address(i), 9092, 19092),
@@ -83,6 +96,7 @@ impl Cluster {
             .join(",");
         let mut cluster = Cluster {
             strand: strand.to_path_buf(),
+            strand_args: strand_args.to_vec(),
             initial,
             nodes,
             network,
@@ -135,6 +149,7 @@ impl Cluster {
             .args(["--initial-cluster", &self.initial])
             .arg("--data-dir")
             .arg(node.dir.join("data"))
+            .args(&self.strand_args)
             .env("RUST_LOG", "info,openraft=warn")
             .stdout(log.try_clone()?)
             .stderr(log)

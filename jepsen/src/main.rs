@@ -24,6 +24,13 @@ const USAGE: &str = "usage:
                   each fault picks uniformly among the pairs that apply
     --min-sends, --min-faults   fail unless at least this many sends were acknowledged and
                                 faults injected (guards against a run that tested nothing)
+    --unsafe-mode MODE          pass --unsafe-mode MODE to every node (a strand built with
+                                the unsafe-modes feature; see selfcheck)
+  jepsen selfcheck --strand PATH [test options]
+    runs the test against a strand built with the unsafe-modes feature, once per unsafe
+    mode (ack-before-commit, read-uncommitted), and once with none as the control; exits 0
+    only if every unsafe run is found invalid and the control run valid. Defaults:
+    --nemesis partition --targets leader --duration 40 --dir store/selfcheck
   jepsen check HISTORY.jsonl [--subscribe]
     --subscribe   consumers used subscribe (consumer groups): poll-skip and
                   nonmonotonic-poll are then reported but allowed, as in Jepsen";
@@ -61,6 +68,7 @@ fn dispatch(args: &[String]) -> anyhow::Result<bool> {
             let (path, faults) = run::run(&options)?;
             check_history(&path, check::Options::default(), Some((faults, minimum)))
         }
+        Some("selfcheck") => selfcheck(&args[1..]),
         _ => bail!("{USAGE}"),
     }
 }
@@ -76,6 +84,7 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
     let mut minimum = Minimum::default();
     let mut options = RunOptions {
         strand: PathBuf::new(),
+        strand_args: Vec::new(),
         dir: PathBuf::from("store/latest"),
         nodes: 3,
         net: Net::Namespaces,
@@ -121,6 +130,7 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
             "--seed" => options.seed = number()? as u64,
             "--fault-seconds" => options.fault_length = Duration::from_secs_f64(number()?),
             "--gap-seconds" => options.fault_gap = Duration::from_secs_f64(number()?),
+            "--unsafe-mode" => options.strand_args = vec![flag.clone(), value.clone()],
             "--min-sends" => minimum.sends = number()? as usize,
             "--min-faults" => minimum.faults = number()? as usize,
             "--nemesis" => {
@@ -167,13 +177,71 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
     Ok((options, minimum))
 }
 
-/// Checks the history at `path`; after a test run, `made` carries the faults the nemesis
-/// injected and the minimum the run must reach.
-fn check_history(
-    path: &Path,
-    options: check::Options,
-    made: Option<(usize, Minimum)>,
-) -> anyhow::Result<bool> {
+/// The unsafe modes the self-check runs, each of which the checker must catch.
+const UNSAFE_MODES: [&str; 2] = ["ack-before-commit", "read-uncommitted"];
+
+/// Runs the test once per unsafe mode, and once with none (the control).
+fn selfcheck(args: &[String]) -> anyhow::Result<bool> {
+    let mut all: Vec<String> = [
+        "--nemesis",
+        "partition",
+        "--targets",
+        "leader",
+        "--duration",
+        "40",
+        "--dir",
+        "store/selfcheck",
+    ]
+    .map(String::from)
+    .to_vec();
+    all.extend_from_slice(args);
+    let (options, _) = test_options(&all)?;
+    let mut verdicts = Vec::new();
+    for mode in std::iter::once("off").chain(UNSAFE_MODES) {
+        let mut run_options = options.clone();
+        run_options.strand_args = vec!["--unsafe-mode".into(), mode.into()];
+        run_options.dir = options.dir.join(mode);
+        println!(
+            "jepsen selfcheck: --unsafe-mode {mode}, in {}",
+            run_options.dir.display()
+        );
+        let (path, _) = run::run(&run_options)?;
+        let report = check_and_record(&path, check::Options::default())?;
+        let expected = if mode == "off" {
+            report.valid
+        } else {
+            !report.valid
+        };
+        let verdict = format!(
+            "{mode}: {} ({})",
+            match (mode == "off", expected) {
+                (true, true) => "valid, as it must be",
+                (true, false) => "INVALID: the harness flags a correct broker",
+                (false, true) => "caught",
+                (false, false) => "NOT CAUGHT",
+            },
+            if report.bad.is_empty() {
+                "no anomaly".to_string()
+            } else {
+                report
+                    .bad
+                    .iter()
+                    .map(|name| format!("{name} {}", report.anomalies[name].count))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+        verdicts.push((verdict, expected));
+    }
+    println!("jepsen selfcheck:");
+    for (verdict, _) in &verdicts {
+        println!("  {verdict}");
+    }
+    Ok(verdicts.iter().all(|(_, expected)| *expected))
+}
+
+/// Checks the history at `path`, writes `results.json` beside it and prints the summary.
+fn check_and_record(path: &Path, options: check::Options) -> anyhow::Result<check::Report> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the history {}", path.display()))?;
     let ops = history::read(std::io::BufReader::new(file))?;
@@ -182,6 +250,17 @@ fn check_history(
     std::fs::write(&results, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("cannot write {}", results.display()))?;
     println!("{}", report.summary());
+    Ok(report)
+}
+
+/// Checks the history at `path`; after a test run, `made` carries the faults the nemesis
+/// injected and the minimum the run must reach.
+fn check_history(
+    path: &Path,
+    options: check::Options,
+    made: Option<(usize, Minimum)>,
+) -> anyhow::Result<bool> {
+    let report = check_and_record(path, options)?;
     if let Some((faults, minimum)) = made {
         anyhow::ensure!(faults == report.faults, "the history lost fault records");
         if report.acknowledged_sends < minimum.sends || report.faults < minimum.faults {

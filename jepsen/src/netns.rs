@@ -140,10 +140,12 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// Deletes the bridge and node namespaces if they exist (a namespace takes its veth end
-/// with it).
+/// Deletes the bridge, veth pairs and node namespaces if they exist. A veth pair goes
+/// with its host end at once; a deleted namespace frees its devices only later, so
+/// leaving the pair to it would make the next run's `ip link add` fail.
 fn remove_leftovers(nodes: usize) {
     for id in 1..=nodes as u64 {
+        let _ = run("ip", &["link", "del", &format!("sjv{id}")]);
         let _ = run("ip", &["netns", "del", &Network::namespace(id)]);
     }
     let _ = run("ip", &["link", "del", BRIDGE]);

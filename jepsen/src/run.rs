@@ -78,6 +78,8 @@ impl Fault {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub strand: PathBuf,
+    /// More arguments for every node.
+    pub strand_args: Vec<String>,
     pub dir: PathBuf,
     pub nodes: usize,
     pub net: Net,
@@ -235,7 +237,8 @@ fn worker(
                 .payload(&payload);
             let outcome = match producer.send_result(record) {
                 Ok(delivery) => match futures::executor::block_on(delivery) {
-                    Ok(Ok(d)) => Ok(d.offset),
+                    // A negative offset is "unknown" (an unsafe mode answers so).
+                    Ok(Ok(d)) => Ok((d.offset >= 0).then_some(d.offset)),
                     Ok(Err((e, _))) => Err(e.to_string()),
                     Err(_) => Err("the producer went away".to_string()),
                 },
@@ -457,7 +460,13 @@ fn final_reads(options: &RunOptions, bootstrap: &str, history: &History) -> anyh
 /// Runs one test; returns the history's path and the number of faults injected.
 pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
     std::fs::create_dir_all(&options.dir)?;
-    let cluster = Cluster::start(&options.strand, &options.dir, options.nodes, options.net)?;
+    let cluster = Cluster::start(
+        &options.strand,
+        &options.strand_args,
+        &options.dir,
+        options.nodes,
+        options.net,
+    )?;
     let bootstrap = cluster.bootstrap();
     let admin: AdminClient<_> = client_config(&bootstrap).create()?;
     let topic = NewTopic::new(
@@ -474,6 +483,8 @@ pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
             .and_then(|mut results| results.remove(0).map_err(|(t, e)| format!("{t}: {e}")));
         match created {
             Ok(_) => break,
+            // An earlier attempt that timed out may have created it.
+            Err(e) if e.contains("TopicAlreadyExists") => break,
             Err(e) if Instant::now() >= deadline => anyhow::bail!("cannot create the topic: {e}"),
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }

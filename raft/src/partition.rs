@@ -297,6 +297,40 @@ impl PartitionReader {
         Ok(batches)
     }
 
+    /// The batches of entries after `applied` (appended here, not yet committed), numbered
+    /// from `next_offset` as if every one will commit, and the offset after them. Serving them breaks the guarantee
+    /// that a read never sees what may yet vanish: only the Jepsen self-check's unsafe
+    /// read mode calls this, to show the harness catches it.
+    #[cfg(feature = "unsafe-modes")]
+    pub fn read_uncommitted(
+        &self,
+        applied: u64,
+        mut next_offset: i64,
+    ) -> Result<(Vec<StoredBatch>, i64), StorageError> {
+        let mut batches = Vec::new();
+        for (index, stored) in self.entries.read(applied + 1, u64::MAX)? {
+            let term = codec::entry_term(&stored).unwrap_or(0);
+            let entry = codec::decode_entry(stored).map_err(|e| StorageError::Corrupt {
+                what: "raft entry",
+                detail: format!("entry {index}: {e}"),
+            })?;
+            if let openraft::EntryPayload::Normal(Command::Append(append)) = entry.payload {
+                let mut at = 0usize;
+                for summary in &append.batches {
+                    let mut bytes = append.data[at..at + summary.len as usize].to_vec();
+                    at += summary.len as usize;
+                    stamp_batch_header(&mut bytes, next_offset, epoch_of(term));
+                    batches.push(StoredBatch {
+                        base_offset: next_offset,
+                        bytes: Bytes::from(bytes),
+                    });
+                    next_offset += summary.last_offset_delta as i64 + 1;
+                }
+            }
+        }
+        Ok((batches, next_offset))
+    }
+
     /// The batch whose base offset is exactly `base_offset`.
     pub fn batch_at(&self, base_offset: i64) -> Result<Option<Bytes>, StorageError> {
         let Some(location) = self.index.location_of(base_offset)? else {

@@ -74,6 +74,14 @@ impl Replica {
         }
     }
 
+    /// The index of the last entry applied here (0 before any).
+    pub fn last_applied_index(&self) -> u64 {
+        self.metrics
+            .borrow()
+            .last_applied
+            .map_or(0, |log_id| log_id.index)
+    }
+
     /// The Raft address of `node`, a member of this group, as its membership records it.
     pub(crate) fn member_addr(&self, node: NodeId) -> Option<String> {
         self.metrics

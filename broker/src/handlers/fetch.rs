@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use super::details::{broker_id, check_leader_epoch, leader_epoch};
 use crate::broker::PartitionRoute;
+use crate::unsafe_modes::uncommitted_tail;
 use crate::Broker;
 
 const MAX_WAIT_CAP: Duration = Duration::from_secs(300);
@@ -179,20 +180,30 @@ fn read_partition(
     }
     check_leader_epoch(w.current_leader_epoch, &leadership).map_err(|e| (e, None))?;
     let current = *status.borrow_and_update();
-    if w.fetch_offset < current.log_start_offset || w.fetch_offset > current.high_watermark {
+    let storage_error = |e: strand_storage::StorageError| {
+        tracing::error!(error = %e, "cannot read partition data");
+        (ResponseError::KafkaStorageError, None)
+    };
+    // Empty, and the end is the high watermark, unless an unsafe mode says otherwise.
+    let (uncommitted, end) =
+        uncommitted_tail(broker.config.unsafe_mode, replica, current.high_watermark)
+            .map_err(storage_error)?;
+    if w.fetch_offset < current.log_start_offset || w.fetch_offset > end {
         return Err((ResponseError::OffsetOutOfRange, None));
     }
     let limit = w.partition_max_bytes.min(budget);
     let mut batches = if limit == 0 && !first_data {
         Vec::new()
+    } else if w.fetch_offset >= current.high_watermark && !uncommitted.is_empty() {
+        uncommitted
+            .into_iter()
+            .filter(|b| b.base_offset >= w.fetch_offset)
+            .collect()
     } else {
         replica
             .reader
             .read(w.fetch_offset, current.high_watermark, limit.max(1))
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot read partition data");
-                (ResponseError::KafkaStorageError, None)
-            })?
+            .map_err(storage_error)?
     };
     // Only the first partition with data may exceed the limits, by one batch.
     if !first_data {
@@ -216,8 +227,8 @@ fn read_partition(
     };
     let data = PartitionData::default()
         .with_partition_index(w.index)
-        .with_high_watermark(current.high_watermark)
-        .with_last_stable_offset(current.high_watermark)
+        .with_high_watermark(end)
+        .with_last_stable_offset(end)
         .with_log_start_offset(current.log_start_offset)
         .with_aborted_transactions(read_committed.then(Vec::new))
         .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
