@@ -7,7 +7,7 @@
 //! and something it wrote was read). Offsets are then numbered densely (*indices*), so
 //! gaps in offsets never count as skips.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -20,8 +20,10 @@ const EXAMPLES: usize = 8;
 /// Options of the analysis.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
-    /// Consumers used `subscribe`: a rebalance may legitimately make a process skip or
-    /// re-read, so `poll-skip` and `nonmonotonic-poll` are reported but not bad.
+    /// Treat every process as a consumer group member, as if each had logged a
+    /// `subscribe` (for histories that do not record them): a rebalance may legitimately
+    /// make a process skip or re-read, so `poll-skip` and `nonmonotonic-poll` are
+    /// reported but not bad.
     pub subscribe: bool,
 }
 
@@ -49,11 +51,40 @@ pub struct Report {
 /// How the system kept going while faults were active, and came back after them.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Liveness {
-    /// Per fault window (start to stop of one nemesis fault): its name, length in seconds
-    /// and the operations that succeeded inside it.
-    pub windows: Vec<(String, f64, usize)>,
+    /// Acknowledged operations per second outside every fault window.
+    pub ok_per_second_outside_faults: f64,
+    /// One per fault, in order.
+    pub windows: Vec<Window>,
+    /// Per fault kind (`kill-leader`, `partition-ring`, ...): how many, the median share
+    /// of the fault-free rate kept during them, the median and worst recovery.
+    pub by_kind: BTreeMap<String, KindLiveness>,
     /// Seconds from the last fault's end to the next acknowledged send, if any came.
     pub recovery_seconds: Option<f64>,
+}
+
+/// One fault window: start to stop of one nemesis fault.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Window {
+    /// The fault and what it hit, e.g. `kill-leader`, `partition-ring`.
+    pub kind: String,
+    /// Seconds since the test started.
+    pub start: f64,
+    pub stop: f64,
+    /// Operations (sends and polls) that succeeded inside the window.
+    pub ok_ops: usize,
+    /// Whether a majority of nodes stayed up and connected (not a killed or paused
+    /// majority), so the cluster should have kept serving.
+    pub majority_healthy: bool,
+    /// Seconds from the stop to the next acknowledged send.
+    pub recovery_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct KindLiveness {
+    pub count: usize,
+    pub median_rate_kept: f64,
+    pub median_recovery_seconds: Option<f64>,
+    pub max_recovery_seconds: Option<f64>,
 }
 
 #[derive(Default)]
@@ -315,12 +346,21 @@ pub fn check(history: &[Op], options: Options) -> anyhow::Result<Report> {
     // Across the operations of one process: the next poll of a key starts right after
     // where the previous one ended, unless an assign or subscribe dropped the key in
     // between; and a later send lands after an earlier one.
+    // A process that subscribed (a consumer group member) may be moved by a rebalance to
+    // a committed offset behind or ahead of where it was: its skips and re-reads are
+    // reported under their own names and allowed, as in Jepsen.
     let mut polled_to: HashMap<(Process, u64), usize> = HashMap::new();
     let mut sent_to: HashMap<(Process, u64), usize> = HashMap::new();
+    let mut subscribed: HashSet<Process> = HashSet::new();
     for op in &completions {
         if matches!(op.f.as_str(), "assign" | "subscribe") && op.kind == OpType::Ok {
             let keep = op.keys();
             polled_to.retain(|(p, k), _| *p != op.process || keep.contains(k));
+            if op.f == "subscribe" {
+                subscribed.insert(op.process);
+            } else {
+                subscribed.remove(&op.process);
+            }
             continue;
         }
         let mut this_poll: HashMap<u64, (usize, usize)> = HashMap::new();
@@ -353,10 +393,21 @@ pub fn check(history: &[Op], options: Options) -> anyhow::Result<Report> {
                 if let Some(prev) = polled_to.insert((op.process, key), last) {
                     let example = json!({"key": key, "process": op.process, "op": op.index,
                                          "from-index": prev, "to-index": first});
+                    let group = subscribed.contains(&op.process);
                     if first > prev + 1 {
-                        found.add("poll-skip", example);
+                        let name = if group {
+                            "subscribe-poll-skip"
+                        } else {
+                            "poll-skip"
+                        };
+                        found.add(name, example);
                     } else if first <= prev {
-                        found.add("nonmonotonic-poll", example);
+                        let name = if group {
+                            "subscribe-nonmonotonic-poll"
+                        } else {
+                            "nonmonotonic-poll"
+                        };
+                        found.add(name, example);
                     }
                 }
             }
@@ -389,9 +440,14 @@ pub fn check(history: &[Op], options: Options) -> anyhow::Result<Report> {
     let faults = liveness.windows.len();
 
     let allowed: &[&str] = if options.subscribe {
-        &["poll-skip", "nonmonotonic-poll"]
+        &[
+            "poll-skip",
+            "nonmonotonic-poll",
+            "subscribe-poll-skip",
+            "subscribe-nonmonotonic-poll",
+        ]
     } else {
-        &[]
+        &["subscribe-poll-skip", "subscribe-nonmonotonic-poll"]
     };
     let bad: Vec<String> = found
         .0
@@ -415,48 +471,102 @@ pub fn check(history: &[Op], options: Options) -> anyhow::Result<Report> {
 }
 
 /// Fault windows (`start-X` to the next `stop-X` of the nemesis), the operations that
-/// succeeded inside each, and how soon sends succeeded again after the last one ended.
+/// succeeded inside each, and how soon sends succeeded again after each ended.
 fn liveness(history: &[Op]) -> Liveness {
-    let mut open: HashMap<String, u64> = HashMap::new();
-    let mut windows: Vec<(String, u64, u64)> = Vec::new();
+    let seconds = |ns: u64| ns as f64 / 1e9;
+    let mut open: HashMap<String, (u64, String, bool)> = HashMap::new();
+    let mut spans: Vec<(String, u64, u64, bool)> = Vec::new();
     for op in history.iter().filter(|op| op.is_nemesis()) {
         if let Some(fault) = op.f.strip_prefix("start-") {
-            open.entry(fault.to_string()).or_insert(op.time);
+            let why = op.value.get("why").and_then(Value::as_str).unwrap_or("");
+            let kind = if why.is_empty() {
+                fault.to_string()
+            } else {
+                format!("{fault}-{why}")
+            };
+            let majority_down = why == "majority" && fault != "partition";
+            open.entry(fault.to_string())
+                .or_insert((op.time, kind, !majority_down));
         } else if let Some(fault) = op.f.strip_prefix("stop-") {
-            if let Some(start) = open.remove(fault) {
-                windows.push((fault.to_string(), start, op.time));
+            if let Some((start, kind, healthy)) = open.remove(fault) {
+                spans.push((kind, start, op.time, healthy));
             }
         }
     }
     let end = history.last().map_or(0, |op| op.time);
-    windows.extend(open.into_iter().map(|(fault, start)| (fault, start, end)));
-    windows.sort_by_key(|w| w.1);
+    spans.extend(
+        open.into_values()
+            .map(|(start, kind, h)| (kind, start, end, h)),
+    );
+    spans.sort_by_key(|w| w.1);
     let ok_times: Vec<u64> = history
         .iter()
         .filter(|op| op.kind == OpType::Ok && !op.is_nemesis())
         .map(|op| op.time)
         .collect();
-    let seconds = |ns: u64| ns as f64 / 1e9;
-    let last_heal = windows.iter().map(|w| w.2).max();
-    let recovery_seconds = last_heal.and_then(|heal| {
+    let next_send = |after: u64| {
         history
             .iter()
-            .find(|op| op.time >= heal && op.kind == OpType::Ok && op.f == "send")
-            .map(|op| seconds(op.time - heal))
-    });
-    Liveness {
-        windows: windows
-            .into_iter()
-            .map(|(fault, start, stop)| {
-                let done = ok_times
-                    .iter()
-                    .filter(|t| (start..=stop).contains(t))
-                    .count();
-                (fault, seconds(stop - start), done)
+            .find(|op| op.time >= after && op.kind == OpType::Ok && op.f == "send")
+            .map(|op| seconds(op.time - after))
+    };
+    let windows: Vec<Window> = spans
+        .iter()
+        .map(|(kind, start, stop, majority_healthy)| Window {
+            kind: kind.clone(),
+            start: seconds(*start),
+            stop: seconds(*stop),
+            ok_ops: ok_times
+                .iter()
+                .filter(|t| (start..=stop).contains(t))
+                .count(),
+            majority_healthy: *majority_healthy,
+            recovery_seconds: next_send(*stop),
+        })
+        .collect();
+    let inside: f64 = windows.iter().map(|w| w.stop - w.start).sum();
+    let ok_inside: usize = windows.iter().map(|w| w.ok_ops).sum();
+    let outside_seconds = seconds(end) - inside;
+    let ok_per_second_outside_faults = if outside_seconds > 0.0 {
+        (ok_times.len() - ok_inside) as f64 / outside_seconds
+    } else {
+        0.0
+    };
+    let mut by_kind: BTreeMap<String, KindLiveness> = BTreeMap::new();
+    for kind in windows.iter().map(|w| &w.kind) {
+        if by_kind.contains_key(kind) {
+            continue;
+        }
+        let of_kind: Vec<&Window> = windows.iter().filter(|w| &w.kind == kind).collect();
+        let mut kept: Vec<f64> = of_kind
+            .iter()
+            .map(|w| {
+                let rate = w.ok_ops as f64 / (w.stop - w.start).max(1e-9);
+                rate / ok_per_second_outside_faults.max(1e-9)
             })
-            .collect(),
-        recovery_seconds,
+            .collect();
+        let mut recoveries: Vec<f64> = of_kind.iter().filter_map(|w| w.recovery_seconds).collect();
+        by_kind.insert(
+            kind.clone(),
+            KindLiveness {
+                count: of_kind.len(),
+                median_rate_kept: median(&mut kept).unwrap_or(0.0),
+                median_recovery_seconds: median(&mut recoveries),
+                max_recovery_seconds: recoveries.iter().copied().reduce(f64::max),
+            },
+        );
     }
+    Liveness {
+        ok_per_second_outside_faults,
+        recovery_seconds: windows.last().and_then(|w| w.recovery_seconds),
+        windows,
+        by_kind,
+    }
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
 }
 
 impl Report {

@@ -11,4 +11,5 @@ pub mod check;
 pub mod cluster;
 pub mod history;
 pub mod netns;
+pub mod report;
 pub mod run;

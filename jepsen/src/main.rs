@@ -1,6 +1,7 @@
 //! `jepsen test [options]` runs a test against a fresh cluster and checks its history;
-//! `jepsen check HISTORY.jsonl` checks a recorded one. Both write `results.json` beside the
-//! history, print a one-line summary and exit 0 only when the history is valid.
+//! `jepsen check HISTORY.jsonl` checks a recorded one. Both write `results.json`,
+//! `report.md` and `timeline.svg` beside the history, print a one-line summary and exit 0
+//! only when the history is valid.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,13 +10,15 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use strand_jepsen::cluster::Net;
 use strand_jepsen::run::{Fault, RunOptions, Target};
-use strand_jepsen::{check, history, run};
+use strand_jepsen::{check, history, report, run};
 
 const USAGE: &str = "usage:
   jepsen test --strand PATH [--dir DIR] [--duration SECONDS] [--nodes 3|5] [--workers N]
-              [--rate OPS_PER_S] [--keys N] [--seed N] [--net ns|loopback]
+              [--subscribers N] [--rate OPS_PER_S] [--keys N] [--seed N] [--net ns|loopback]
               [--nemesis kill,pause,partition|none] [--targets one,leader,majority,ring,clients]
               [--fault-seconds S] [--gap-seconds S] [--min-sends N] [--min-faults N]
+    --subscribers how many workers consume as members of one consumer group (subscribe,
+                  committed offsets; default 4); the others assign every partition
     --net         ns (default): each node in its own network namespace (needs root);
                   loopback: all on 127.0.0.1, no partitions
     --targets     one node, the leader of a random partition, a majority (for partitions:
@@ -90,6 +93,7 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
         net: Net::Namespaces,
         duration: Duration::from_secs(60),
         workers: 10,
+        subscribers: 4,
         rate: 400.0,
         keys: 8,
         seed: std::time::SystemTime::now()
@@ -125,6 +129,7 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
                 _ => bail!("--net is ns or loopback, not '{value}'"),
             },
             "--workers" => options.workers = number()?.max(1.0) as usize,
+            "--subscribers" => options.subscribers = number()?.max(0.0) as usize,
             "--rate" => options.rate = number()?.max(1.0),
             "--keys" => options.keys = number()?.max(1.0) as i32,
             "--seed" => options.seed = number()? as u64,
@@ -249,6 +254,7 @@ fn check_and_record(path: &Path, options: check::Options) -> anyhow::Result<chec
     let results = path.with_file_name("results.json");
     std::fs::write(&results, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("cannot write {}", results.display()))?;
+    report::write(&ops, &report, path.parent().unwrap_or(Path::new(".")))?;
     println!("{}", report.summary());
     Ok(report)
 }

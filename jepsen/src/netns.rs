@@ -145,6 +145,15 @@ fn is_root() -> bool {
 /// leaving the pair to it would make the next run's `ip link add` fail.
 fn remove_leftovers(nodes: usize) {
     for id in 1..=nodes as u64 {
+        // Nodes of a run that was killed before it could stop them.
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &Network::namespace(id)])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = run("kill", &["-9", pid]);
+            }
+        }
         let _ = run("ip", &["link", "del", &format!("sjv{id}")]);
         let _ = run("ip", &["netns", "del", &Network::namespace(id)]);
     }

@@ -20,7 +20,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -85,6 +85,9 @@ pub struct RunOptions {
     pub net: Net,
     pub duration: Duration,
     pub workers: usize,
+    /// How many of the workers consume with `subscribe` (one consumer group, committed
+    /// offsets) instead of `assign`.
+    pub subscribers: usize,
     /// Operations per second, over all workers.
     pub rate: f64,
     pub keys: i32,
@@ -179,6 +182,33 @@ fn consumer(bootstrap: &str, keys: i32) -> anyhow::Result<BaseConsumer> {
     Ok(consumer)
 }
 
+/// A member of the consumer group `jepsen-subscribe`, reading from the committed offsets
+/// (from the start when there are none) of whatever the group assigns it.
+fn subscriber(bootstrap: &str) -> anyhow::Result<BaseConsumer> {
+    let consumer: BaseConsumer = client_config(bootstrap)
+        .set("group.id", "jepsen-subscribe")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    consumer.subscribe(&[TOPIC])?;
+    Ok(consumer)
+}
+
+/// Leaves the group and lets go of a member without closing it: librdkafka can block for
+/// ever closing a member while a rebalance is under way (librdkafka issue 4884), which
+/// hung a run. The member's threads end with the process.
+fn abandon(member: BaseConsumer) {
+    member.unsubscribe();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && member.assignment().is_ok_and(|a| a.count() > 0) {
+        let _ = member.poll(Duration::from_millis(100));
+    }
+    std::mem::forget(member);
+}
+
 /// Polls for up to `window`, grouping what was read by key. The consumer's errors while a
 /// node is down (transport failures, leader changes) are notices: librdkafka retries by
 /// itself, so the poll goes on and keeps what it read.
@@ -217,7 +247,17 @@ fn worker(
 ) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(options.seed ^ (id + 1).wrapping_mul(0x9E37_79B9));
     let producer = producer(bootstrap)?;
-    let consumer = consumer(bootstrap, options.keys)?;
+    // The first `subscribers` workers are consumer group members; the rest assign.
+    let member = (id as usize) < options.subscribers;
+    let consumer = if member {
+        let keys: Vec<i32> = (0..options.keys).collect();
+        history.log(json!(id), "invoke", "subscribe", json!(keys), None);
+        let consumer = subscriber(bootstrap)?;
+        history.log(json!(id), "ok", "subscribe", json!(keys), None);
+        consumer
+    } else {
+        consumer(bootstrap, options.keys)?
+    };
     let pause = Duration::from_secs_f64(options.workers as f64 / options.rate);
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
@@ -263,13 +303,23 @@ fn worker(
         } else {
             history.log(json!(id), "invoke", "poll", json!([["poll"]]), None);
             match poll_once(&consumer, Duration::from_millis(100)) {
-                Ok(value) => history.log(json!(id), "ok", "poll", value, None),
+                Ok(value) => {
+                    history.log(json!(id), "ok", "poll", value, None);
+                    if member {
+                        // Commit what was read; a rebalance resumes from here. A commit
+                        // lost in a fault only makes a later member re-read.
+                        let _ = consumer.commit_consumer_state(CommitMode::Async);
+                    }
+                }
                 Err(e) => history.log(json!(id), "info", "poll", json!([["poll"]]), Some(e)),
             }
         }
         if let Some(rest) = pause.checked_sub(started.elapsed()) {
             std::thread::sleep(rest);
         }
+    }
+    if member {
+        abandon(consumer);
     }
     Ok(())
 }

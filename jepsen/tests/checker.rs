@@ -191,6 +191,19 @@ fn poll_skip_and_nonmonotonic_poll_across_polls_of_one_process() {
     let r = check(&history(&skip), Options { subscribe: true }).unwrap();
     assert!(r.valid && r.anomalies.contains_key("poll-skip"), "{r:#?}");
 
+    // A process that logged a subscribe is a group member: its skip is reported under
+    // its own name and allowed, while the same skip by an assigning process is not.
+    let mut member = sends.clone();
+    member.insert(0, (json!(1), "ok", "subscribe", json!([1])));
+    member.push((json!(1), "ok", "poll", poll(1, &[(2, 12)])));
+    let r = run(&member);
+    assert!(
+        r.valid && r.anomalies.contains_key("subscribe-poll-skip"),
+        "{r:#?}"
+    );
+    member.push((json!(2), "ok", "poll", poll(1, &[(0, 10)])));
+    only_bad(&run(&member), "nonmonotonic-poll");
+
     // An assign that drops the key resets what the process is expected to read next.
     let mut reassigned = sends.clone();
     reassigned.push((json!(1), "ok", "assign", json!([2])));
@@ -240,6 +253,34 @@ fn fault_windows_count_what_succeeded_inside_them_and_the_recovery() {
     ]);
     assert!(r.valid, "{r:#?}");
     assert_eq!(r.faults, 1);
-    assert_eq!(r.liveness.windows, [("kill".to_string(), 2.0, 1)]);
+    let window = &r.liveness.windows[0];
+    assert_eq!(window.kind, "kill");
+    assert_eq!((window.stop - window.start, window.ok_ops), (2.0, 1));
+    assert!(window.majority_healthy);
+    assert_eq!(window.recovery_seconds, Some(2.0));
     assert_eq!(r.liveness.recovery_seconds, Some(2.0));
+    assert_eq!(r.liveness.by_kind["kill"].count, 1);
+    // Outside the window: 4 acknowledged operations in 4 of the 6 seconds; inside, 1 in 2.
+    assert_eq!(r.liveness.ok_per_second_outside_faults, 1.0);
+    assert_eq!(r.liveness.by_kind["kill"].median_rate_kept, 0.5);
+}
+
+#[test]
+fn a_killed_majority_is_a_window_the_cluster_may_stop_in() {
+    let r = run(&[
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (
+            json!("nemesis"),
+            "info",
+            "start-pause",
+            json!({"targets": [1, 2], "why": "majority"}),
+        ),
+        (json!("nemesis"), "info", "stop-pause", json!({})),
+        (json!(0), "ok", "send", send(1, 1, 11)),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10), (1, 11)])),
+    ]);
+    let window = &r.liveness.windows[0];
+    assert_eq!((window.kind.as_str(), window.ok_ops), ("pause-majority", 0));
+    assert!(!window.majority_healthy);
+    assert_eq!(window.recovery_seconds, Some(1.0));
 }

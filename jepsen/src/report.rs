@@ -1,0 +1,271 @@
+//! The human side of a result: `report.md` (verdict, anomalies, liveness per fault kind)
+//! and `timeline.svg`, throughput and send latency over time with the fault windows
+//! shaded, so a reader sees at a glance what each fault did to the cluster.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::check::Report;
+use crate::history::{Op, OpType, Process};
+
+const WIDTH: f64 = 1000.0;
+const LEFT: f64 = 60.0;
+const PANEL: f64 = 180.0;
+const GAP: f64 = 40.0;
+const TOP: f64 = 30.0;
+
+/// Per second of the run: acknowledged sends and polls, and the median and worst latency
+/// of the sends acknowledged in it (milliseconds).
+#[derive(Debug, Clone, Default)]
+struct Second {
+    sends: usize,
+    polls: usize,
+    latencies: Vec<f64>,
+}
+
+fn per_second(history: &[Op]) -> Vec<Second> {
+    let end = history.last().map_or(0, |op| op.time);
+    let mut seconds = vec![Second::default(); (end / 1_000_000_000) as usize + 1];
+    let mut invoked: HashMap<Process, u64> = HashMap::new();
+    for op in history {
+        if op.kind == OpType::Invoke {
+            invoked.insert(op.process, op.time);
+            continue;
+        }
+        if op.kind != OpType::Ok || op.is_nemesis() {
+            continue;
+        }
+        let slot = &mut seconds[(op.time / 1_000_000_000) as usize];
+        match op.f.as_str() {
+            "send" => {
+                slot.sends += 1;
+                if let Some(start) = invoked.get(&op.process) {
+                    slot.latencies.push((op.time - start) as f64 / 1e6);
+                }
+            }
+            "poll" => slot.polls += 1,
+            _ => {}
+        }
+    }
+    seconds
+}
+
+fn fault_colour(kind: &str) -> &'static str {
+    match kind.split('-').next() {
+        Some("kill") => "#f3b0b0",
+        Some("pause") => "#b0cdf3",
+        Some("partition") => "#f3dcaa",
+        _ => "#dddddd",
+    }
+}
+
+/// The timeline as an SVG document.
+fn timeline(history: &[Op], report: &Report) -> String {
+    let seconds = per_second(history);
+    let span = seconds.len().max(1) as f64;
+    let x = |t: f64| LEFT + t / span * (WIDTH - LEFT - 20.0);
+    let height = TOP + 2.0 * PANEL + GAP + 40.0;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    // Fault windows across both panels.
+    for w in &report.liveness.windows {
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{:.1}" y="{TOP}" width="{:.1}" height="{:.1}" fill="{}" opacity="0.7"><title>{} {:.1}-{:.1} s</title></rect>"#,
+            x(w.start),
+            (x(w.stop) - x(w.start)).max(1.0),
+            2.0 * PANEL + GAP,
+            fault_colour(&w.kind),
+            w.kind,
+            w.start,
+            w.stop
+        );
+    }
+    // Panel 1: acknowledged operations per second.
+    let top1 = TOP;
+    let max_rate = seconds
+        .iter()
+        .map(|s| s.sends.max(s.polls))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let y1 = |v: f64| top1 + PANEL - v / max_rate * PANEL;
+    for (name, colour, pick) in [
+        (
+            "sends/s",
+            "#1f5fbf",
+            (|s: &Second| s.sends) as fn(&Second) -> usize,
+        ),
+        ("polls/s", "#2a9d4a", |s: &Second| s.polls),
+    ] {
+        let points: Vec<String> = seconds
+            .iter()
+            .enumerate()
+            .map(|(t, s)| format!("{:.1},{:.1}", x(t as f64 + 0.5), y1(pick(s) as f64)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"><title>{name}</title></polyline>"#,
+            points.join(" ")
+        );
+    }
+    axis(
+        &mut svg,
+        top1,
+        &format!("acknowledged ops/s (max {max_rate:.0})"),
+        &[
+            (y1(0.0), "0".into()),
+            (y1(max_rate / 2.0), format!("{:.0}", max_rate / 2.0)),
+            (y1(max_rate), format!("{max_rate:.0}")),
+        ],
+    );
+    // Panel 2: send latency, log scale from 1 ms to 100 s.
+    let top2 = TOP + PANEL + GAP;
+    let y2 = |ms: f64| top2 + PANEL - (ms.clamp(1.0, 1e5).log10() / 5.0) * PANEL;
+    for (t, s) in seconds.iter().enumerate() {
+        let mut l = s.latencies.clone();
+        if l.is_empty() {
+            continue;
+        }
+        l.sort_by(f64::total_cmp);
+        let (median, worst) = (l[l.len() / 2], l[l.len() - 1]);
+        let cx = x(t as f64 + 0.5);
+        let _ = writeln!(
+            svg,
+            r##"<circle cx="{cx:.1}" cy="{:.1}" r="1.8" fill="#333"/><circle cx="{cx:.1}" cy="{:.1}" r="1.8" fill="#d62728"/>"##,
+            y2(median),
+            y2(worst)
+        );
+    }
+    axis(
+        &mut svg,
+        top2,
+        "send latency, ms (black median, red max per second)",
+        &[1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0].map(|ms| (y2(ms), format!("{ms}"))),
+    );
+    // Time axis and legend.
+    let bottom = top2 + PANEL;
+    let step = if span > 600.0 {
+        60
+    } else if span > 120.0 {
+        20
+    } else {
+        10
+    };
+    for t in (0..=span as usize).step_by(step) {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{t} s</text>"#,
+            x(t as f64),
+            bottom + 14.0
+        );
+    }
+    let mut legend_x = LEFT;
+    for (label, colour) in [
+        ("kill", "#f3b0b0"),
+        ("pause", "#b0cdf3"),
+        ("partition", "#f3dcaa"),
+    ] {
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{legend_x}" y="{:.1}" width="12" height="10" fill="{colour}"/><text x="{}" y="{:.1}">{label}</text>"#,
+            bottom + 22.0,
+            legend_x + 16.0,
+            bottom + 31.0
+        );
+        legend_x += 90.0;
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn axis(svg: &mut String, top: f64, title: &str, ticks: &[(f64, String)]) {
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{LEFT}" y1="{top}" x2="{LEFT}" y2="{:.1}" stroke="#555"/><line x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#555"/><text x="{LEFT}" y="{:.1}" font-weight="bold">{title}</text>"##,
+        top + PANEL,
+        top + PANEL,
+        WIDTH - 20.0,
+        top + PANEL,
+        top - 6.0
+    );
+    for (y, label) in ticks {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"#,
+            LEFT - 4.0,
+            y + 4.0
+        );
+    }
+}
+
+/// The short human-readable report.
+fn markdown(report: &Report) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Jepsen queue test\n");
+    let _ = writeln!(md, "`{}`\n", report.summary());
+    let _ = writeln!(
+        md,
+        "**{}**: {} acknowledged sends, {} faults.\n",
+        if report.valid { "Valid" } else { "INVALID" },
+        report.acknowledged_sends,
+        report.faults
+    );
+    if !report.anomalies.is_empty() {
+        let _ = writeln!(md, "| anomaly | count | makes it invalid |\n|---|---|---|");
+        for (name, a) in &report.anomalies {
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} |",
+                a.count,
+                report.bad.contains(name)
+            );
+        }
+        let _ = writeln!(md, "\nExamples are in `results.json`.\n");
+    }
+    let live = &report.liveness;
+    let _ = writeln!(
+        md,
+        "Outside faults: {:.0} acknowledged operations per second.\n",
+        live.ok_per_second_outside_faults
+    );
+    let _ = writeln!(
+        md,
+        "| fault | count | median rate kept during it | median recovery (s) | worst recovery (s) |\n|---|---|---|---|---|"
+    );
+    let secs = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.2}"));
+    for (kind, k) in &live.by_kind {
+        let _ = writeln!(
+            md,
+            "| {kind} | {} | {:.0}% | {} | {} |",
+            k.count,
+            k.median_rate_kept * 100.0,
+            secs(k.median_recovery_seconds),
+            secs(k.max_recovery_seconds)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nRecovery: seconds from the fault's end to the next acknowledged send.\n\n![timeline](timeline.svg)"
+    );
+    md
+}
+
+/// Writes `report.md` and `timeline.svg` into `dir`.
+pub fn write(history: &[Op], report: &Report, dir: &Path) -> anyhow::Result<()> {
+    for (name, text) in [
+        ("timeline.svg", timeline(history, report)),
+        ("report.md", markdown(report)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
