@@ -6,20 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{batch, name, produce_request, wait_for, Node};
+use common::{batch, metadata, name, produce_request, wait_for, Node};
 use kafka_protocol::messages::*;
-
-fn metadata(c: &mut common::Client, topic: &str) -> MetadataResponse {
-    let req = MetadataRequest::default()
-        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
-        )
-        .with_name(Some(name(topic)))]))
-        .with_allow_auto_topic_creation(true);
-    let ResponseKind::Metadata(r) = c.call(ApiKey::Metadata, 12, RequestKind::Metadata(req)) else {
-        unreachable!()
-    };
-    r
-}
 
 #[test]
 fn followers_name_the_leader_and_epochs_fence_stale_clients() {

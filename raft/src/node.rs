@@ -391,6 +391,8 @@ async fn open_group<M: Machine>(
         raft,
         metrics,
         handover: Default::default(),
+        transport: transport.clone(),
+        lease: Duration::from_millis(config.election_timeout_max),
     })
 }
 

@@ -260,6 +260,14 @@ impl RaftNode {
         if let Some(replica) = self.replica(group) {
             let leadership = replica.leadership();
             if leadership.leader == Some(self.id()) {
+                if !leadership.quorum {
+                    // Cut off from a majority: another node may lead by now. Name it if
+                    // a peer reported a newer term, else no one.
+                    return self
+                        .leaders
+                        .get(group)
+                        .filter(|k| k.node != self.id() && k.term > leadership.term);
+                }
                 return Some(KnownLeader {
                     node: self.id(),
                     term: leadership.term,

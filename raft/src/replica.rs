@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::controller::{ClusterMetadata, GroupOffsets, SharedOffsets};
 use crate::partition::{PartitionReader, PartitionStatus};
+use crate::transport::Transport;
 use crate::types::{Command, GroupId, NodeId, Raft, Response, Types};
 
 type ResponderReceiverOf<C> =
@@ -21,8 +22,11 @@ pub struct Leadership {
     pub leader: Option<NodeId>,
     /// The Raft term: Kafka's leader epoch.
     pub term: u64,
-    /// This node leads the group and has applied every entry of earlier terms, so what it
-    /// serves is the whole committed log.
+    /// This node leads the group and has heard from a majority of its voters (itself
+    /// included) within the leader lease; see [`Replica::leadership`].
+    pub quorum: bool,
+    /// This node leads the group with a quorum and has applied every entry of earlier
+    /// terms, so what it serves is the whole committed log.
     pub serving: bool,
 }
 
@@ -44,6 +48,11 @@ pub struct Replica {
     pub(crate) metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
     /// Set while this leader hands the group over (see `crate::handover`).
     pub(crate) handover: Arc<Mutex<Option<Handover>>>,
+    /// Knows when each peer last answered: a leader's contact with its quorum.
+    pub(crate) transport: Arc<Transport>,
+    /// The leader lease (the longest election timeout): after this long without a leader,
+    /// followers may elect another.
+    pub(crate) lease: Duration,
 }
 
 /// A leadership hand-over in progress: to whom, and until when it may take.
@@ -62,15 +71,49 @@ impl Replica {
         &self.raft
     }
 
+    /// Who leads the group, and whether this node, if it leads, may serve clients.
+    ///
+    /// openraft 0.9 has no check-quorum: a leader cut off from its followers goes on
+    /// believing it leads, while they elect another once the lease has run out. Such a
+    /// leader must not keep producers waiting on appends that cannot commit, nor serve
+    /// consumers a log that has moved on elsewhere, so it counts as leading with a quorum
+    /// only while a majority of the voters has answered it within the lease (heartbeats
+    /// go out several times per lease).
     pub fn leadership(&self) -> Leadership {
         let m = self.metrics.borrow();
         let is_self = m.current_leader == Some(self.node_id);
+        let quorum = is_self && {
+            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+            let in_contact = voters
+                .iter()
+                .filter(|v| {
+                    **v == self.node_id
+                        || self
+                            .transport
+                            .last_heard(**v)
+                            .is_some_and(|t| t.elapsed() < self.lease)
+                })
+                .count();
+            in_contact * 2 > voters.len()
+        };
         Leadership {
             leader: m.current_leader,
             term: m.current_term,
-            serving: is_self
+            quorum,
+            serving: quorum
                 && m.last_applied
                     .is_some_and(|applied| applied.leader_id.term == m.current_term),
+        }
+    }
+
+    /// Resolves once this node no longer leads the group with a quorum (see
+    /// [`Self::leadership`]), checking every 100 ms.
+    pub async fn quorum_lost(&self) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if !self.leadership().quorum {
+                return;
+            }
         }
     }
 

@@ -52,6 +52,7 @@ mod tests {
         let l = Leadership {
             leader: Some(1),
             term: 5,
+            quorum: true,
             serving: true,
         };
         assert_eq!(check_leader_epoch(-1, &l), Ok(()));

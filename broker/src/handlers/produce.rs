@@ -222,7 +222,20 @@ impl Submitted {
             // (base offset unknown, so -1, as for acks=0).
             return Ok((-1, -1));
         }
-        match tokio::time::timeout(timeout, self.proposal.outcome()).await {
+        // A leader cut off from its majority answers at once rather than at the timeout:
+        // the producer then finds the new leader (the entry may still commit, so an
+        // idempotent producer's retry is safe; a plain one may duplicate, as on timeout).
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(timeout, self.proposal.outcome()) => outcome,
+            () = self.replica.replica.quorum_lost() => {
+                return Err(not_leader(
+                    &self.replica,
+                    None,
+                    Some("the leader lost contact with a majority of the replicas".into()),
+                ));
+            }
+        };
+        match outcome {
             Ok(Ok(Response::Appended {
                 base_offset,
                 log_start_offset,
@@ -275,7 +288,8 @@ async fn submit_partition(
         PartitionRoute::Remote => return Err(elsewhere()),
         PartitionRoute::Unknown => return Err(ResponseError::UnknownTopicOrPartition.into()),
     };
-    if replica.replica.leadership().leader != Some(broker.node.id()) {
+    let leadership = replica.replica.leadership();
+    if leadership.leader != Some(broker.node.id()) || !leadership.quorum {
         return Err(elsewhere());
     }
 

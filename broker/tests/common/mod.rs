@@ -316,6 +316,19 @@ impl Client {
     }
 }
 
+/// Metadata (v12) of one topic, creating it if it does not exist.
+pub fn metadata(c: &mut Client, topic: &str) -> MetadataResponse {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+        )
+        .with_name(Some(name(topic)))]))
+        .with_allow_auto_topic_creation(true);
+    let ResponseKind::Metadata(r) = c.call(ApiKey::Metadata, 12, RequestKind::Metadata(req)) else {
+        unreachable!()
+    };
+    r
+}
+
 /// A Produce request (v9) of one batch to partition 0 of `topic`.
 pub fn produce_request(topic: &str, records: Bytes) -> RequestKind {
     RequestKind::Produce(
