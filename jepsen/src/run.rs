@@ -479,8 +479,17 @@ fn final_reads(options: &RunOptions, bootstrap: &str, history: &History) -> anyh
     let consumer = consumer(bootstrap, options.keys)?;
     let mut ends = BTreeMap::new();
     for key in 0..options.keys {
-        let (_, high) =
-            consumer.fetch_watermarks(TOPIC, key, Timeout::After(Duration::from_secs(30)))?;
+        // Leadership may still be settling after the last fault: retry errors a while.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let high = loop {
+            match consumer.fetch_watermarks(TOPIC, key, Timeout::After(Duration::from_secs(10))) {
+                Ok((_, high)) => break high,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(e).context(format!("the end of partition {key}"))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(500)),
+            }
+        };
         ends.insert(key, high);
     }
     let mut reached: BTreeMap<i32, i64> = BTreeMap::new();

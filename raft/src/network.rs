@@ -94,7 +94,12 @@ impl RaftNetwork<Types> for PeerClient {
             rpc,
         };
         match self.call(request, RPCTypes::AppendEntries, &option).await? {
-            Reply::AppendEntries(r) => Ok(r),
+            Reply::AppendEntries(r) => {
+                if !matches!(r, AppendEntriesResponse::HigherVote(_)) {
+                    self.transport.accepted_by(self.group, self.target);
+                }
+                Ok(r)
+            }
             Reply::Refused(reason) => Err(RPCError::Network(network_error(reason))),
             other => Err(RPCError::Network(network_error(format!(
                 "unexpected reply {other:?}"

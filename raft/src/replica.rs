@@ -48,7 +48,8 @@ pub struct Replica {
     pub(crate) metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
     /// Set while this leader hands the group over (see `crate::handover`).
     pub(crate) handover: Arc<Mutex<Option<Handover>>>,
-    /// Knows when each peer last answered: a leader's contact with its quorum.
+    /// Knows when each peer last accepted this node's appends: a leader's contact with
+    /// its quorum.
     pub(crate) transport: Arc<Transport>,
     /// The leader lease (the longest election timeout): after this long without a leader,
     /// followers may elect another.
@@ -77,8 +78,9 @@ impl Replica {
     /// believing it leads, while they elect another once the lease has run out. Such a
     /// leader must not keep producers waiting on appends that cannot commit, nor serve
     /// consumers a log that has moved on elsewhere, so it counts as leading with a quorum
-    /// only while a majority of the voters has answered it within the lease (heartbeats
-    /// go out several times per lease).
+    /// only while a majority of the voters has accepted its appends within the lease
+    /// (heartbeats go out several times per lease). A reply carrying a newer vote does not
+    /// count: it is how a deposed leader learns it was deposed.
     pub fn leadership(&self) -> Leadership {
         let m = self.metrics.borrow();
         let is_self = m.current_leader == Some(self.node_id);
@@ -90,7 +92,7 @@ impl Replica {
                     **v == self.node_id
                         || self
                             .transport
-                            .last_heard(**v)
+                            .last_accepted(self.group, **v)
                             .is_some_and(|t| t.elapsed() < self.lease)
                 })
                 .count();

@@ -124,6 +124,9 @@ pub struct Transport {
     peers: Mutex<HashMap<NodeId, PeerState>>,
     /// When each peer last answered anything.
     heard: Mutex<HashMap<NodeId, Instant>>,
+    /// When each peer last accepted this node's appends (heartbeats included) as its leader
+    /// in a group, rather than answering with a newer vote.
+    accepted: Mutex<HashMap<(GroupId, NodeId), Instant>>,
     next_id: AtomicU64,
 }
 
@@ -198,6 +201,7 @@ impl Transport {
         Arc::new(Transport {
             peers: Mutex::new(HashMap::new()),
             heard: Mutex::new(HashMap::new()),
+            accepted: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         })
     }
@@ -205,6 +209,18 @@ impl Transport {
     /// When `node` last answered a call, if ever.
     pub fn last_heard(&self, node: NodeId) -> Option<Instant> {
         self.heard.lock().expect("heard lock").get(&node).copied()
+    }
+
+    /// Records that `node` just accepted this node as the leader of `group`.
+    pub(crate) fn accepted_by(&self, group: GroupId, node: NodeId) {
+        let mut accepted = self.accepted.lock().expect("accepted lock");
+        accepted.insert((group, node), Instant::now());
+    }
+
+    /// When `node` last accepted this node as the leader of `group`, if ever.
+    pub(crate) fn last_accepted(&self, group: GroupId, node: NodeId) -> Option<Instant> {
+        let accepted = self.accepted.lock().expect("accepted lock");
+        accepted.get(&(group, node)).copied()
     }
 
     /// Sends `request` to `node` at `addr` and waits up to `timeout` for its reply.

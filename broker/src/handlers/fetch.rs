@@ -189,6 +189,13 @@ fn read_partition(
         uncommitted_tail(broker.config.unsafe_mode, replica, current.high_watermark)
             .map_err(storage_error)?;
     if w.fetch_offset < current.log_start_offset || w.fetch_offset > end {
+        tracing::debug!(
+            fetch_offset = w.fetch_offset,
+            log_start = current.log_start_offset,
+            end,
+            term = leadership.term,
+            "fetch offset out of range"
+        );
         return Err((ResponseError::OffsetOutOfRange, None));
     }
     let limit = w.partition_max_bytes.min(budget);
