@@ -51,8 +51,8 @@ pub enum Target {
     /// A majority of the nodes: killed or paused, the cluster stops until they come back;
     /// for a partition, a random majority and the minority are split apart.
     Majority,
-    /// Partitions only: every node hears a majority, but no two nodes the same one (each
-    /// drops packets from the nodes that are not among the next n/2 in a random ring).
+    /// Partitions only: every node hears a majority, but no two nodes the same one (see
+    /// `ring`).
     Ring,
     /// Partitions only: the leader of a random partition stops hearing from the clients,
     /// while it still hears the other nodes.
@@ -357,15 +357,21 @@ fn split(side: &[usize], nodes: usize) -> Grudge {
         .collect()
 }
 
-/// Every node hears itself and the next n/2 nodes of a random ring: a majority, but a
-/// different one for each node.
+/// Every node hears a majority, but no two nodes the same one: on a random ring, each
+/// node hears its neighbours within `(n/2 + 1) / 2` places either side (five nodes: one
+/// each side). Three nodes are too few for that (everyone neighbours everyone), so there
+/// each hears only the next node: one-way drops, which break every TCP connection.
 fn ring(order: &[usize]) -> Grudge {
     let n = order.len();
+    let reach = (n / 2 + 1) / 2;
+    let id = |position: usize| Some(order[position % n] as u64 + 1);
     (0..n)
         .map(|k| {
-            let unheard = (n / 2 + 1..n)
-                .map(|step| Some(order[(k + step) % n] as u64 + 1))
-                .collect();
+            let unheard = if 2 * reach + 1 < n {
+                (reach + 1..n - reach).map(|step| id(k + step)).collect()
+            } else {
+                (2..n).map(|step| id(k + step)).collect()
+            };
             (order[k] as u64 + 1, unheard)
         })
         .collect()
@@ -579,4 +585,42 @@ pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
     history.finish()?;
     cluster.lock().expect("cluster lock").stop();
     Ok((history_path, faults))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Who `node` hears: every node but itself and those it drops.
+    fn hears(grudge: &Grudge, node: u64, n: u64) -> BTreeSet<u64> {
+        (1..=n)
+            .filter(|m| *m != node && !grudge[&node].contains(&Some(*m)))
+            .collect()
+    }
+
+    #[test]
+    fn a_ring_of_five_is_symmetric_and_every_node_hears_a_different_majority() {
+        let grudge = ring(&[2, 0, 4, 1, 3]);
+        let mut majorities = BTreeSet::new();
+        for node in 1..=5 {
+            let heard = hears(&grudge, node, 5);
+            assert_eq!(heard.len(), 2, "node {node} hears itself and two more");
+            for other in &heard {
+                assert!(hears(&grudge, *other, 5).contains(&node), "{node}-{other}");
+            }
+            majorities.insert(heard);
+        }
+        assert_eq!(majorities.len(), 5);
+    }
+
+    #[test]
+    fn a_ring_of_three_drops_one_way_and_a_split_both_ways() {
+        let grudge = ring(&[0, 1, 2]);
+        assert_eq!(hears(&grudge, 1, 3), [2].into());
+        assert_eq!(hears(&grudge, 2, 3), [3].into());
+        assert_eq!(hears(&grudge, 3, 3), [1].into());
+        let grudge = split(&[0, 3], 5);
+        assert_eq!(hears(&grudge, 1, 5), [4].into());
+        assert_eq!(hears(&grudge, 2, 5), [3, 5].into());
+    }
 }
