@@ -358,12 +358,12 @@ fn split(side: &[usize], nodes: usize) -> Grudge {
 }
 
 /// Every node hears a majority, but no two nodes the same one: on a random ring, each
-/// node hears its neighbours within `(n/2 + 1) / 2` places either side (five nodes: one
+/// node hears its neighbours within ⌈(n/2)/2⌉ places either side (five nodes: one
 /// each side). Three nodes are too few for that (everyone neighbours everyone), so there
 /// each hears only the next node: one-way drops, which break every TCP connection.
 fn ring(order: &[usize]) -> Grudge {
     let n = order.len();
-    let reach = (n / 2 + 1) / 2;
+    let reach = (n / 2).div_ceil(2);
     let id = |position: usize| Some(order[position % n] as u64 + 1);
     (0..n)
         .map(|k| {
