@@ -1,17 +1,18 @@
 //! One test run: a fresh cluster, Jepsen's queue workload through librdkafka (the rdkafka
-//! crate) from several workers, a nemesis killing and pausing nodes, then healing and
-//! final reads of every partition; the history goes to `history.jsonl`.
+//! crate) from several workers, a nemesis killing, pausing and partitioning nodes, then
+//! healing and final reads of every partition; the history goes to `history.jsonl`.
 //!
 //! Workers send unique, increasing values per key (a key is a partition of one topic) with
-//! an idempotent acks=all producer, and poll with a consumer assigned to every partition
-//! from the start, so each worker reads each partition in order. A send that fails is
-//! recorded as `info` (it may still have happened); the checker decides what it means.
+//! an idempotent acks=all producer, and poll: most with a consumer assigned to every
+//! partition from the start, so each reads each partition in order; some as members of one
+//! consumer group, committing what they read. A send that fails is recorded as `info` (it
+//! may still have happened); the checker decides what it means.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,10 +21,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 use crate::cluster::{Cluster, Net};
@@ -167,13 +168,30 @@ fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
         .create()?)
 }
 
+/// Counts the rebalances of a consumer, so that a poll operation can end at one.
+#[derive(Default)]
+pub struct Rebalances(AtomicU64);
+
+impl ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type Reader = BaseConsumer<Rebalances>;
+
+/// A message read but not yet recorded: partition, offset, value.
+type Carried = Option<(i32, i64, i64)>;
+
 /// A consumer assigned to every key from the start.
-fn consumer(bootstrap: &str, keys: i32) -> anyhow::Result<BaseConsumer> {
-    let consumer: BaseConsumer = client_config(bootstrap)
+fn consumer(bootstrap: &str, keys: i32) -> anyhow::Result<Reader> {
+    let consumer: Reader = client_config(bootstrap)
         .set("group.id", "jepsen")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .create()?;
+        .create_with_context(Rebalances::default())?;
     let mut assignment = TopicPartitionList::new();
     for key in 0..keys {
         assignment.add_partition_offset(TOPIC, key, Offset::Beginning)?;
@@ -184,15 +202,15 @@ fn consumer(bootstrap: &str, keys: i32) -> anyhow::Result<BaseConsumer> {
 
 /// A member of the consumer group `jepsen-subscribe`, reading from the committed offsets
 /// (from the start when there are none) of whatever the group assigns it.
-fn subscriber(bootstrap: &str) -> anyhow::Result<BaseConsumer> {
-    let consumer: BaseConsumer = client_config(bootstrap)
+fn subscriber(bootstrap: &str) -> anyhow::Result<Reader> {
+    let consumer: Reader = client_config(bootstrap)
         .set("group.id", "jepsen-subscribe")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
         .set("enable.partition.eof", "false")
-        .create()?;
+        .create_with_context(Rebalances::default())?;
     consumer.subscribe(&[TOPIC])?;
     Ok(consumer)
 }
@@ -200,7 +218,7 @@ fn subscriber(bootstrap: &str) -> anyhow::Result<BaseConsumer> {
 /// Leaves the group and lets go of a member without closing it: librdkafka can block for
 /// ever closing a member while a rebalance is under way (librdkafka issue 4884), which
 /// hung a run. The member's threads end with the process.
-fn abandon(member: BaseConsumer) {
+fn abandon(member: Reader) {
     member.unsubscribe();
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && member.assignment().is_ok_and(|a| a.count() > 0) {
@@ -212,9 +230,21 @@ fn abandon(member: BaseConsumer) {
 /// Polls for up to `window`, grouping what was read by key. The consumer's errors while a
 /// node is down (transport failures, leader changes) are notices: librdkafka retries by
 /// itself, so the poll goes on and keeps what it read.
-fn poll_once(consumer: &BaseConsumer, window: Duration) -> Result<Value, String> {
+///
+/// A rebalance ends the operation (a member may then re-read or skip, which the checker
+/// allows between a member's operations but not inside one): the first message after it
+/// is carried into the next operation.
+fn poll_once(consumer: &Reader, window: Duration, carried: &mut Carried) -> Result<Value, String> {
     let deadline = Instant::now() + window;
+    let rebalances = || consumer.context().0.load(Ordering::Relaxed);
+    let started = rebalances();
     let mut reads: BTreeMap<i32, Vec<Value>> = BTreeMap::new();
+    if let Some((partition, offset, value)) = carried.take() {
+        reads
+            .entry(partition)
+            .or_default()
+            .push(json!([offset, value]));
+    }
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(20)) {
             None => {}
@@ -224,6 +254,10 @@ fn poll_once(consumer: &BaseConsumer, window: Duration) -> Result<Value, String>
                     .and_then(|p| std::str::from_utf8(p).ok())
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| format!("unreadable value at offset {}", m.offset()))?;
+                if rebalances() != started && !reads.is_empty() {
+                    *carried = Some((m.partition(), m.offset(), value));
+                    break;
+                }
                 reads
                     .entry(m.partition())
                     .or_default()
@@ -249,6 +283,7 @@ fn worker(
     let producer = producer(bootstrap)?;
     // The first `subscribers` workers are consumer group members; the rest assign.
     let member = (id as usize) < options.subscribers;
+    let mut carried: Carried = None;
     let consumer = if member {
         let keys: Vec<i32> = (0..options.keys).collect();
         history.log(json!(id), "invoke", "subscribe", json!(keys), None);
@@ -302,7 +337,7 @@ fn worker(
             }
         } else {
             history.log(json!(id), "invoke", "poll", json!([["poll"]]), None);
-            match poll_once(&consumer, Duration::from_millis(100)) {
+            match poll_once(&consumer, Duration::from_millis(100), &mut carried) {
                 Ok(value) => {
                     history.log(json!(id), "ok", "poll", value, None);
                     if member {
@@ -483,6 +518,7 @@ fn nemesis(
 fn final_reads(options: &RunOptions, bootstrap: &str, history: &History) -> anyhow::Result<()> {
     let process = json!(1_000_000u64);
     let consumer = consumer(bootstrap, options.keys)?;
+    let mut carried: Carried = None;
     let mut ends = BTreeMap::new();
     for key in 0..options.keys {
         // Leadership may still be settling after the last fault: retry errors a while.
@@ -506,7 +542,7 @@ fn final_reads(options: &RunOptions, bootstrap: &str, history: &History) -> anyh
             .any(|(k, end)| reached.get(k).copied().unwrap_or(0) < *end)
     {
         history.log(process.clone(), "invoke", "poll", json!([["poll"]]), None);
-        match poll_once(&consumer, Duration::from_millis(500)) {
+        match poll_once(&consumer, Duration::from_millis(500), &mut carried) {
             Ok(value) => {
                 for entry in value[0][1].as_array().into_iter().flatten() {
                     let key = entry[0].as_i64().unwrap_or(-1) as i32;
