@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -112,17 +111,10 @@ def main():
         })
         payload = os.urandom(args.record_size)
         latencies, state = [], {"acked": 0, "errors": 0, "measuring": False}
-        lock = threading.Lock()
-
-        def on_delivery(err, msg, sent=None):
-            if err is not None:
-                state["errors"] += 1
-                return
 
         start_measure = time.monotonic() + args.warmup
         end = start_measure + args.seconds
         before = None
-        sent_at = {}
         n = 0
         measured_acks = 0
 
