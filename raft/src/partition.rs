@@ -309,20 +309,23 @@ impl PartitionReader {
     ) -> Result<(Vec<StoredBatch>, i64), StorageError> {
         let mut batches = Vec::new();
         for (index, stored) in self.entries.read(applied + 1, u64::MAX)? {
-            let term = codec::entry_term(&stored).unwrap_or(0);
-            let entry = codec::decode_entry(stored).map_err(|e| StorageError::Corrupt {
+            let entry = codec::decode_entry(stored.clone()).map_err(|e| StorageError::Corrupt {
                 what: "raft entry",
                 detail: format!("entry {index}: {e}"),
             })?;
             if let openraft::EntryPayload::Normal(Command::Append(append)) = entry.payload {
-                let mut at = 0usize;
+                // Where applying the entry would locate each batch.
+                let mut position = codec::append_data_start(append.batches.len());
                 for summary in &append.batches {
-                    let mut bytes = append.data[at..at + summary.len as usize].to_vec();
-                    at += summary.len as usize;
-                    stamp_batch_header(&mut bytes, next_offset, epoch_of(term));
+                    let location = BatchLocation {
+                        raft_index: index,
+                        position: position as u32,
+                        len: summary.len,
+                    };
+                    position += summary.len as usize;
                     batches.push(StoredBatch {
                         base_offset: next_offset,
-                        bytes: Bytes::from(bytes),
+                        bytes: stamped(&stored, next_offset, location)?,
                     });
                     next_offset += summary.last_offset_delta as i64 + 1;
                 }
