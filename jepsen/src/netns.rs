@@ -32,6 +32,14 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a command inside node `node`'s namespace.
+fn run_in(node: u64, args: &[&str]) -> anyhow::Result<()> {
+    let ns = Network::namespace(node);
+    let mut all = vec!["netns", "exec", &ns];
+    all.extend_from_slice(args);
+    run("ip", &all)
+}
+
 /// The namespaces and bridge of one test. Dropping it removes them.
 pub struct Network {
     nodes: usize,
@@ -73,21 +81,10 @@ impl Network {
                 ],
             )?;
             run("ip", &["link", "set", &veth, "master", BRIDGE, "up"])?;
-            let inside = |args: &[&str]| {
-                let mut all = vec!["netns", "exec", &ns];
-                all.extend_from_slice(args);
-                run("ip", &all)
-            };
-            inside(&[
-                "ip",
-                "addr",
-                "add",
-                &format!("{}/24", Self::address(id)),
-                "dev",
-                "eth0",
-            ])?;
-            inside(&["ip", "link", "set", "eth0", "up"])?;
-            inside(&["ip", "link", "set", "lo", "up"])?;
+            let address = format!("{}/24", Self::address(id));
+            run_in(id, &["ip", "addr", "add", &address, "dev", "eth0"])?;
+            run_in(id, &["ip", "link", "set", "eth0", "up"])?;
+            run_in(id, &["ip", "link", "set", "lo", "up"])?;
         }
         Ok(network)
     }
@@ -95,14 +92,11 @@ impl Network {
     /// Makes `node` drop every packet from the given sources (node ids, or `None` for the
     /// clients).
     pub fn drop_from(&self, node: u64, sources: &BTreeSet<Option<u64>>) -> anyhow::Result<()> {
-        let ns = Self::namespace(node);
         for source in sources {
             let address = source.map_or(CLIENT_ADDR.to_string(), Self::address);
-            run(
-                "ip",
-                &[
-                    "netns", "exec", &ns, "iptables", "-A", "INPUT", "-s", &address, "-j", "DROP",
-                ],
+            run_in(
+                node,
+                &["iptables", "-A", "INPUT", "-s", &address, "-j", "DROP"],
             )?;
         }
         Ok(())
@@ -111,17 +105,7 @@ impl Network {
     /// Removes every drop rule: the network is whole again.
     pub fn heal(&self) -> anyhow::Result<()> {
         for id in 1..=self.nodes as u64 {
-            run(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &Self::namespace(id),
-                    "iptables",
-                    "-F",
-                    "INPUT",
-                ],
-            )?;
+            run_in(id, &["iptables", "-F", "INPUT"])?;
         }
         Ok(())
     }
