@@ -98,6 +98,19 @@ impl LeaderTable {
         }
     }
 
+    /// Counts every known peer as heard from now.
+    fn hear_everyone_now(&self) {
+        let now = Instant::now();
+        for t in self
+            .heard_from
+            .write()
+            .expect("leader table lock")
+            .values_mut()
+        {
+            *t = now;
+        }
+    }
+
     /// Peers silent for longer than `silence`.
     fn silent(&self, silence: Duration) -> Vec<NodeId> {
         self.heard_from
@@ -377,11 +390,23 @@ async fn report_loop(node: Weak<RaftNode>) {
 /// A node stands once per group and silent leader. Standing again would be harmful: if this
 /// node's log is behind another survivor's, its vote requests fail, and each one resets
 /// that survivor's election timer, so the one node that could win would never stand.
+///
+/// A node that was itself stalled (stopped, swapped out, starved of CPU) for longer than
+/// the lease cannot tell a silent leader from one it did not listen to: it forgives the
+/// silence and waits a full lease again, rather than unseating healthy leaders on waking.
 async fn failover_loop(node: Weak<RaftNode>) {
+    let mut last_check = Instant::now();
     loop {
         tokio::time::sleep(FAILOVER_CHECK).await;
         let Some(node) = node.upgrade() else { return };
         let silence = node.leader_lease() + FAILOVER_MARGIN;
+        let stalled = last_check.elapsed() > node.leader_lease();
+        last_check = Instant::now();
+        if stalled {
+            tracing::info!("this node was stalled past the leader lease: not judging silence");
+            node.leaders.hear_everyone_now();
+            continue;
+        }
         let silent = node.leaders.silent(silence);
         let mut stood = node.leaders.stood.lock().expect("leader table lock");
         stood.retain(|(_, leader)| silent.contains(leader));

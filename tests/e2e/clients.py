@@ -179,6 +179,14 @@ class IdempotentWriter(threading.Thread):
                 pass
             self.producer.poll(0 if i % 100 else 0.001)
 
+    def wait_until_acked_everywhere(self, partitions, timeout=30):
+        """Waits for an acknowledgement from every partition, so a fault injected next meets
+        a producer that is already writing (a slow start must not pass for an outage)."""
+        deadline = time.monotonic() + timeout
+        while {p for _, p in list(self.ack_times)} != set(range(partitions)):
+            assert time.monotonic() < deadline, f"not every partition acknowledged in {timeout}s"
+            time.sleep(0.05)
+
     def finish(self):
         """Stops producing and waits for every acknowledgement; none may have failed."""
         self.stopping.set()

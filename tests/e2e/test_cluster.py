@@ -44,7 +44,8 @@ def test_acked_records_survive_a_leader_kill_mid_stream(cluster):
     create_rf3_topic(cluster, "failover")
     writer = IdempotentWriter(cluster.bootstrap, keys=24, topic="failover")
     writer.start()
-    time.sleep(2)
+    writer.wait_until_acked_everywhere(TOPIC_PARTITIONS)
+    time.sleep(1)
     leader = partition_leaders(cluster, "failover")[0].leader
     cluster.node(leader).kill9()
     time.sleep(8)
@@ -69,7 +70,7 @@ def test_a_paused_minority_does_not_stop_the_cluster(cluster):
     create_rf3_topic(cluster, "paused")
     writer = IdempotentWriter(cluster.bootstrap, keys=24, topic="paused")
     writer.start()
-    time.sleep(1)
+    writer.wait_until_acked_everywhere(TOPIC_PARTITIONS)
     cluster.node(2).pause()
     paused_at = time.monotonic()
     time.sleep(6)
