@@ -13,6 +13,7 @@ static ALLOC: strand_protocol::alloc::HugeAllocationGuard =
     strand_protocol::alloc::HugeAllocationGuard;
 
 fn main() -> ExitCode {
+    strand_protocol::alloc::keep_large_buffers();
     let config = match Config::from_args() {
         Ok(config) => config,
         Err(e) => {

@@ -119,7 +119,13 @@ pub fn encode_response(
     version: i16,
     body: &ResponseKind,
 ) -> Result<BytesMut, EncodeError> {
-    let mut out = BytesMut::with_capacity(256);
+    // A fetch response carries megabytes of records: size its buffer once rather than
+    // growing it by doubling, each step a fresh allocation to fault in and copy over.
+    let body_size = match body {
+        ResponseKind::Fetch(fetch) => fetch.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut out = BytesMut::with_capacity(256 + body_size);
     out.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)

@@ -231,6 +231,29 @@ pub struct StoredBatch {
     pub bytes: Bytes,
 }
 
+/// Batches read for a fetch, back to back in one buffer as the response carries them.
+#[derive(Debug, Default)]
+pub struct ReadBatches {
+    pub bytes: Bytes,
+    /// Each batch's base offset and where it lies in `bytes`.
+    pub batches: Vec<(i64, std::ops::Range<usize>)>,
+}
+
+impl ReadBatches {
+    /// The size of the first batch (0 when there is none).
+    pub fn first_len(&self) -> usize {
+        self.batches.first().map_or(0, |(_, r)| r.len())
+    }
+
+    /// Each batch on its own (cheap: they share the buffer).
+    pub fn iter(&self) -> impl Iterator<Item = StoredBatch> + '_ {
+        self.batches.iter().map(|(base_offset, range)| StoredBatch {
+            base_offset: *base_offset,
+            bytes: self.bytes.slice(range.clone()),
+        })
+    }
+}
+
 /// Reads a partition's committed batches out of its Raft log, through its index.
 #[derive(Clone)]
 pub struct PartitionReader {
@@ -266,35 +289,33 @@ impl PartitionReader {
 
     /// Batches holding offsets from `from` up to (not including) `end`, within `max_bytes`
     /// but at least one (see [`PartitionLog::locate`]).
-    pub fn read(
-        &self,
-        from: i64,
-        end: i64,
-        max_bytes: usize,
-    ) -> Result<Vec<StoredBatch>, StorageError> {
+    pub fn read(&self, from: i64, end: i64, max_bytes: usize) -> Result<ReadBatches, StorageError> {
         let located = self.index.locate(from, end, max_bytes)?;
         let mut wanted: Vec<u64> = located.iter().map(|(_, l)| l.raft_index).collect();
         wanted.dedup();
         let entries = self.entries.get_many(&wanted)?;
+        // One buffer for the whole answer: each batch is copied once, out of RocksDB's
+        // pinned block straight into it, and stamped there.
+        let total: usize = located.iter().map(|(_, l)| l.len as usize).sum();
+        let mut out = BytesMut::with_capacity(total);
         let mut batches = Vec::with_capacity(located.len());
         let mut next = wanted.iter().zip(entries.iter()).peekable();
-        let mut current: Option<(&u64, &Option<Vec<u8>>)> = None;
+        let mut current = None;
         for (base_offset, location) in located {
-            while current.is_none_or(|(index, _)| *index != location.raft_index) {
-                current = next.next();
-                if current.is_none() {
-                    return Err(missing(location));
-                }
+            while current.is_none_or(|(index, _): (&u64, _)| *index != location.raft_index) {
+                current = Some(next.next().ok_or_else(|| missing(location))?);
             }
             let entry = current
                 .and_then(|(_, e)| e.as_deref())
                 .ok_or_else(|| missing(location))?;
-            batches.push(StoredBatch {
-                base_offset,
-                bytes: stamped(entry, base_offset, location)?,
-            });
+            let start = out.len();
+            append_stamped(&mut out, entry, base_offset, location)?;
+            batches.push((base_offset, start..out.len()));
         }
-        Ok(batches)
+        Ok(ReadBatches {
+            bytes: out.freeze(),
+            batches,
+        })
     }
 
     /// The batches of entries after `applied` (appended here, not yet committed), numbered
@@ -358,6 +379,19 @@ fn missing(location: BatchLocation) -> StorageError {
 
 /// Copies a batch out of its stored entry and stamps its base offset and leader epoch.
 fn stamped(entry: &[u8], base_offset: i64, location: BatchLocation) -> Result<Bytes, StorageError> {
+    let mut batch = BytesMut::with_capacity(location.len as usize);
+    append_stamped(&mut batch, entry, base_offset, location)?;
+    Ok(batch.freeze())
+}
+
+/// Appends a batch of its stored entry to `out` and stamps its base offset and leader
+/// epoch there.
+fn append_stamped(
+    out: &mut BytesMut,
+    entry: &[u8],
+    base_offset: i64,
+    location: BatchLocation,
+) -> Result<(), StorageError> {
     let start = location.position as usize;
     let end = start + location.len as usize;
     let (Some(bytes), Some(term)) = (entry.get(start..end), codec::entry_term(entry)) else {
@@ -366,9 +400,10 @@ fn stamped(entry: &[u8], base_offset: i64, location: BatchLocation) -> Result<By
             detail: format!("{location:?} is outside its entry of {} bytes", entry.len()),
         });
     };
-    let mut batch = BytesMut::from(bytes);
-    stamp_batch_header(&mut batch, base_offset, epoch_of(term));
-    Ok(batch.freeze())
+    let at = out.len();
+    out.extend_from_slice(bytes);
+    stamp_batch_header(&mut out[at..], base_offset, epoch_of(term));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -463,7 +498,12 @@ mod tests {
         );
         assert_eq!(status.borrow().high_watermark, 6);
         let reader = PartitionReader::new(store.partition_log(1), store.raft_log(1));
-        let stored = reader.read(0, 6, 1 << 20).unwrap();
+        let read = reader.read(0, 6, 1 << 20).unwrap();
+        let stored: Vec<StoredBatch> = read.iter().collect();
+        assert_eq!(
+            read.bytes.len(),
+            stored.iter().map(|b| b.bytes.len()).sum::<usize>()
+        );
         let bases: Vec<i64> = stored.iter().map(|b| b.base_offset).collect();
         assert_eq!(bases, [0, 3, 5]);
         for b in &stored {

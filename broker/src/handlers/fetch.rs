@@ -199,39 +199,30 @@ fn read_partition(
         return Err((ResponseError::OffsetOutOfRange, None));
     }
     let limit = w.partition_max_bytes.min(budget);
-    let mut batches = if limit == 0 && !first_data {
-        Vec::new()
+    let records = if limit == 0 && !first_data {
+        Bytes::new()
     } else if w.fetch_offset >= current.high_watermark && !uncommitted.is_empty() {
-        uncommitted
-            .into_iter()
+        let mut buf = BytesMut::new();
+        for b in uncommitted
+            .iter()
             .filter(|b| b.base_offset >= w.fetch_offset)
-            .collect()
+        {
+            buf.extend_from_slice(&b.bytes);
+        }
+        buf.freeze()
     } else {
-        replica
+        let read = replica
             .reader
             .read(w.fetch_offset, current.high_watermark, limit.max(1))
-            .map_err(storage_error)?
-    };
-    // Only the first partition with data may exceed the limits, by one batch.
-    if !first_data {
-        if let Some(first) = batches.first() {
-            if first.bytes.len() > limit {
-                batches.clear();
-            }
-        }
-    }
-    let len: usize = batches.iter().map(|b| b.bytes.len()).sum();
-    let records = match batches.len() {
-        0 => Bytes::new(),
-        1 => batches.pop().map(|b| b.bytes).unwrap_or_default(),
-        _ => {
-            let mut buf = BytesMut::with_capacity(len);
-            for b in &batches {
-                buf.extend_from_slice(&b.bytes);
-            }
-            buf.freeze()
+            .map_err(storage_error)?;
+        // Only the first partition with data may exceed the limits, by one batch.
+        if !first_data && read.first_len() > limit {
+            Bytes::new()
+        } else {
+            read.bytes
         }
     };
+    let len = records.len();
     let data = PartitionData::default()
         .with_partition_index(w.index)
         .with_high_watermark(end)
