@@ -150,7 +150,6 @@ impl Cluster {
             .arg("--data-dir")
             .arg(node.dir.join("data"))
             .args(&self.strand_args)
-            .env("RUST_LOG", "info,openraft=warn")
             .stdout(log.try_clone()?)
             .stderr(log)
             .stdin(Stdio::null())

@@ -68,11 +68,17 @@ pub async fn handle(
                                 tracing::error!(error = %e, "cannot read the epoch history");
                                 ResponseError::KafkaStorageError
                             })?;
-                            Ok(epoch_end_offset(
-                                &history,
-                                p.leader_epoch,
-                                replica.status().high_watermark,
-                            ))
+                            let high_watermark = replica.status().high_watermark;
+                            let answer = epoch_end_offset(&history, p.leader_epoch, high_watermark);
+                            tracing::debug!(
+                                partition = p.partition,
+                                requested = p.leader_epoch,
+                                ?answer,
+                                high_watermark,
+                                latest = ?history.last(),
+                                "offset for leader epoch"
+                            );
+                            Ok(answer)
                         });
                     match answer {
                         Ok((epoch, end)) => base.with_leader_epoch(epoch).with_end_offset(end),
