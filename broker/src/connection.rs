@@ -10,10 +10,11 @@
 //! connection after the responses before it have been sent, which is what Kafka does;
 //! nothing a client sends can affect any other connection.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use strand_protocol::codec::decode_request;
 use strand_protocol::frame::take_frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -108,8 +109,8 @@ async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Pend
             },
         };
         match outcome {
-            Outcome::Reply(bytes) => {
-                if socket.write_all(&bytes).await.is_err() {
+            Outcome::Reply(frame) => {
+                if write_frame(&mut socket, frame.parts()).await.is_err() {
                     return;
                 }
             }
@@ -117,6 +118,42 @@ async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Pend
             Outcome::Close => {
                 let _ = socket.shutdown().await;
                 return;
+            }
+        }
+    }
+}
+
+/// Writes the parts of a frame with as few system calls as the socket allows.
+async fn write_frame(socket: &mut OwnedWriteHalf, parts: &[Bytes]) -> std::io::Result<()> {
+    if let [one] = parts {
+        return socket.write_all(one).await;
+    }
+    let (mut index, mut offset) = (0, 0);
+    loop {
+        while index < parts.len() && parts[index].len() == offset {
+            index += 1;
+            offset = 0;
+        }
+        if index == parts.len() {
+            return Ok(());
+        }
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&parts[index][offset..])
+            .chain(parts[index + 1..].iter().map(|p| &p[..]))
+            .take(64)
+            .map(IoSlice::new)
+            .collect();
+        let mut written = socket.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        // Move past what was written: whole parts, then into the next one.
+        while written > 0 {
+            let step = written.min(parts[index].len() - offset);
+            written -= step;
+            offset += step;
+            if offset == parts[index].len() {
+                index += 1;
+                offset = 0;
             }
         }
     }

@@ -6,12 +6,19 @@
 //! so the client can retry with a version we share. Every other failure tells the caller to
 //! close the connection, which is what Kafka does with requests it cannot read.
 
+use std::ops::Range;
+
+use bytes::buf::UninitSlice;
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::messages::{
+    ApiKey, FetchResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
+use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::ResponseError;
 
 use crate::api_versions;
+use crate::frame::OutFrame;
 
 /// A decoded request.
 #[derive(Debug)]
@@ -47,7 +54,7 @@ pub enum DecodeError {
 impl DecodeError {
     /// The frame to send back before closing, if Kafka defines one for this failure: only an
     /// ApiVersions request of an unknown version gets an answer (the KIP-511 fallback).
-    pub fn reply(&self) -> Option<BytesMut> {
+    pub fn reply(&self) -> Option<OutFrame> {
         match self {
             DecodeError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
@@ -118,24 +125,136 @@ pub fn encode_response(
     api_key: ApiKey,
     version: i16,
     body: &ResponseKind,
-) -> Result<BytesMut, EncodeError> {
-    // A fetch response carries megabytes of records: size its buffer once rather than
-    // growing it by doubling, each step a fresh allocation to fault in and copy over.
-    let body_size = match body {
-        ResponseKind::Fetch(fetch) => fetch.compute_size(version).unwrap_or(0),
-        _ => 0,
-    };
-    let mut out = BytesMut::with_capacity(256 + body_size);
+) -> Result<OutFrame, EncodeError> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = api_key.response_header_version(version);
+    if let ResponseKind::Fetch(fetch) = body {
+        return encode_fetch(&header, header_version, fetch, version)
+            .map_err(|e| EncodeError(format!("{api_key:?} v{version}: {e:#}")));
+    }
+    let mut out = BytesMut::with_capacity(256);
     out.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut out, api_key.response_header_version(version))
+    header
+        .encode(&mut out, header_version)
         .map_err(|e| EncodeError(format!("{api_key:?} v{version} header: {e:#}")))?;
     body.encode(&mut out, version)
         .map_err(|e| EncodeError(format!("{api_key:?} v{version} body: {e:#}")))?;
     let size = (out.len() - 4) as i32;
     out[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(out)
+    Ok(out.into())
+}
+
+/// Record sets at least this large go out by reference rather than copied.
+const SHARED_RECORDS_MIN: usize = 16 * 1024;
+
+/// A fetch response carries megabytes of records. They go out as parts of the frame of
+/// their own, shared with the buffers they were read into; the fields between them go
+/// into one buffer, sized in advance.
+fn encode_fetch(
+    header: &ResponseHeader,
+    header_version: i16,
+    fetch: &FetchResponse,
+    version: i16,
+) -> anyhow::Result<OutFrame> {
+    let size = header.compute_size(header_version)? + fetch.compute_size(version)?;
+    let prefix = i32::try_from(size)
+        .map_err(|_| anyhow::anyhow!("a response of {size} bytes does not fit a frame"))?;
+    let shared: Vec<Bytes> = fetch
+        .responses
+        .iter()
+        .flat_map(|topic| &topic.partitions)
+        .filter_map(|partition| partition.records.clone())
+        .filter(|records| records.len() >= SHARED_RECORDS_MIN)
+        .collect();
+    let shared_len: usize = shared.iter().map(Bytes::len).sum();
+    let mut out = SharingWriter {
+        parts: Vec::with_capacity(2 * shared.len() + 1),
+        sent: 0,
+        current: BytesMut::with_capacity(4 + size - shared_len),
+        shared,
+    };
+    out.current.put_i32(prefix);
+    header.encode(&mut out, header_version)?;
+    fetch.encode(&mut out, version)?;
+    let frame = out.finish();
+    anyhow::ensure!(
+        frame.len() == 4 + size,
+        "encoded {} bytes where {} were computed",
+        frame.len(),
+        4 + size
+    );
+    Ok(frame)
+}
+
+/// The buffer a fetch response is encoded into: writes go to `current`, except a slice
+/// that is one of the `shared` record sets, which closes `current` as a part and becomes
+/// a part itself, by reference. The encoder hands the records over as the very slice of
+/// the `Bytes` it holds, so comparing address and length finds them.
+struct SharingWriter {
+    parts: Vec<Bytes>,
+    /// The bytes in `parts`.
+    sent: usize,
+    current: BytesMut,
+    shared: Vec<Bytes>,
+}
+
+impl SharingWriter {
+    fn finish(mut self) -> OutFrame {
+        if !self.current.is_empty() {
+            self.parts.push(self.current.freeze());
+        }
+        self.parts.into()
+    }
+}
+
+// SAFETY: every method delegates to `current`, a `BytesMut`; `put_slice` only chooses
+// between extending `current` and appending a whole part.
+unsafe impl BufMut for SharingWriter {
+    fn remaining_mut(&self) -> usize {
+        self.current.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: the caller's promise about `chunk_mut` of `current` carries over.
+        unsafe { self.current.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut UninitSlice {
+        self.current.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        let shared = self
+            .shared
+            .iter()
+            .position(|r| r.as_ptr() == src.as_ptr() && r.len() == src.len());
+        match shared {
+            Some(i) => {
+                let records = self.shared.swap_remove(i);
+                let fields = self.current.split().freeze();
+                self.sent += fields.len() + records.len();
+                self.parts.push(fields);
+                self.parts.push(records);
+            }
+            None => self.current.extend_from_slice(src),
+        }
+    }
+}
+
+/// Offsets are of the whole frame; the encoder only revisits bytes it has just written
+/// (Fetch does not at all), which are still in `current`.
+impl ByteBufMut for SharingWriter {
+    fn offset(&self) -> usize {
+        self.sent + self.current.len()
+    }
+
+    fn seek(&mut self, offset: usize) {
+        self.current.seek(offset - self.sent);
+    }
+
+    fn range(&mut self, r: Range<usize>) -> &mut [u8] {
+        self.current.range(r.start - self.sent..r.end - self.sent)
+    }
 }
 
 /// A response that cannot be encoded in the requested version: a bug in a handler (it set a
@@ -146,7 +265,7 @@ pub struct EncodeError(String);
 
 /// The KIP-511 answer to an ApiVersions request of a version we do not know: response header
 /// v0, a v0 body, error UNSUPPORTED_VERSION and our supported ranges.
-pub fn api_versions_fallback(correlation_id: i32) -> BytesMut {
+pub fn api_versions_fallback(correlation_id: i32) -> OutFrame {
     let body = ResponseKind::ApiVersions(api_versions::api_versions_response(
         ResponseError::UnsupportedVersion.code(),
     ));
@@ -185,6 +304,61 @@ mod tests {
         assert!(matches!(req.body, RequestKind::Metadata(_)));
     }
 
+    /// Big record sets go out as parts of their own, by reference, small ones inline; in
+    /// order, the parts are byte for byte the frame encoded the ordinary way.
+    #[test]
+    fn fetch_records_are_shared_not_copied_and_the_frame_is_unchanged() {
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        use kafka_protocol::messages::TopicName;
+        let big = |fill: u8| Bytes::from(vec![fill; 3 * SHARED_RECORDS_MIN]);
+        let partitions = vec![
+            PartitionData::default().with_records(Some(big(1))),
+            PartitionData::default()
+                .with_partition_index(1)
+                .with_records(Some(Bytes::from_static(b"small"))),
+            PartitionData::default()
+                .with_partition_index(2)
+                .with_records(Some(big(2))),
+            PartitionData::default().with_partition_index(3),
+        ];
+        let fetch =
+            FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+                .with_topic(TopicName::from(
+                    kafka_protocol::protocol::StrBytes::from_static_str("t"),
+                ))
+                .with_partitions(partitions)]);
+        for version in [4, 11, 12, 16] {
+            let body = ResponseKind::Fetch(fetch.clone());
+            let frame = encode_response(9, ApiKey::Fetch, version, &body).unwrap();
+            let mut plain = BytesMut::new();
+            plain.put_i32(0);
+            ResponseHeader::default()
+                .with_correlation_id(9)
+                .encode(&mut plain, ApiKey::Fetch.response_header_version(version))
+                .unwrap();
+            body.encode(&mut plain, version).unwrap();
+            let size = (plain.len() - 4) as i32;
+            plain[..4].copy_from_slice(&size.to_be_bytes());
+            assert_eq!(frame.to_bytes(), plain.freeze(), "v{version}");
+            let records = &fetch.responses[0].partitions[0].records;
+            let shared: Vec<&Bytes> = frame
+                .parts()
+                .iter()
+                .filter(|p| p.len() == 3 * SHARED_RECORDS_MIN)
+                .collect();
+            assert_eq!(
+                shared.len(),
+                2,
+                "v{version}: both big record sets are parts"
+            );
+            assert_eq!(
+                shared[0].as_ptr(),
+                records.as_ref().unwrap().as_ptr(),
+                "v{version}: by reference"
+            );
+        }
+    }
+
     #[test]
     fn too_new_api_versions_gets_a_v0_fallback_with_error_35() {
         // A future ApiVersions v99 with a body we cannot read.
@@ -192,7 +366,7 @@ mod tests {
         let mut frame = BytesMut::from(&frame[..]);
         frame[2..4].copy_from_slice(&99i16.to_be_bytes());
         let err = decode_request(frame.freeze()).unwrap_err();
-        let mut reply = err.reply().expect("ApiVersions fallback").freeze();
+        let mut reply = err.reply().expect("ApiVersions fallback").to_bytes();
         let size = i32::from_be_bytes(reply[..4].try_into().unwrap());
         assert_eq!(size as usize, reply.len() - 4);
         // Response header v0: just the correlation id, no tagged fields.

@@ -40,6 +40,58 @@ pub fn take_frame(buf: &mut BytesMut, max_size: usize) -> Result<Option<Bytes>, 
     Ok(Some(buf.split_to(size).freeze()))
 }
 
+/// A frame to send: its bytes in order, in one or more parts. The records of a fetch
+/// response are parts of their own, shared with the buffers they were read into rather
+/// than copied into the frame (see [`crate::codec::encode_response`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OutFrame {
+    parts: Vec<Bytes>,
+}
+
+impl OutFrame {
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
+    /// The frame's size, its size prefix included.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frame in one buffer (a copy when it has several parts).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.parts.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            parts => {
+                let mut all = BytesMut::with_capacity(self.len());
+                for part in parts {
+                    all.extend_from_slice(part);
+                }
+                all.freeze()
+            }
+        }
+    }
+}
+
+impl From<BytesMut> for OutFrame {
+    fn from(frame: BytesMut) -> OutFrame {
+        OutFrame {
+            parts: vec![frame.freeze()],
+        }
+    }
+}
+
+impl From<Vec<Bytes>> for OutFrame {
+    fn from(parts: Vec<Bytes>) -> OutFrame {
+        OutFrame { parts }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,9 +25,9 @@ mod unregister_broker;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use strand_protocol::codec::{encode_response, Request};
+use strand_protocol::frame::OutFrame;
 use tokio::task::JoinHandle;
 
 use crate::Broker;
@@ -35,7 +35,7 @@ use crate::Broker;
 /// What the connection does after a request.
 pub enum Outcome {
     /// Send this frame.
-    Reply(BytesMut),
+    Reply(OutFrame),
     /// Send nothing (produce with acks=0).
     NoReply,
     /// Close the connection (unreadable input, or an acks=0 produce that failed).
