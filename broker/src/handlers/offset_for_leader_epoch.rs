@@ -1,8 +1,16 @@
-//! OffsetForLeaderEpoch (KIP-101/320): where a leader epoch ended, so a consumer or client
-//! that saw records of that epoch can tell whether its position is still on the log.
+//! OffsetForLeaderEpoch (KIP-101/320): where a leader epoch ended, so a consumer that saw
+//! records of that epoch can tell whether its position is still on the log.
 //!
-//! Strand's leader epoch is the Raft term, and committed records are never truncated, so a
-//! client's position is always valid; the answers follow Kafka's rule exactly anyway.
+//! Strand's leader epoch is the Raft term, and committed records are never truncated: a
+//! consumer only ever reads committed records, so its position is always on the log. Every
+//! known epoch is therefore answered with the log end, where Kafka answers an older epoch
+//! with the first offset of the next one. The answer only decides whether the consumer
+//! detects a truncation, and there is none to detect; Kafka's rule would let librdkafka
+//! (2.12) invent one: it compares an answer with a position that may have moved on while
+//! the request was in flight (leader changes re-validate), finds the epoch ending before
+//! it, and seeks back to that end, discarding the records it had fetched but not yet
+//! handed to the application, below the seek as well. The Jepsen harness saw consumers
+//! skip records that way (`jepsen/`, poll-skip).
 
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
@@ -13,30 +21,25 @@ use kafka_protocol::ResponseError;
 use super::details::check_leader_epoch;
 use crate::Broker;
 
-/// Kafka's answer for `requested`, given the epoch history (`(epoch, first offset)`, oldest
-/// first) and the log end offset: the largest epoch not above `requested`, and the first
-/// offset of the next epoch (or the log end, for the latest). An epoch newer than any
-/// known gets `(-1, -1)`; one older than all gets itself and the first epoch's start.
+/// The answer for `requested`, given the epoch history (`(epoch, first offset)`, oldest
+/// first) and the log end offset: the largest epoch not above `requested`, ending at the
+/// log end (see the module documentation). An epoch newer than any known gets `(-1, -1)`;
+/// one older than all gets itself and the first epoch's start, as in Kafka: its records
+/// are gone, and the consumer should move to what is left.
 pub fn epoch_end_offset(history: &[(u32, i64)], requested: i32, log_end: i64) -> (i32, i64) {
     let Some(&(latest, _)) = history.last() else {
         return (-1, -1);
     };
-    if requested < 0 {
+    if requested < 0 || requested as i64 > latest as i64 {
         return (-1, -1);
     }
-    if requested as i64 == latest as i64 {
-        return (requested, log_end);
-    }
-    let Some(higher) = history.iter().find(|(e, _)| *e as i64 > requested as i64) else {
-        return (-1, -1);
-    };
     match history
         .iter()
         .rev()
         .find(|(e, _)| *e as i64 <= requested as i64)
     {
-        Some(&(lower, _)) => (lower as i32, higher.1),
-        None => (requested, higher.1),
+        Some(&(lower, _)) => (lower as i32, log_end),
+        None => (requested, history[0].1),
     }
 }
 
@@ -102,7 +105,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn answers_follow_kafkas_rule() {
+    fn every_known_epoch_ends_at_the_log_end() {
         // Epoch 1 wrote 0..10, epoch 3 wrote 10..25, epoch 4 is current, log end 30.
         let history = [(1, 0), (3, 10), (4, 25)];
         assert_eq!(
@@ -110,10 +113,12 @@ mod tests {
             (4, 30),
             "the current epoch ends at the log end"
         );
-        assert_eq!(epoch_end_offset(&history, 3, 30), (3, 25));
+        // Kafka would answer (3, 25) and (1, 10): a consumer whose position had moved past
+        // those while its request was in flight would take them for a truncation.
+        assert_eq!(epoch_end_offset(&history, 3, 30), (3, 30));
         assert_eq!(
             epoch_end_offset(&history, 2, 30),
-            (1, 10),
+            (1, 30),
             "an unknown epoch answers for the one before"
         );
         assert_eq!(
