@@ -21,6 +21,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
@@ -120,15 +121,19 @@ impl RunOptions {
 pub struct History {
     out: Mutex<(BufWriter<File>, u64)>,
     start: Instant,
+    /// The consumers' own account, beside the history and on its clock.
+    clients: ClientLog,
 }
 
 impl History {
     fn create(path: &std::path::Path) -> anyhow::Result<History> {
         let file =
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let start = Instant::now();
         Ok(History {
             out: Mutex::new((BufWriter::new(file), 0)),
-            start: Instant::now(),
+            start,
+            clients: ClientLog::create(&path.with_file_name("clients.log"), start)?,
         })
     }
 
@@ -147,7 +152,38 @@ impl History {
     }
 
     fn finish(&self) -> anyhow::Result<()> {
+        self.clients.flush()?;
         Ok(self.out.lock().expect("history lock").0.flush()?)
+    }
+}
+
+/// What the consumers saw besides records (`clients.log`): the errors their polls return
+/// and librdkafka's warnings, such as an offset reset, each line with the history's time
+/// (ns) and the process, so that an anomaly in the history can be traced to its cause.
+#[derive(Clone)]
+pub struct ClientLog {
+    out: Arc<Mutex<BufWriter<File>>>,
+    start: Instant,
+}
+
+impl ClientLog {
+    fn create(path: &std::path::Path, start: Instant) -> anyhow::Result<ClientLog> {
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(ClientLog {
+            out: Arc::new(Mutex::new(BufWriter::new(file))),
+            start,
+        })
+    }
+
+    fn note(&self, process: &Value, what: &str) {
+        let time = self.start.elapsed().as_nanos();
+        let mut out = self.out.lock().expect("client log lock");
+        let _ = writeln!(out, "{time} {process} {what}");
+    }
+
+    fn flush(&self) -> anyhow::Result<()> {
+        Ok(self.out.lock().expect("client log lock").flush()?)
     }
 }
 
@@ -168,30 +204,55 @@ fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
         .create()?)
 }
 
-/// Counts the rebalances of a consumer, so that a poll operation can end at one.
-#[derive(Default)]
-pub struct Rebalances(AtomicU64);
+/// A consumer's context: counts its rebalances, so that a poll operation can end at one,
+/// and writes to the client log what librdkafka warns of (an offset reset is a warning)
+/// and every seek (validating its position after a leader change, librdkafka moves it
+/// without a warning when the new leader's log ends before it).
+pub struct ConsumerEvents {
+    rebalances: AtomicU64,
+    process: Value,
+    log: ClientLog,
+}
 
-impl ClientContext for Rebalances {}
-
-impl ConsumerContext for Rebalances {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+impl ConsumerEvents {
+    fn new(process: Value, log: &ClientLog) -> ConsumerEvents {
+        ConsumerEvents {
+            rebalances: AtomicU64::new(0),
+            process,
+            log: log.clone(),
+        }
     }
 }
 
-type Reader = BaseConsumer<Rebalances>;
+impl ClientContext for ConsumerEvents {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if (level as i32) <= RDKafkaLogLevel::Warning as i32 || log_message.starts_with("Seek ") {
+            self.log
+                .note(&self.process, &format!("{level:?} {fac} {log_message}"));
+        }
+    }
+}
+
+impl ConsumerContext for ConsumerEvents {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type Reader = BaseConsumer<ConsumerEvents>;
 
 /// A message read but not yet recorded: partition, offset, value.
 type Carried = Option<(i32, i64, i64)>;
 
 /// A consumer assigned to every key from the start.
-fn consumer(bootstrap: &str, keys: i32) -> anyhow::Result<Reader> {
+fn consumer(bootstrap: &str, keys: i32, events: ConsumerEvents) -> anyhow::Result<Reader> {
     let consumer: Reader = client_config(bootstrap)
         .set("group.id", "jepsen")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .create_with_context(Rebalances::default())?;
+        .set("debug", "topic")
+        .set_log_level(RDKafkaLogLevel::Debug)
+        .create_with_context(events)?;
     let mut assignment = TopicPartitionList::new();
     for key in 0..keys {
         assignment.add_partition_offset(TOPIC, key, Offset::Beginning)?;
@@ -202,7 +263,7 @@ fn consumer(bootstrap: &str, keys: i32) -> anyhow::Result<Reader> {
 
 /// A member of the consumer group `jepsen-subscribe`, reading from the committed offsets
 /// (from the start when there are none) of whatever the group assigns it.
-fn subscriber(bootstrap: &str) -> anyhow::Result<Reader> {
+fn subscriber(bootstrap: &str, events: ConsumerEvents) -> anyhow::Result<Reader> {
     let consumer: Reader = client_config(bootstrap)
         .set("group.id", "jepsen-subscribe")
         .set("enable.auto.commit", "false")
@@ -210,7 +271,9 @@ fn subscriber(bootstrap: &str) -> anyhow::Result<Reader> {
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
         .set("enable.partition.eof", "false")
-        .create_with_context(Rebalances::default())?;
+        .set("debug", "topic")
+        .set_log_level(RDKafkaLogLevel::Debug)
+        .create_with_context(events)?;
     consumer.subscribe(&[TOPIC])?;
     Ok(consumer)
 }
@@ -236,7 +299,7 @@ fn abandon(member: Reader) {
 /// is carried into the next operation.
 fn poll_once(consumer: &Reader, window: Duration, carried: &mut Carried) -> Result<Value, String> {
     let deadline = Instant::now() + window;
-    let rebalances = || consumer.context().0.load(Ordering::Relaxed);
+    let rebalances = || consumer.context().rebalances.load(Ordering::Relaxed);
     let started = rebalances();
     let mut reads: BTreeMap<i32, Vec<Value>> = BTreeMap::new();
     if let Some((partition, offset, value)) = carried.take() {
@@ -263,7 +326,12 @@ fn poll_once(consumer: &Reader, window: Duration, carried: &mut Carried) -> Resu
                     .or_default()
                     .push(json!([m.offset(), value]));
             }
-            Some(Err(_)) => {}
+            Some(Err(e)) => {
+                let events = consumer.context();
+                events
+                    .log
+                    .note(&events.process, &format!("poll error: {e}"));
+            }
         }
     }
     let reads: Vec<Value> = reads.into_iter().map(|(k, r)| json!([k, r])).collect();
@@ -287,11 +355,15 @@ fn worker(
     let consumer = if member {
         let keys: Vec<i32> = (0..options.keys).collect();
         history.log(json!(id), "invoke", "subscribe", json!(keys), None);
-        let consumer = subscriber(bootstrap)?;
+        let consumer = subscriber(bootstrap, ConsumerEvents::new(json!(id), &history.clients))?;
         history.log(json!(id), "ok", "subscribe", json!(keys), None);
         consumer
     } else {
-        consumer(bootstrap, options.keys)?
+        consumer(
+            bootstrap,
+            options.keys,
+            ConsumerEvents::new(json!(id), &history.clients),
+        )?
     };
     let pause = Duration::from_secs_f64(options.workers as f64 / options.rate);
     while !stop.load(Ordering::Relaxed) {
@@ -517,7 +589,11 @@ fn nemesis(
 /// fresh process, so that every acknowledged value has had its chance to be seen.
 fn final_reads(options: &RunOptions, bootstrap: &str, history: &History) -> anyhow::Result<()> {
     let process = json!(1_000_000u64);
-    let consumer = consumer(bootstrap, options.keys)?;
+    let consumer = consumer(
+        bootstrap,
+        options.keys,
+        ConsumerEvents::new(process.clone(), &history.clients),
+    )?;
     let mut carried: Carried = None;
     let mut ends = BTreeMap::new();
     for key in 0..options.keys {
