@@ -362,7 +362,8 @@ pub async fn register_broker(node: &RaftNode, info: BrokerInfo) -> Result<(), To
     Ok(())
 }
 
-/// Keeps local partition replicas in line with the metadata, for as long as the node runs.
+/// Keeps local partition replicas in line with the metadata, for as long as the node runs:
+/// at every change, and every few seconds for copies waiting to be let go.
 pub async fn reconcile_loop(node: Arc<RaftNode>) {
     let mut metadata = node.controller().watch_metadata();
     loop {
@@ -372,11 +373,15 @@ pub async fn reconcile_loop(node: Arc<RaftNode>) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        if metadata.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = metadata.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(RECONCILE_AGAIN) => {}
         }
     }
 }
+
+/// How often replicas are reconciled without a metadata change.
+const RECONCILE_AGAIN: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

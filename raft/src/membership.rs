@@ -143,7 +143,36 @@ pub(crate) async fn move_loop(node: Weak<RaftNode>) {
         tokio::time::sleep(MOVE_CHECK).await;
         let Some(node) = node.upgrade() else { return };
         let metadata = node.controller.metadata();
-        for (&group, target) in &metadata.reassignments {
+        let mut moves: Vec<(GroupId, Vec<NodeId>, bool)> = metadata
+            .reassignments
+            .iter()
+            .map(|(group, target)| (*group, target.clone(), true))
+            .collect();
+        // Voters that differ from the replicas with no move under way: a move cancelled
+        // or retargeted after it changed the voters. Put the listed replicas back.
+        for topic in metadata.topics.values() {
+            for p in &topic.partitions {
+                if metadata.reassignments.contains_key(&p.group) {
+                    continue;
+                }
+                let Some(partition) = node.partition(p.group) else {
+                    continue;
+                };
+                let listed: BTreeSet<NodeId> = p.replicas.iter().copied().collect();
+                let voters: BTreeSet<NodeId> = partition
+                    .replica
+                    .metrics
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .collect();
+                if voters != listed {
+                    moves.push((p.group, p.replicas.clone(), false));
+                }
+            }
+        }
+        for (group, target, record) in moves {
             let Some(partition) = node.partition(group) else {
                 continue;
             };
@@ -157,9 +186,9 @@ pub(crate) async fn move_loop(node: Weak<RaftNode>) {
                 .iter()
                 .filter_map(|id| metadata.brokers.get(id).map(|b| (*id, b.raft_addr.clone())))
                 .collect();
-            let (node, target) = (node.clone(), target.clone());
+            let node = node.clone();
             tokio::spawn(async move {
-                if let Err(e) = move_partition(&node, group, &target, &addrs).await {
+                if let Err(e) = move_partition(&node, group, &target, &addrs, record).await {
                     tracing::warn!(group, error = %e, "moving the partition; will retry");
                 }
                 node.moves.0.lock().expect("moves lock").remove(&group);
@@ -168,12 +197,14 @@ pub(crate) async fn move_loop(node: Weak<RaftNode>) {
     }
 }
 
-/// Makes `target` the voters of `group` (which this node leads) and records the move.
+/// Makes `target` the voters of `group` (which this node leads), and records the move as
+/// complete when `record` (a reassignment asked for it).
 async fn move_partition(
     node: &RaftNode,
     group: GroupId,
     target: &[NodeId],
     addrs: &BTreeMap<NodeId, String>,
+    record: bool,
 ) -> Result<(), String> {
     let partition = node.partition(group).ok_or("the partition is gone")?;
     let raft = &partition.replica.raft;
@@ -207,6 +238,10 @@ async fn move_partition(
         raft.change_membership(wanted, false)
             .await
             .map_err(|e| e.to_string())?;
+    }
+    if !record {
+        tracing::info!(group, voters = ?target, "partition voters back in line with its replicas");
+        return Ok(());
     }
     let done = Command::Controller(ControllerCommand::CompleteReassignment {
         group,

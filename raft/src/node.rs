@@ -203,7 +203,8 @@ impl RaftNode {
 
     /// Brings the set of local partition groups in line with `metadata`: opens (and on
     /// first creation initialises) every partition replicated here, and shuts down and
-    /// deletes every local partition no longer in it.
+    /// deletes every local partition no longer in it, once its leader confirms this node
+    /// no longer votes in it. Run it again from time to time: that confirmation comes later.
     pub async fn reconcile(&self, metadata: &ClusterMetadata) -> Result<(), NodeError> {
         let mut wanted = HashMap::new();
         for topic in metadata.topics.values() {
@@ -221,9 +222,15 @@ impl RaftNode {
             .copied()
             .collect();
         for group in existing {
-            if !wanted.contains_key(&group) {
-                self.remove_partition(group).await?;
+            if wanted.contains_key(&group) {
+                continue;
             }
+            // A group the metadata still has (its topic exists) may still count this node
+            // among its voters; see `peers::keeps_unlisted_copy`.
+            if metadata.partition_of_group(group).is_some() && self.keeps_unlisted_copy(group) {
+                continue;
+            }
+            self.remove_partition(group).await?;
         }
         for (group, partition) in wanted {
             if self.partition(group).is_some() {

@@ -47,6 +47,8 @@ pub struct KnownLeader {
     pub node: NodeId,
     pub term: u64,
     pub in_sync: Vec<NodeId>,
+    /// The voters, when the leader reported a committed membership.
+    pub voters: Option<Vec<NodeId>>,
 }
 
 /// Leaders reported by peers, and when each peer was last heard from.
@@ -72,6 +74,7 @@ impl LeaderTable {
                         node: from,
                         term: report.term,
                         in_sync: report.in_sync,
+                        voters: report.voters,
                     },
                 );
             }
@@ -285,6 +288,7 @@ impl RaftNode {
                     node: self.id(),
                     term: leadership.term,
                     in_sync: self.in_sync(&replica),
+                    voters: committed_voters(&replica),
                 });
             }
             if let Some(leader) = leadership.leader {
@@ -293,11 +297,40 @@ impl RaftNode {
                     node: leader,
                     term: leadership.term,
                     in_sync: Vec::new(),
+                    voters: None,
                 }));
             }
             return None;
         }
         self.leaders.get(group)
+    }
+
+    /// Whether this node should keep its copy of `group`, which the metadata no longer
+    /// places here; see [`keeps_unlisted_copy`].
+    pub(crate) fn keeps_unlisted_copy(&self, group: GroupId) -> bool {
+        let Some(replica) = self.replica(group) else {
+            return false;
+        };
+        let leadership = replica.leadership();
+        let leading = (leadership.leader == Some(self.id())).then_some(leadership.term);
+        // Not the vote's term: a node dropped from the voters stands for election again and
+        // again, each time in a new term, while its log stays where it was.
+        let applied_term = replica
+            .metrics
+            .borrow()
+            .last_applied
+            .map_or(0, |applied| applied.leader_id.term);
+        let reported = self.leaders.get(group);
+        let keep = keeps_unlisted_copy(self.id(), leading, applied_term, reported.as_ref());
+        if keep {
+            tracing::debug!(
+                group,
+                applied_term,
+                ?reported,
+                "keeping a copy the metadata no longer lists until its leader says it no longer votes"
+            );
+        }
+        keep
     }
 
     /// The voters of a group this node leads that are caught up: the leader itself, and
@@ -359,9 +392,53 @@ impl RaftNode {
                     group: replica.group,
                     term: leadership.term,
                     in_sync: self.in_sync(replica),
+                    voters: committed_voters(replica),
                 })
             })
             .collect()
+    }
+}
+
+/// The voters of `replica`'s group, if the membership naming them is committed (applied
+/// here); while a change is under way the voters may yet fall back to the previous ones.
+fn committed_voters(replica: &Replica) -> Option<Vec<NodeId>> {
+    let metrics = replica.metrics.borrow();
+    let membership = &metrics.membership_config;
+    let committed = membership.log_id().as_ref().is_none_or(|at| {
+        metrics
+            .last_applied
+            .as_ref()
+            .is_some_and(|applied| applied.index >= at.index)
+    });
+    committed.then(|| membership.membership().voter_ids().collect())
+}
+
+/// Whether node `me` keeps its copy of a group that the metadata no longer places on it.
+///
+/// The metadata and a group's voters agree but for moments: a move records its end after
+/// changing the voters. A move cancelled or retargeted in between leaves voters the
+/// metadata does not list, and should they all delete their copies the partition would be
+/// gone. So a copy is deleted only once the group's leader, in the term of the last entry
+/// applied here or a later one, reports a committed membership without this node. A node
+/// that believes it leads (in term `leading`) keeps its copy unless that report comes from
+/// a later term: a leader moves the voters back in line first (see
+/// `membership::move_loop`), and one that moved itself out may still think it leads.
+pub(crate) fn keeps_unlisted_copy(
+    me: NodeId,
+    leading: Option<u64>,
+    applied_term: u64,
+    reported: Option<&KnownLeader>,
+) -> bool {
+    let gone_in = reported.and_then(|r| match &r.voters {
+        Some(voters) if r.node != me && r.term >= applied_term && !voters.contains(&me) => {
+            Some(r.term)
+        }
+        _ => None,
+    });
+    match (gone_in, leading) {
+        (None, _) => true,
+        (Some(reported_term), Some(leading_term)) => reported_term <= leading_term,
+        (Some(_), None) => false,
     }
 }
 
@@ -442,5 +519,42 @@ async fn failover_loop(node: Weak<RaftNode>) {
                 tokio::spawn(async move { raft.trigger().elect().await });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(term: u64, voters: Option<&[NodeId]>) -> KnownLeader {
+        KnownLeader {
+            node: 9,
+            term,
+            in_sync: Vec::new(),
+            voters: voters.map(<[NodeId]>::to_vec),
+        }
+    }
+
+    #[test]
+    fn an_unlisted_copy_goes_only_once_the_leader_confirms_it_no_longer_votes() {
+        let me = 4;
+        // A move to 1, 2, 3 completed: the leader of this term says so.
+        let moved_away = report(5, Some(&[1, 2, 3]));
+        assert!(!keeps_unlisted_copy(me, None, 5, Some(&moved_away)));
+        assert!(
+            !keeps_unlisted_copy(me, None, 4, Some(&moved_away)),
+            "a later term counts too"
+        );
+        // A move cancelled after the voters changed to 4, 5, 6: still a voter, keep it.
+        let still_voting = report(5, Some(&[4, 5, 6]));
+        assert!(keeps_unlisted_copy(me, None, 5, Some(&still_voting)));
+        // A stale report, a membership still changing, or no report at all: keep it.
+        assert!(keeps_unlisted_copy(me, None, 6, Some(&moved_away)));
+        assert!(keeps_unlisted_copy(me, None, 5, Some(&report(5, None))));
+        assert!(keeps_unlisted_copy(me, None, 5, None));
+        // A leader keeps its copy (it first puts the listed replicas back as voters), unless
+        // the report comes from a leader of a later term: it moved itself out.
+        assert!(keeps_unlisted_copy(me, Some(5), 5, Some(&moved_away)));
+        assert!(!keeps_unlisted_copy(me, Some(3), 1, Some(&moved_away)));
     }
 }

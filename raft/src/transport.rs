@@ -84,6 +84,9 @@ pub struct LeaderReport {
     pub group: GroupId,
     pub term: u64,
     pub in_sync: Vec<NodeId>,
+    /// The group's voters, once the membership that names them is committed; `None`
+    /// while it changes.
+    pub voters: Option<Vec<NodeId>>,
 }
 
 /// Why a call did not get an answer.

@@ -394,6 +394,10 @@ def test_a_node_joins_and_another_leaves_while_producing(start_cluster, java, tm
         rows = [line.split() for line in described.splitlines() if "Partition:" in line]
         replicas = {r[r.index("Partition:") + 1]: r[r.index("Replicas:") + 1] for r in rows}
         assert replicas == {"0": "1,2,4", "1": "2,4,1", "2": "4,1,2"}, described
+        # Node 3 lets its copies go once each partition's leader reports it no longer votes.
+        wait_until("node 3 deletes the partitions it left", lambda: cluster.node(3).log_path
+                   .read_text(errors="replace").count("partition replica removed") >= 3,
+                   timeout=30)
 
         left = kafka_tool(java, Java.CLUSTER, "unregister", *bootstrap, "--id", "3")
         assert "Broker 3 is no longer registered" in left, left
