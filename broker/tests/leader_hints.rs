@@ -80,24 +80,35 @@ fn followers_name_the_leader_and_epochs_fence_stale_clients() {
             "fetch with epoch {asked}"
         );
     }
+    let p = epoch_end(&mut l, "hints", epoch, epoch);
+    assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, epoch, 1));
+}
+
+/// Where partition 0 of `topic` says `leader_epoch` ended, asked with `current` as the
+/// client's idea of the leader's epoch.
+fn epoch_end(
+    c: &mut common::Client,
+    topic: &str,
+    current: i32,
+    leader_epoch: i32,
+) -> offset_for_leader_epoch_response::EpochEndOffset {
     let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
         offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
-            .with_topic(name("hints"))
+            .with_topic(name(topic))
             .with_partitions(vec![
                 offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
-                    .with_current_leader_epoch(epoch)
-                    .with_leader_epoch(epoch),
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(leader_epoch),
             ]),
     ]);
-    let ResponseKind::OffsetForLeaderEpoch(r) = l.call(
+    let ResponseKind::OffsetForLeaderEpoch(mut r) = c.call(
         ApiKey::OffsetForLeaderEpoch,
         4,
         RequestKind::OffsetForLeaderEpoch(req),
     ) else {
         unreachable!()
     };
-    let p = &r.topics[0].partitions[0];
-    assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, epoch, 1));
+    r.topics.remove(0).partitions.remove(0)
 }
 
 /// The leader epoch a consumer validates after a leader change is older than the current
@@ -141,23 +152,7 @@ fn an_old_epoch_ends_at_the_log_end_after_a_leader_change() {
     let (leader, epoch) = leader_of(&mut survivor, first_epoch);
     produce(&nodes[at(&nodes, leader)]);
     let mut l = nodes[at(&nodes, leader)].try_connect().unwrap();
-    let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
-        offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
-            .with_topic(name("epochs"))
-            .with_partitions(vec![
-                offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
-                    .with_current_leader_epoch(epoch)
-                    .with_leader_epoch(first_epoch),
-            ]),
-    ]);
-    let ResponseKind::OffsetForLeaderEpoch(r) = l.call(
-        ApiKey::OffsetForLeaderEpoch,
-        4,
-        RequestKind::OffsetForLeaderEpoch(req),
-    ) else {
-        unreachable!()
-    };
-    let p = &r.topics[0].partitions[0];
+    let p = epoch_end(&mut l, "epochs", epoch, first_epoch);
     // Two records in the first epoch, one in the new: Kafka would answer offset 2.
     assert_eq!(
         (p.error_code, p.leader_epoch, p.end_offset),

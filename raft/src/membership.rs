@@ -159,14 +159,7 @@ pub(crate) async fn move_loop(node: Weak<RaftNode>) {
                     continue;
                 };
                 let listed: BTreeSet<NodeId> = p.replicas.iter().copied().collect();
-                let voters: BTreeSet<NodeId> = partition
-                    .replica
-                    .metrics
-                    .borrow()
-                    .membership_config
-                    .membership()
-                    .voter_ids()
-                    .collect();
+                let voters: BTreeSet<NodeId> = partition.replica.voters().into_iter().collect();
                 if voters != listed {
                     moves.push((p.group, p.replicas.clone(), false));
                 }

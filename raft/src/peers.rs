@@ -336,14 +336,8 @@ impl RaftNode {
     /// The voters of a group this node leads that are caught up: the leader itself, and
     /// followers heard from recently that are not far behind.
     fn in_sync(&self, replica: &Replica) -> Vec<NodeId> {
-        let voters: Vec<NodeId> = replica
-            .metrics
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
-        voters
+        replica
+            .voters()
             .into_iter()
             .filter(|id| {
                 *id == self.id()

@@ -119,6 +119,16 @@ impl Replica {
         }
     }
 
+    /// The group's voters, as this node's membership configuration lists them.
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
     /// The index of the last entry applied here (0 before any).
     pub fn last_applied_index(&self) -> u64 {
         self.metrics
