@@ -127,11 +127,10 @@ pub struct History {
 
 impl History {
     fn create(path: &std::path::Path) -> anyhow::Result<History> {
-        let file =
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let out = create_file(path)?;
         let start = Instant::now();
         Ok(History {
-            out: Mutex::new((BufWriter::new(file), 0)),
+            out: Mutex::new((out, 0)),
             start,
             clients: ClientLog::create(&path.with_file_name("clients.log"), start)?,
         })
@@ -168,10 +167,8 @@ pub struct ClientLog {
 
 impl ClientLog {
     fn create(path: &std::path::Path, start: Instant) -> anyhow::Result<ClientLog> {
-        let file =
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(ClientLog {
-            out: Arc::new(Mutex::new(BufWriter::new(file))),
+            out: Arc::new(Mutex::new(create_file(path)?)),
             start,
         })
     }
@@ -185,6 +182,11 @@ impl ClientLog {
     fn flush(&self) -> anyhow::Result<()> {
         Ok(self.out.lock().expect("client log lock").flush()?)
     }
+}
+
+fn create_file(path: &std::path::Path) -> anyhow::Result<BufWriter<File>> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(BufWriter::new(file))
 }
 
 fn client_config(bootstrap: &str) -> ClientConfig {
@@ -244,15 +246,28 @@ type Reader = BaseConsumer<ConsumerEvents>;
 /// A message read but not yet recorded: partition, offset, value.
 type Carried = Option<(i32, i64, i64)>;
 
-/// A consumer assigned to every key from the start.
-fn consumer(bootstrap: &str, keys: i32, events: ConsumerEvents) -> anyhow::Result<Reader> {
-    let consumer: Reader = client_config(bootstrap)
-        .set("group.id", "jepsen")
+/// What every consumer shares: manual commits, no end-of-partition events, and topic debug
+/// logging, from which [`ConsumerEvents`] keeps the seeks.
+fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
+    let mut config = client_config(bootstrap);
+    config
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("debug", "topic")
-        .set_log_level(RDKafkaLogLevel::Debug)
-        .create_with_context(events)?;
+        .set_log_level(RDKafkaLogLevel::Debug);
+    config
+}
+
+/// A consumer assigned to every key from the start, for `process`.
+fn consumer(
+    bootstrap: &str,
+    keys: i32,
+    process: Value,
+    history: &History,
+) -> anyhow::Result<Reader> {
+    let consumer: Reader = consumer_config(bootstrap, "jepsen")
+        .create_with_context(ConsumerEvents::new(process, &history.clients))?;
     let mut assignment = TopicPartitionList::new();
     for key in 0..keys {
         assignment.add_partition_offset(TOPIC, key, Offset::Beginning)?;
@@ -263,17 +278,12 @@ fn consumer(bootstrap: &str, keys: i32, events: ConsumerEvents) -> anyhow::Resul
 
 /// A member of the consumer group `jepsen-subscribe`, reading from the committed offsets
 /// (from the start when there are none) of whatever the group assigns it.
-fn subscriber(bootstrap: &str, events: ConsumerEvents) -> anyhow::Result<Reader> {
-    let consumer: Reader = client_config(bootstrap)
-        .set("group.id", "jepsen-subscribe")
-        .set("enable.auto.commit", "false")
+fn subscriber(bootstrap: &str, process: Value, history: &History) -> anyhow::Result<Reader> {
+    let consumer: Reader = consumer_config(bootstrap, "jepsen-subscribe")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
-        .set("enable.partition.eof", "false")
-        .set("debug", "topic")
-        .set_log_level(RDKafkaLogLevel::Debug)
-        .create_with_context(events)?;
+        .create_with_context(ConsumerEvents::new(process, &history.clients))?;
     consumer.subscribe(&[TOPIC])?;
     Ok(consumer)
 }
@@ -355,15 +365,11 @@ fn worker(
     let consumer = if member {
         let keys: Vec<i32> = (0..options.keys).collect();
         history.log(json!(id), "invoke", "subscribe", json!(keys), None);
-        let consumer = subscriber(bootstrap, ConsumerEvents::new(json!(id), &history.clients))?;
+        let consumer = subscriber(bootstrap, json!(id), history)?;
         history.log(json!(id), "ok", "subscribe", json!(keys), None);
         consumer
     } else {
-        consumer(
-            bootstrap,
-            options.keys,
-            ConsumerEvents::new(json!(id), &history.clients),
-        )?
+        consumer(bootstrap, options.keys, json!(id), history)?
     };
     let pause = Duration::from_secs_f64(options.workers as f64 / options.rate);
     while !stop.load(Ordering::Relaxed) {
@@ -589,11 +595,7 @@ fn nemesis(
 /// fresh process, so that every acknowledged value has had its chance to be seen.
 fn final_reads(options: &RunOptions, bootstrap: &str, history: &History) -> anyhow::Result<()> {
     let process = json!(1_000_000u64);
-    let consumer = consumer(
-        bootstrap,
-        options.keys,
-        ConsumerEvents::new(process.clone(), &history.clients),
-    )?;
+    let consumer = consumer(bootstrap, options.keys, process.clone(), history)?;
     let mut carried: Carried = None;
     let mut ends = BTreeMap::new();
     for key in 0..options.keys {
