@@ -23,6 +23,8 @@ from pathlib import Path
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from systems import proc_sample
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "deploy" / "local-cluster.sh"
 BOOTSTRAP = "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
@@ -41,13 +43,10 @@ class Cluster:
         return int((self.dir / f"node{n}" / "strand.pid").read_text())
 
     def cpu_seconds(self, n):
-        stat = Path(f"/proc/{self.pid(n)}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_sample(self.pid(n))["cpu_s"]
 
     def rss_mb(self, n):
-        for line in Path(f"/proc/{self.pid(n)}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        return proc_sample(self.pid(n))["rss_mb"]
 
 
 def create(name, partitions):
