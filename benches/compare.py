@@ -13,7 +13,7 @@ Workloads (issue 7):
   2. three nodes, RF 3, acks=all, 1 KiB records, 16 partitions, flat out
   3. three nodes, RF 3, acks=all, 10,000 records/s of 1 KiB: publish and end-to-end latency
   4. three nodes, 1,000 partitions, RF 3, 1,000 records/s: latency, then idle CPU
-  5. one node: a consumer reads 200 MB (--full: 1 GB) from the start of a topic
+  5. one node: a consumer reads 200 MB (--full: 1 GB) from the start of a topic, three times
 
     python3 benches/compare.py                      # --short: about 10 s of load per run
     python3 benches/compare.py --full --kafka-perf-test
@@ -217,6 +217,9 @@ def workload_4(runner, system, name):
     return run
 
 
+CATCH_UP_READS = 3
+
+
 def workload_5(runner, system, name):
     target = runner.mode["consume_mb"] * 1_000_000
     runner.create(system, "bench", 16, 1)
@@ -224,7 +227,12 @@ def workload_5(runner, system, name):
         system, "produce", "--topic", "bench", "--partitions", 16, "--replication-factor", 1, "--acks", "1",
         "--records", target // 1024 + 1000, "--warmup", 0, *client())
     time.sleep(2)
-    result, usage = runner.produce_measured(system, "consume", "--topic", "bench", "--bytes", target)
+    # A read of a few hundred MB lasts a second or two, so one stall of the shared machine
+    # swings it by half: read it CATCH_UP_READS times, each by a new consumer, and keep the
+    # median read (its own CPU figures and series).
+    reads = sorted((runner.produce_measured(system, "consume", "--topic", "bench", "--bytes", target)
+                    for _ in range(CATCH_UP_READS)), key=lambda read: read[0]["mb_per_s"])
+    result, usage = reads[len(reads) // 2]
     metrics = {
         "consume_mb_per_s": result["mb_per_s"],
         "consume_records_per_s": result["records_per_s"],
@@ -234,7 +242,8 @@ def workload_5(runner, system, name):
         "fill_mb_per_s": fill["mb_per_s"],
         "errors": result["errors"] + fill["errors"],
     }
-    return {"metrics": metrics, "loadgen": result, "fill": fill, "usage": usage}
+    return {"metrics": metrics, "loadgen": result, "fill": fill, "usage": usage,
+            "each_read_mb_per_s": [read[0]["mb_per_s"] for read in reads]}
 
 
 RUNS = {1: workload_1, 2: workload_2, 3: workload_3, 4: workload_4, 5: workload_5}
