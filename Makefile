@@ -87,7 +87,8 @@ jepsen: build
 # The harness must catch a broker that breaks its guarantees on purpose: builds strand with
 # the unsafe-modes feature (as strand-unsafe; then the normal binary again, since both share
 # one path in the target dir) and runs `jepsen selfcheck`, once per unsafe mode and once with
-# none. Exits 0 only when every unsafe mode is caught and the control run is valid.
+# none per fault mix. Exits 0 only when every unsafe mode is caught and every control run is
+# valid.
 STRAND_UNSAFE := $(CARGO_TARGET_DIR)/release/strand-unsafe
 jepsen-selfcheck: build
 	cargo build --release --workspace --bins --features strand-broker/unsafe-modes

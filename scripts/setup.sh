@@ -14,6 +14,7 @@ command -v java >/dev/null || missing+=(default-jdk-headless)  # the Java client
 command -v mvn >/dev/null || missing+=(maven)                  # fetches kafka-clients and kafka-tools
 command -v ip >/dev/null || missing+=(iproute2)                # jepsen: network namespaces
 command -v iptables >/dev/null || missing+=(iptables)          # jepsen: partitions
+command -v fusermount3 >/dev/null || missing+=(fuse3)         # jepsen: lost un-fsynced writes
 
 if ((${#missing[@]})); then
     if ! command -v apt-get >/dev/null; then

@@ -18,6 +18,7 @@ use crate::controller;
 use crate::groups::{self, Coordinator, GroupLimits};
 use crate::metrics::Metrics;
 use crate::producers::{self, ProducerIds};
+use crate::unsafe_modes::UnsafeMode;
 use crate::Config;
 
 /// Everything a request handler needs, shared by all connections.
@@ -54,7 +55,9 @@ impl Broker {
                 )
             })?;
         let db_path = config.data_dir.join("db");
-        let store = Store::open(&StoreOptions::new(&db_path)).with_context(|| {
+        let mut store_options = StoreOptions::new(&db_path);
+        store_options.sync_wal = !config.unsafe_mode.is(UnsafeMode::SkipFsync);
+        let store = Store::open(&store_options).with_context(|| {
             format!(
                 "cannot open the data directory {}: check that it is writable and that no \
                  other strand process is using it (or pass --data-dir)",

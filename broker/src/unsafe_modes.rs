@@ -15,6 +15,9 @@ pub enum UnsafeMode {
     AckBeforeCommit,
     /// Fetch also serves batches the leader has appended but not committed.
     ReadUncommitted,
+    /// The WAL is never fsynced: a write is acknowledged once a majority has it in the
+    /// OS's page cache, so a crash of a majority that loses that cache loses it.
+    SkipFsync,
 }
 
 impl UnsafeMode {

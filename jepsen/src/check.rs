@@ -484,7 +484,7 @@ fn liveness(history: &[Op]) -> Liveness {
             } else {
                 format!("{fault}-{why}")
             };
-            let majority_down = why == "majority" && fault != "partition";
+            let majority_down = (why == "majority" || why == "all") && fault != "partition";
             open.entry(fault.to_string())
                 .or_insert((op.time, kind, !majority_down));
         } else if let Some(fault) = op.f.strip_prefix("stop-") {

@@ -1,5 +1,6 @@
 //! A cluster of `strand` processes for one test run, with the faults the nemesis injects:
-//! kill -9 and restart, pause (SIGSTOP) and resume, and network partitions.
+//! kill -9 and restart, pause (SIGSTOP) and resume, network partitions, and crashes that
+//! lose every un-fsynced write (each node's data directory is then a [`LazyFs`]).
 //!
 //! Nodes run either each in its own network namespace (see [`crate::netns`]; partitions
 //! need this) or all on 127.0.0.1 with ports of their own.
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::lazyfs::{LazyFs, LossReport};
 use crate::netns::Network;
 
 /// Where the nodes run.
@@ -26,11 +28,19 @@ pub enum Net {
 /// One node: its ports, data and the running process, if any.
 pub struct Node {
     pub id: u64,
+    /// Its place in the network: namespace `sj-n{slot}`, address 10.77.0.{slot}. The same
+    /// as the id, except for spare nodes, which take ids the cluster has not seen yet.
+    slot: u64,
     host: String,
     kafka_port: u16,
     raft_port: u16,
     dir: PathBuf,
     process: Option<Child>,
+    /// The node's data directory, when crashes may lose what it did not fsync; unmounted
+    /// once the cluster has stopped (see `Drop`).
+    disk: Option<LazyFs>,
+    /// For a node that joins a running cluster: the Raft addresses it joins through.
+    join: Option<String>,
 }
 
 pub struct Cluster {
@@ -42,6 +52,12 @@ pub struct Cluster {
     /// Dropped after the nodes have stopped (see `Drop`): a namespace lives on while a
     /// process runs in it.
     network: Option<Network>,
+    dir: PathBuf,
+    net: Net,
+    lazy_disks: bool,
+    /// Where a spare node runs, if the network has room for one.
+    spare_slot: Option<u64>,
+    next_spare_id: u64,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -49,49 +65,74 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Node {
+    /// A node not yet started, with a fresh directory under `dir`.
+    fn create(dir: &Path, id: u64, slot: u64, net: Net, lazy_disk: bool) -> anyhow::Result<Node> {
+        let node_dir = dir.join(format!("n{id}"));
+        // A fresh node: nothing of an earlier run in this directory survives.
+        if node_dir.exists() {
+            // A run that died may have left its lazy filesystem mounted.
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(node_dir.join("data"))
+                .stderr(Stdio::null())
+                .status();
+            fs::remove_dir_all(&node_dir)
+                .with_context(|| format!("cannot clear {}", node_dir.display()))?;
+        }
+        fs::create_dir_all(&node_dir)?;
+        let disk = lazy_disk
+            .then(|| LazyFs::mount(&node_dir.join("disk"), &node_dir.join("data")))
+            .transpose()?;
+        let (host, kafka_port, raft_port) = match net {
+            Net::Namespaces => (Network::address(slot), 9092, 19092),
+            Net::Loopback => ("127.0.0.1".to_string(), free_port()?, free_port()?),
+        };
+        Ok(Node {
+            id,
+            slot,
+            host,
+            kafka_port,
+            raft_port,
+            dir: node_dir,
+            process: None,
+            disk,
+            join: None,
+        })
+    }
+
     fn kafka_addr(&self) -> String {
         format!("{}:{}", self.host, self.kafka_port)
+    }
+
+    fn raft_addr(&self) -> String {
+        format!("{}:{}", self.host, self.raft_port)
     }
 }
 
 impl Cluster {
     /// Starts `size` nodes forming one cluster, each with its data and log under `dir`.
+    /// With `lazy_disks`, each node's data directory is a [`LazyFs`] (see
+    /// [`Cluster::crash_losing_unsynced`]); with `spare`, the network has room for one node
+    /// more, which joins and leaves while the test runs (see [`Cluster::add_spare`]).
     pub fn start(
         strand: &Path,
         strand_args: &[String],
         dir: &Path,
         size: usize,
         net: Net,
+        lazy_disks: bool,
+        spare: bool,
     ) -> anyhow::Result<Cluster> {
         let network = match net {
-            Net::Namespaces => Some(Network::create(size)?),
+            Net::Namespaces => Some(Network::create(size + usize::from(spare))?),
             Net::Loopback => None,
         };
-        let mut nodes = Vec::new();
-        for i in 1..=size as u64 {
-            let node_dir = dir.join(format!("n{i}"));
-            // A fresh cluster: nothing of an earlier run in this directory survives.
-            if node_dir.exists() {
-                fs::remove_dir_all(&node_dir)
-                    .with_context(|| format!("cannot clear {}", node_dir.display()))?;
-            }
-            fs::create_dir_all(&node_dir)?;
-            let (host, kafka_port, raft_port) = match net {
-                Net::Namespaces => (Network::address(i), 9092, 19092),
-                Net::Loopback => ("127.0.0.1".to_string(), free_port()?, free_port()?),
-            };
-            nodes.push(Node {
-                id: i,
-                host,
-                kafka_port,
-                raft_port,
-                dir: node_dir,
-                process: None,
-            });
-        }
+        let nodes = (1..=size as u64)
+            .map(|id| Node::create(dir, id, id, net, lazy_disks))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let initial = nodes
             .iter()
-            .map(|n| format!("{}@{}:{}", n.id, n.host, n.raft_port))
+            .map(|n| format!("{}@{}", n.id, n.raft_addr()))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = Cluster {
@@ -100,6 +141,11 @@ impl Cluster {
             initial,
             nodes,
             network,
+            dir: dir.to_path_buf(),
+            net,
+            lazy_disks,
+            spare_slot: spare.then_some(size as u64 + 1),
+            next_spare_id: size as u64 + 1,
         };
         for i in 0..size {
             cluster.spawn(i)?;
@@ -108,6 +154,41 @@ impl Cluster {
             cluster.wait_serving(i, Duration::from_secs(60))?;
         }
         Ok(cluster)
+    }
+
+    /// Starts a new node (a new id each time, in the spare slot of the network) that joins
+    /// the running cluster; returns its id. Remove it with [`Cluster::remove_spare`].
+    pub fn add_spare(&mut self) -> anyhow::Result<u64> {
+        let slot = self
+            .spare_slot
+            .context("a spare node needs the cluster started with room for one")?;
+        let join = self
+            .nodes
+            .iter()
+            .map(Node::raft_addr)
+            .collect::<Vec<_>>()
+            .join(",");
+        let id = self.next_spare_id;
+        self.next_spare_id += 1;
+        let mut node = Node::create(&self.dir, id, slot, self.net, self.lazy_disks)?;
+        node.join = Some(join);
+        self.nodes.push(node);
+        let i = self.nodes.len() - 1;
+        self.spawn(i)?;
+        self.wait_serving(i, Duration::from_secs(60))?;
+        Ok(id)
+    }
+
+    /// Stops the spare node `id` (SIGTERM) and forgets it; its directory stays, for its log.
+    pub fn remove_spare(&mut self, id: u64) -> anyhow::Result<()> {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.id == id && n.join.is_some())
+            .with_context(|| format!("no spare node {id}"))?;
+        self.stop_node(i);
+        self.nodes.remove(i);
+        Ok(())
     }
 
     pub fn bootstrap(&self) -> String {
@@ -132,7 +213,7 @@ impl Cluster {
         // `ip netns exec` execs the program, so the child's pid is strand's own.
         let mut command = if self.network.is_some() {
             let mut c = Command::new("ip");
-            c.args(["netns", "exec", &Network::namespace(node.id)])
+            c.args(["netns", "exec", &Network::namespace(node.slot)])
                 .arg(&self.strand);
             c
         } else {
@@ -141,12 +222,12 @@ impl Cluster {
         let child = command
             .args(["--node-id", &node.id.to_string()])
             .args(["--listen", &node.kafka_addr()])
-            .args([
-                "--raft-listen",
-                &format!("{}:{}", node.host, node.raft_port),
-            ])
+            .args(["--raft-listen", &node.raft_addr()])
             .args(["--metrics-listen", "off"])
-            .args(["--initial-cluster", &self.initial])
+            .args(match &node.join {
+                Some(peers) => ["--join", peers],
+                None => ["--initial-cluster", &self.initial],
+            })
             .arg("--data-dir")
             .arg(node.dir.join("data"))
             .args(&self.strand_args)
@@ -205,6 +286,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// kill -9, then the node's data loses every write it had not fsynced, as in a power
+    /// cut. Needs the cluster started with lazy disks.
+    pub fn crash_losing_unsynced(&mut self, i: usize) -> anyhow::Result<LossReport> {
+        self.kill(i)?;
+        let disk = self.nodes[i]
+            .disk
+            .as_ref()
+            .context("losing un-fsynced writes needs the cluster started with lazy disks")?;
+        Ok(disk.lose_unsynced())
+    }
+
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         self.spawn(i)?;
         self.wait_serving(i, Duration::from_secs(60))
@@ -218,24 +310,39 @@ impl Cluster {
         self.signal(i, "-CONT")
     }
 
-    /// Stops every node (resuming paused ones first).
+    /// Stops every node (resuming paused ones first), all at once.
     pub fn stop(&mut self) {
         for i in 0..self.nodes.len() {
-            let _ = self.resume(i);
-            let _ = self.signal(i, "-TERM");
+            self.terminate(i);
         }
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.process.take() {
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while Instant::now() < deadline {
-                    if let Ok(Some(_)) = child.try_wait() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
+        for i in 0..self.nodes.len() {
+            self.reap(i);
+        }
+    }
+
+    fn stop_node(&mut self, i: usize) {
+        self.terminate(i);
+        self.reap(i);
+    }
+
+    /// SIGCONT, in case it is paused, then SIGTERM.
+    fn terminate(&self, i: usize) {
+        let _ = self.resume(i);
+        let _ = self.signal(i, "-TERM");
+    }
+
+    /// Waits up to 20 s for node `i` to exit, then kills it.
+    fn reap(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].process.take() {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
                 }
-                let _ = child.kill();
-                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
             }
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -243,6 +350,9 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
+        for node in &mut self.nodes {
+            node.disk.take();
+        }
         self.network.take();
     }
 }

@@ -15,25 +15,35 @@ use strand_jepsen::{check, history, report, run};
 const USAGE: &str = "usage:
   jepsen test --strand PATH [--dir DIR] [--duration SECONDS] [--nodes 3|5] [--workers N]
               [--subscribers N] [--rate OPS_PER_S] [--keys N] [--seed N] [--net ns|loopback]
-              [--nemesis kill,pause,partition|none] [--targets one,leader,majority,ring,clients]
+              [--nemesis kill,pause,partition,lose-unsynced,membership|none]
+              [--targets one,leader,majority,ring,clients,all]
               [--fault-seconds S] [--gap-seconds S] [--min-sends N] [--min-faults N]
     --subscribers how many workers consume as members of one consumer group (subscribe,
                   committed offsets; default 4); the others assign every partition
     --net         ns (default): each node in its own network namespace (needs root);
                   loopback: all on 127.0.0.1, no partitions
+    --nemesis     lose-unsynced: kill -9, then the node's data directory (a FUSE layer
+                  over the real one) loses every write not fsynced, as in a power cut;
+                  membership: a new node joins, a replica of a random partition (the
+                  target's) moves to it, then the move is cancelled or moved back and the
+                  node unregistered and stopped
     --targets     one node, the leader of a random partition, a majority (for partitions:
                   a majority split from the rest), ring (partitions: each node hears a
-                  different majority), clients (partitions: a leader cut off from clients);
-                  each fault picks uniformly among the pairs that apply
+                  different majority), clients (partitions: a leader cut off from clients),
+                  all (kill, pause, lose-unsynced: every node at once; majority and all
+                  are not for membership); each fault picks
+                  uniformly among the pairs that apply
     --min-sends, --min-faults   fail unless at least this many sends were acknowledged and
                                 faults injected (guards against a run that tested nothing)
     --unsafe-mode MODE          pass --unsafe-mode MODE to every node (a strand built with
                                 the unsafe-modes feature; see selfcheck)
   jepsen selfcheck --strand PATH [test options]
     runs the test against a strand built with the unsafe-modes feature, once per unsafe
-    mode (ack-before-commit, read-uncommitted), and once with none as the control; exits 0
-    only if every unsafe run is found invalid and the control run valid. Defaults:
-    --nemesis partition --targets leader --duration 40 --dir store/selfcheck
+    mode, each under the faults that expose it, and once with none under the same faults
+    as the control; exits 0 only if every unsafe run is found invalid and every control
+    run valid. ack-before-commit and read-uncommitted run under the test options (default
+    --nemesis partition --targets leader --duration 40 --dir store/selfcheck);
+    skip-fsync always under --nemesis lose-unsynced --targets all
   jepsen check HISTORY.jsonl [--subscribe]
     --subscribe   consumers used subscribe (consumer groups): poll-skip and
                   nonmonotonic-poll are then reported but allowed, as in Jepsen";
@@ -99,7 +109,13 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
         seed: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs(),
-        faults: vec![Fault::Kill, Fault::Pause, Fault::Partition],
+        faults: vec![
+            Fault::Kill,
+            Fault::Pause,
+            Fault::Partition,
+            Fault::LoseUnsynced,
+            Fault::Membership,
+        ],
         targets: vec![Target::One, Target::Leader, Target::Ring, Target::Clients],
         fault_length: Duration::from_secs(4),
         fault_gap: Duration::from_secs(2),
@@ -146,9 +162,11 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
                         "kill" => Ok(Fault::Kill),
                         "pause" => Ok(Fault::Pause),
                         "partition" => Ok(Fault::Partition),
-                        other => {
-                            bail!("unknown nemesis '{other}' (kill, pause, partition or none)")
-                        }
+                        "lose-unsynced" => Ok(Fault::LoseUnsynced),
+                        "membership" => Ok(Fault::Membership),
+                        other => bail!(
+                            "unknown nemesis '{other}' (kill, pause, partition, lose-unsynced, membership or none)"
+                        ),
                     })
                     .collect::<anyhow::Result<_>>()?;
             }
@@ -161,8 +179,9 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
                         "majority" => Ok(Target::Majority),
                         "ring" => Ok(Target::Ring),
                         "clients" => Ok(Target::Clients),
+                        "all" => Ok(Target::All),
                         other => bail!(
-                            "unknown target '{other}' (one, leader, majority, ring or clients)"
+                            "unknown target '{other}' (one, leader, majority, ring, clients or all)"
                         ),
                     })
                     .collect::<anyhow::Result<_>>()?;
@@ -174,7 +193,7 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
         bail!("partitions need --net ns; with --net loopback pass --nemesis kill,pause");
     }
     if !options.faults.is_empty() && !options.can_fault() {
-        bail!("no target in --targets applies to the faults in --nemesis (ring and clients are for partitions)");
+        bail!("no target in --targets applies to the faults in --nemesis (ring and clients are for partitions only, all for everything but partitions and membership)");
     }
     if options.strand.as_os_str().is_empty() {
         bail!("--strand PATH (the strand binary) is required\n{USAGE}");
@@ -182,10 +201,20 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
     Ok((options, minimum))
 }
 
-/// The unsafe modes the self-check runs, each of which the checker must catch.
-const UNSAFE_MODES: [&str; 2] = ["ack-before-commit", "read-uncommitted"];
+/// The self-check's runs: `(unsafe mode, faults it runs under)`. A mode runs under the
+/// test options when it has no faults of its own; every fault mix has its control run
+/// ("off") before its unsafe ones.
+const SELFCHECK_RUNS: [(&str, Option<(Fault, Target)>); 5] = [
+    ("off", None),
+    ("ack-before-commit", None),
+    ("read-uncommitted", None),
+    // Only a crash of every node that loses the page cache shows a missing fsync: any
+    // node left with the data would hand it back to the others.
+    ("off", Some((Fault::LoseUnsynced, Target::All))),
+    ("skip-fsync", Some((Fault::LoseUnsynced, Target::All))),
+];
 
-/// Runs the test once per unsafe mode, and once with none (the control).
+/// Runs the test once per unsafe mode, and once with none (the control) per fault mix.
 fn selfcheck(args: &[String]) -> anyhow::Result<bool> {
     let mut all: Vec<String> = [
         "--nemesis",
@@ -202,12 +231,19 @@ fn selfcheck(args: &[String]) -> anyhow::Result<bool> {
     all.extend_from_slice(args);
     let (options, _) = test_options(&all)?;
     let mut verdicts = Vec::new();
-    for mode in std::iter::once("off").chain(UNSAFE_MODES) {
+    for (mode, faults) in SELFCHECK_RUNS {
         let mut run_options = options.clone();
         run_options.strand_args = vec!["--unsafe-mode".into(), mode.into()];
         run_options.dir = options.dir.join(mode);
+        let mut label = mode.to_string();
+        if let Some((fault, target)) = faults {
+            run_options.faults = vec![fault];
+            run_options.targets = vec![target];
+            run_options.dir = options.dir.join(format!("{mode}-{}", fault.name()));
+            label = format!("{mode} under {} {target:?}", fault.name()).to_lowercase();
+        }
         println!(
-            "jepsen selfcheck: --unsafe-mode {mode}, in {}",
+            "jepsen selfcheck: --unsafe-mode {label}, in {}",
             run_options.dir.display()
         );
         let (path, _) = run::run(&run_options)?;
@@ -218,7 +254,7 @@ fn selfcheck(args: &[String]) -> anyhow::Result<bool> {
             !report.valid
         };
         let verdict = format!(
-            "{mode}: {} ({})",
+            "{label}: {} ({})",
             match (mode == "off", expected) {
                 (true, true) => "valid, as it must be",
                 (true, false) => "INVALID: the harness flags a correct broker",

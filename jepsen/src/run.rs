@@ -28,6 +28,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
+use crate::admin::Admin;
 use crate::cluster::{Cluster, Net};
 
 const TOPIC: &str = "jepsen";
@@ -41,6 +42,12 @@ pub enum Fault {
     Pause,
     /// Nodes drop packets from other nodes (or from the clients), then the network heals.
     Partition,
+    /// kill -9, the node's data loses every write it had not fsynced, then restart (see
+    /// [`crate::lazyfs`]).
+    LoseUnsynced,
+    /// A new node joins and a replica of a random partition moves to it; then the move is
+    /// undone (cancelled, or moved back) and the node unregistered and stopped.
+    Membership,
 }
 
 /// Which nodes a fault hits.
@@ -59,20 +66,30 @@ pub enum Target {
     /// Partitions only: the leader of a random partition stops hearing from the clients,
     /// while it still hears the other nodes.
     Clients,
+    /// Every node at once (not for partitions): after a crash of all, only what each node
+    /// fsynced remains anywhere.
+    All,
 }
 
 impl Target {
     fn applies_to(self, fault: Fault) -> bool {
-        !matches!(self, Target::Ring | Target::Clients) || fault == Fault::Partition
+        match self {
+            Target::Ring | Target::Clients => fault == Fault::Partition,
+            Target::All => !matches!(fault, Fault::Partition | Fault::Membership),
+            Target::Majority => fault != Fault::Membership,
+            Target::One | Target::Leader => true,
+        }
     }
 }
 
 impl Fault {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Fault::Kill => "kill",
             Fault::Pause => "pause",
             Fault::Partition => "partition",
+            Fault::LoseUnsynced => "lose-unsynced",
+            Fault::Membership => "membership",
         }
     }
 }
@@ -439,6 +456,12 @@ fn worker(
 
 /// The node index leading partition `key`, as the cluster reports it.
 fn leader_of(client: &BaseConsumer, key: i32) -> Option<usize> {
+    let (leader, _) = replicas_of(client, key)?;
+    usize::try_from(leader).ok()?.checked_sub(1)
+}
+
+/// The leader and the replicas of partition `key`, from fresh metadata.
+fn replicas_of(client: &BaseConsumer, key: i32) -> Option<(i32, Vec<i32>)> {
     let metadata = client
         .fetch_metadata(Some(TOPIC), Duration::from_secs(5))
         .ok()?;
@@ -448,7 +471,106 @@ fn leader_of(client: &BaseConsumer, key: i32) -> Option<usize> {
         .partitions()
         .iter()
         .find(|p| p.id() == key)?;
-    usize::try_from(partition.leader()).ok()?.checked_sub(1)
+    Some((partition.leader(), partition.replicas().to_vec()))
+}
+
+/// Retries `attempt` until it succeeds or `limit` has passed (then its last error).
+fn retry<T>(limit: Duration, mut attempt: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match attempt() {
+            Ok(answer) => return Ok(answer),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+/// One membership fault (see [`Fault::Membership`]). The replica that moves is the
+/// leader's for `Target::Leader`, a random one's otherwise. The fault lasts until the
+/// partition is back on its replicas, whichever way the move was undone.
+fn membership(
+    options: &RunOptions,
+    admin: &Admin,
+    metadata_client: &BaseConsumer,
+    cluster: &Mutex<Cluster>,
+    history: &History,
+    rng: &mut StdRng,
+    target: Target,
+) -> anyhow::Result<()> {
+    let key = rng.gen_range(0..options.keys);
+    let (leader, replicas) = retry(Duration::from_secs(30), || {
+        replicas_of(metadata_client, key).context("no metadata for the partition")
+    })?;
+    let victim = match target {
+        Target::Leader if replicas.contains(&leader) => leader,
+        _ => *replicas
+            .choose(rng)
+            .context("a partition without replicas")?,
+    };
+    history.log(
+        json!("nemesis"),
+        "info",
+        "start-membership",
+        json!({"targets": [victim], "why": format!("{target:?}").to_lowercase(),
+               "partition": key, "from": replicas}),
+        None,
+    );
+    let joined = cluster.lock().expect("cluster lock").add_spare()? as i32;
+    let moved: Vec<i32> = replicas
+        .iter()
+        .map(|&r| if r == victim { joined } else { r })
+        .collect();
+    // The new node is a broker moves may use once the controller has registered it.
+    retry(Duration::from_secs(30), || {
+        admin.reassign(TOPIC, key, Some(&moved))
+    })
+    .with_context(|| format!("moving partition {key} to {moved:?}"))?;
+    // Undo it: while it is still under way (cancel it, or move the replica back at once,
+    // which retargets it), or once the fault's length has passed (move back).
+    let mut undone = *["cancel", "retarget", "move-back"]
+        .choose(rng)
+        .expect("not empty");
+    let undo_at = match undone {
+        "move-back" => options.fault_length,
+        _ => Duration::from_millis(rng.gen_range(0..300)),
+    };
+    std::thread::sleep(undo_at);
+    if undone == "cancel"
+        && !(admin.moving(TOPIC, key)? && admin.reassign(TOPIC, key, None).is_ok())
+    {
+        undone = "move-back (the move had ended)";
+    }
+    if undone != "cancel" {
+        retry(Duration::from_secs(30), || {
+            admin.reassign(TOPIC, key, Some(&replicas))
+        })
+        .with_context(|| format!("moving partition {key} back to {replicas:?}"))?;
+    }
+    let original: BTreeSet<i32> = replicas.iter().copied().collect();
+    retry(Duration::from_secs(60), || {
+        let (_, now) = replicas_of(metadata_client, key).context("no metadata")?;
+        let settled =
+            !admin.moving(TOPIC, key)? && now.iter().copied().collect::<BTreeSet<_>>() == original;
+        settled
+            .then_some(())
+            .context("the partition is not back on its replicas")
+    })
+    .with_context(|| format!("partition {key} after the move was undone ({undone})"))?;
+    retry(Duration::from_secs(30), || admin.unregister(joined))
+        .with_context(|| format!("unregistering node {joined}"))?;
+    cluster
+        .lock()
+        .expect("cluster lock")
+        .remove_spare(joined as u64)?;
+    history.log(
+        json!("nemesis"),
+        "info",
+        "stop-membership",
+        json!({"targets": [victim], "joined": joined, "to": moved, "undone": undone}),
+        None,
+    );
+    Ok(())
 }
 
 /// Who drops packets from whom during a partition: node id to the sources it no longer
@@ -509,14 +631,30 @@ fn nemesis(
             continue;
         }
         let (fault, target) = *choices.choose(&mut rng).expect("not empty");
+        if fault == Fault::Membership {
+            let admin = Admin::new(bootstrap.split(',').map(String::from).collect());
+            membership(
+                options,
+                &admin,
+                &metadata_client,
+                cluster,
+                history,
+                &mut rng,
+                target,
+            )?;
+            injected += 1;
+            continue;
+        }
         let mut grudge = Grudge::new();
         let chosen: Vec<usize> = match target {
             Target::One => vec![rng.gen_range(0..options.nodes)],
             Target::Leader | Target::Clients => {
                 let key = rng.gen_range(0..options.keys);
                 let random = rng.gen_range(0..options.nodes);
-                vec![leader_of(&metadata_client, key).unwrap_or(random)]
+                let leader = leader_of(&metadata_client, key).filter(|i| *i < options.nodes);
+                vec![leader.unwrap_or(random)]
             }
+            Target::All => (0..options.nodes).collect(),
             Target::Majority | Target::Ring => {
                 let mut all: Vec<usize> = (0..options.nodes).collect();
                 all.shuffle(&mut rng);
@@ -557,11 +695,18 @@ fn nemesis(
             detail,
             None,
         );
+        let mut lost_pages = 0;
         {
             let mut c = cluster.lock().expect("cluster lock");
             match fault {
                 Fault::Kill => chosen.iter().try_for_each(|&i| c.kill(i))?,
+                Fault::LoseUnsynced => {
+                    for &i in &chosen {
+                        lost_pages += c.crash_losing_unsynced(i)?.pages;
+                    }
+                }
                 Fault::Pause => chosen.iter().try_for_each(|&i| c.pause(i))?,
+                Fault::Membership => unreachable!("handled by membership()"),
                 Fault::Partition => {
                     let network = c.network().context("partitions need --net ns")?;
                     for (node, sources) in &grudge {
@@ -574,7 +719,10 @@ fn nemesis(
         {
             let mut c = cluster.lock().expect("cluster lock");
             match fault {
-                Fault::Kill => chosen.iter().try_for_each(|&i| c.restart(i))?,
+                Fault::Kill | Fault::LoseUnsynced => {
+                    chosen.iter().try_for_each(|&i| c.restart(i))?
+                }
+                Fault::Membership => unreachable!("handled by membership()"),
                 Fault::Pause => chosen.iter().try_for_each(|&i| c.resume(i))?,
                 Fault::Partition => c.network().context("partitions need --net ns")?.heal()?,
             }
@@ -583,7 +731,11 @@ fn nemesis(
             json!("nemesis"),
             "info",
             &format!("stop-{name}"),
-            json!({"targets": nodes}),
+            if fault == Fault::LoseUnsynced {
+                json!({"targets": nodes, "lost-unsynced-pages": lost_pages})
+            } else {
+                json!({"targets": nodes})
+            },
             None,
         );
         injected += 1;
@@ -598,19 +750,33 @@ fn final_reads(options: &RunOptions, bootstrap: &str, history: &History) -> anyh
     let consumer = consumer(bootstrap, options.keys, process.clone(), history)?;
     let mut carried: Carried = None;
     let mut ends = BTreeMap::new();
+    // Leadership may still be settling after the last fault: retry errors a while.
+    let deadline = Instant::now() + Duration::from_secs(60);
     for key in 0..options.keys {
-        // Leadership may still be settling after the last fault: retry errors a while.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let high = loop {
+        loop {
             match consumer.fetch_watermarks(TOPIC, key, Timeout::After(Duration::from_secs(10))) {
-                Ok((_, high)) => break high,
+                Ok((_, high)) => {
+                    ends.insert(key, high);
+                    break;
+                }
+                // A partition the cluster no longer serves at all (a broken broker may
+                // even have lost the topic) is not read: the checker then finds its
+                // acknowledged values unseen.
                 Err(e) if Instant::now() >= deadline => {
-                    return Err(e).context(format!("the end of partition {key}"))
+                    let error = format!("cannot find the end of partition {key}: {e}");
+                    eprintln!("jepsen: {error}");
+                    history.log(
+                        process.clone(),
+                        "info",
+                        "poll",
+                        json!([["poll"]]),
+                        Some(error),
+                    );
+                    break;
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(500)),
             }
-        };
-        ends.insert(key, high);
+        }
     }
     let mut reached: BTreeMap<i32, i64> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -645,6 +811,8 @@ pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
         &options.dir,
         options.nodes,
         options.net,
+        options.faults.contains(&Fault::LoseUnsynced),
+        options.faults.contains(&Fault::Membership),
     )?;
     let bootstrap = cluster.bootstrap();
     let admin: AdminClient<_> = client_config(&bootstrap).create()?;
@@ -704,6 +872,31 @@ pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_fault_takes_the_targets_that_mean_something_for_it() {
+        for fault in [Fault::Kill, Fault::Pause, Fault::LoseUnsynced] {
+            assert!(Target::All.applies_to(fault));
+            assert!(Target::Majority.applies_to(fault));
+            assert!(!Target::Ring.applies_to(fault));
+            assert!(Target::Leader.applies_to(fault));
+        }
+        assert!(!Target::All.applies_to(Fault::Partition));
+        assert!(Target::Clients.applies_to(Fault::Partition));
+        // A membership change moves one replica: of one node, or of the leader.
+        let membership: Vec<Target> = [
+            Target::One,
+            Target::Leader,
+            Target::Majority,
+            Target::Ring,
+            Target::Clients,
+            Target::All,
+        ]
+        .into_iter()
+        .filter(|t| t.applies_to(Fault::Membership))
+        .collect();
+        assert_eq!(membership, [Target::One, Target::Leader]);
+    }
 
     /// Who `node` hears: every node but itself and those it drops.
     fn hears(grudge: &Grudge, node: u64, n: u64) -> BTreeSet<u64> {

@@ -267,20 +267,32 @@ fn fault_windows_count_what_succeeded_inside_them_and_the_recovery() {
 
 #[test]
 fn a_killed_majority_is_a_window_the_cluster_may_stop_in() {
-    let r = run(&[
-        (json!(0), "ok", "send", send(1, 0, 10)),
-        (
-            json!("nemesis"),
-            "info",
-            "start-pause",
-            json!({"targets": [1, 2], "why": "majority"}),
-        ),
-        (json!("nemesis"), "info", "stop-pause", json!({})),
-        (json!(0), "ok", "send", send(1, 1, 11)),
-        (json!(1), "ok", "poll", poll(1, &[(0, 10), (1, 11)])),
-    ]);
-    let window = &r.liveness.windows[0];
-    assert_eq!((window.kind.as_str(), window.ok_ops), ("pause-majority", 0));
-    assert!(!window.majority_healthy);
-    assert_eq!(window.recovery_seconds, Some(1.0));
+    for (fault, why) in [
+        ("pause", "majority"),
+        ("lose-unsynced", "all"),
+        ("kill", "all"),
+    ] {
+        let r = run(&[
+            (json!(0), "ok", "send", send(1, 0, 10)),
+            (
+                json!("nemesis"),
+                "info",
+                &format!("start-{fault}"),
+                json!({"targets": [1, 2], "why": why}),
+            ),
+            (
+                json!("nemesis"),
+                "info",
+                &format!("stop-{fault}"),
+                json!({}),
+            ),
+            (json!(0), "ok", "send", send(1, 1, 11)),
+            (json!(1), "ok", "poll", poll(1, &[(0, 10), (1, 11)])),
+        ]);
+        let window = &r.liveness.windows[0];
+        assert_eq!(window.kind, format!("{fault}-{why}"));
+        assert_eq!(window.ok_ops, 0);
+        assert!(!window.majority_healthy, "{fault}-{why}");
+        assert_eq!(window.recovery_seconds, Some(1.0));
+    }
 }

@@ -257,6 +257,45 @@ impl ByteBufMut for SharingWriter {
     }
 }
 
+/// The client's side, for the tools and tests that talk to a broker: a request frame, size
+/// prefix included.
+pub fn encode_request(
+    correlation_id: i32,
+    client_id: &str,
+    api_key: ApiKey,
+    version: i16,
+    body: &RequestKind,
+) -> anyhow::Result<Bytes> {
+    let mut out = BytesMut::with_capacity(128);
+    out.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_string(
+            client_id.to_string(),
+        )))
+        .encode(&mut out, api_key.request_header_version(version))?;
+    body.encode(&mut out, version)
+        .map_err(|e| anyhow::anyhow!("cannot encode {api_key:?} v{version}: {e}"))?;
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(out.freeze())
+}
+
+/// The client's side: the correlation id and body of a response frame (without its size
+/// prefix) to a request of `api_key` v`version`.
+pub fn decode_response(
+    mut frame: Bytes,
+    api_key: ApiKey,
+    version: i16,
+) -> anyhow::Result<(i32, ResponseKind)> {
+    let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))?;
+    let body = ResponseKind::decode(api_key, &mut frame, version)
+        .map_err(|e| anyhow::anyhow!("cannot decode the {api_key:?} v{version} response: {e}"))?;
+    Ok((header.correlation_id, body))
+}
+
 /// A response that cannot be encoded in the requested version: a bug in a handler (it set a
 /// field the version cannot carry), reported rather than sent half-written.
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,9 @@ pub struct StoreOptions {
     pub memtable_budget_bytes: usize,
     /// WAL size that forces a flush of the families holding its oldest data.
     pub max_wal_bytes: u64,
+    /// Whether group commit fsyncs the WAL. Only the Jepsen self-check's skip-fsync mode
+    /// turns it off, to show that the harness notices acknowledged writes lost in a crash.
+    pub sync_wal: bool,
 }
 
 impl StoreOptions {
@@ -34,6 +37,7 @@ impl StoreOptions {
             path: path.as_ref().to_path_buf(),
             memtable_budget_bytes: 256 << 20,
             max_wal_bytes: 1 << 30,
+            sync_wal: true,
         }
     }
 }
@@ -104,7 +108,7 @@ impl Store {
         )?;
         let db = Arc::new(db);
         let stats = Arc::new(StoreStats::default());
-        let group_commit = GroupCommit::start(&db, stats.clone());
+        let group_commit = GroupCommit::start(&db, stats.clone(), options.sync_wal);
         Ok(Store {
             db,
             group_commit,

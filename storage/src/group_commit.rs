@@ -26,12 +26,14 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the flusher. It holds the database weakly, so dropping the store closes it.
-    pub(crate) fn start(db: &Arc<DB>, stats: Arc<StoreStats>) -> GroupCommit {
+    /// With `sync` false the WAL is only written out to the OS, never fsynced (see
+    /// [`crate::StoreOptions::sync_wal`]).
+    pub(crate) fn start(db: &Arc<DB>, stats: Arc<StoreStats>, sync: bool) -> GroupCommit {
         let (tx, rx) = mpsc::channel::<Waiter>();
         let db = Arc::downgrade(db);
         std::thread::Builder::new()
             .name("wal-sync".into())
-            .spawn(move || run(db, stats, rx))
+            .spawn(move || run(db, stats, rx, sync))
             .expect("spawn the WAL sync thread");
         GroupCommit { tx }
     }
@@ -56,13 +58,13 @@ impl GroupCommit {
     }
 }
 
-fn run(db: Weak<DB>, stats: Arc<StoreStats>, rx: mpsc::Receiver<Waiter>) {
+fn run(db: Weak<DB>, stats: Arc<StoreStats>, rx: mpsc::Receiver<Waiter>, sync: bool) {
     // Ends when every sender is gone, i.e. the store was dropped.
     while let Ok(first) = rx.recv() {
         let mut round = vec![first];
         round.extend(rx.try_iter());
         let result = match db.upgrade() {
-            Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
+            Some(db) => db.flush_wal(sync).map_err(|e| e.to_string()),
             None => Err("the database is closed".to_string()),
         };
         stats.wal_syncs.fetch_add(1, Ordering::Relaxed);

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use strand_protocol::codec;
 
 pub struct Node {
     pub child: Child,
@@ -187,30 +188,10 @@ impl Client {
         version: i16,
         body: &RequestKind,
     ) -> std::io::Result<ResponseKind> {
-        self.correlation += 1;
-        let mut buf = BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("version-sweep")))
-            .encode(&mut buf, key.request_header_version(version))
-            .unwrap();
-        body.encode(&mut buf, version)
-            .unwrap_or_else(|e| panic!("test bug: cannot encode {key:?} v{version}: {e}"));
-        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&buf);
-        self.stream.write_all(&frame)?;
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size)?;
-        let mut payload = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut payload)?;
-        let mut payload = Bytes::from(payload);
-        let header =
-            ResponseHeader::decode(&mut payload, key.response_header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation);
-        Ok(ResponseKind::decode(key, &mut payload, version)
-            .unwrap_or_else(|e| panic!("cannot decode {key:?} v{version} response: {e}")))
+        self.send(key, version, body);
+        let (correlation, response) = self.read_response(key, version)?;
+        assert_eq!(correlation, self.correlation);
+        Ok(response)
     }
 
     /// Like `call`, but `None` when the Kafka crate's request encoder cannot produce this
@@ -290,29 +271,23 @@ impl Client {
     /// Sends a request without waiting for its answer (pipelining).
     pub fn send(&mut self, key: ApiKey, version: i16, body: &RequestKind) {
         self.correlation += 1;
-        let mut buf = BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("integration")))
-            .encode(&mut buf, key.request_header_version(version))
-            .unwrap();
-        body.encode(&mut buf, version).unwrap();
-        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&buf);
+        let frame = codec::encode_request(self.correlation, "integration", key, version, body)
+            .unwrap_or_else(|e| panic!("test bug: {e:#}"));
         self.stream.write_all(&frame).unwrap();
     }
 
     /// Reads the next answer (of a request sent with `send`).
     pub fn receive(&mut self, key: ApiKey, version: i16) -> ResponseKind {
+        self.read_response(key, version).unwrap().1
+    }
+
+    fn read_response(&mut self, key: ApiKey, version: i16) -> std::io::Result<(i32, ResponseKind)> {
         let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).unwrap();
+        self.stream.read_exact(&mut size)?;
         let mut payload = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut payload).unwrap();
-        let mut payload = Bytes::from(payload);
-        ResponseHeader::decode(&mut payload, key.response_header_version(version)).unwrap();
-        ResponseKind::decode(key, &mut payload, version).unwrap()
+        self.stream.read_exact(&mut payload)?;
+        Ok(codec::decode_response(Bytes::from(payload), key, version)
+            .unwrap_or_else(|e| panic!("{e:#}")))
     }
 }
 
