@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use strand_protocol::codec::decode_request;
-use strand_protocol::frame::take_frame;
+use strand_protocol::frame::{check_late_length, take_frame, OutFrame, Part};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -110,7 +110,7 @@ async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Pend
         };
         match outcome {
             Outcome::Reply(frame) => {
-                if write_frame(&mut socket, frame.parts()).await.is_err() {
+                if write_frame(&mut socket, frame).await.is_err() {
                     return;
                 }
             }
@@ -123,8 +123,46 @@ async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Pend
     }
 }
 
-/// Writes the parts of a frame with as few system calls as the socket allows.
-async fn write_frame(socket: &mut OwnedWriteHalf, parts: &[Bytes]) -> std::io::Result<()> {
+/// Writes a frame: runs of ready parts with as few system calls as the socket allows, late
+/// parts a chunk at a time, each chunk read while the client takes in the ones before.
+async fn write_frame(socket: &mut OwnedWriteHalf, frame: OutFrame) -> std::io::Result<()> {
+    let mut ready: Vec<Bytes> = Vec::new();
+    for part in frame.into_parts() {
+        match part {
+            Part::Ready(bytes) => ready.push(bytes),
+            Part::Late(mut late) => {
+                write_ready(socket, &ready).await?;
+                ready.clear();
+                let promised = late.len();
+                let mut produced = 0;
+                loop {
+                    let chunk = match late.next_chunk() {
+                        Ok(Some(chunk)) => chunk,
+                        Ok(None) => break,
+                        Err(e) => return Err(cannot_finish(e)),
+                    };
+                    produced += chunk.len();
+                    if produced > promised {
+                        break;
+                    }
+                    socket.write_all(&chunk).await?;
+                }
+                check_late_length(promised, produced).map_err(cannot_finish)?;
+            }
+        }
+    }
+    write_ready(socket, &ready).await
+}
+
+/// A late part that cannot be produced leaves its frame half sent, and the connection is
+/// no use after it: logged here, closed by the caller.
+fn cannot_finish(e: std::io::Error) -> std::io::Error {
+    tracing::warn!(error = %e, "cannot finish a response; closing connection");
+    e
+}
+
+/// Writes `parts` in order, vectored.
+async fn write_ready(socket: &mut OwnedWriteHalf, parts: &[Bytes]) -> std::io::Result<()> {
     if let [one] = parts {
         return socket.write_all(one).await;
     }

@@ -6,6 +6,7 @@
 //! so the client can retry with a version we share. Every other failure tells the caller to
 //! close the connection, which is what Kafka does with requests it cannot read.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use bytes::buf::UninitSlice;
@@ -18,7 +19,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::ResponseError;
 
 use crate::api_versions;
-use crate::frame::OutFrame;
+use crate::frame::{LateBytes, OutFrame, Part};
 
 /// A decoded request.
 #[derive(Debug)]
@@ -129,8 +130,7 @@ pub fn encode_response(
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_version = api_key.response_header_version(version);
     if let ResponseKind::Fetch(fetch) = body {
-        return encode_fetch(&header, header_version, fetch, version)
-            .map_err(|e| EncodeError(format!("{api_key:?} v{version}: {e:#}")));
+        return encode_fetch_response(correlation_id, version, fetch, Vec::new());
     }
     let mut out = BytesMut::with_capacity(256);
     out.put_i32(0);
@@ -147,14 +147,43 @@ pub fn encode_response(
 /// Record sets at least this large go out by reference rather than copied.
 const SHARED_RECORDS_MIN: usize = 16 * 1024;
 
-/// A fetch response carries megabytes of records. They go out as parts of the frame of
-/// their own, shared with the buffers they were read into; the fields between them go
-/// into one buffer, sized in advance.
+/// What the records of a fetch response hold in place of records read only as the frame is
+/// written (see [`late_records`]): untouched zero pages, never resident.
+static LATE_PLACEHOLDER: [u8; LATE_RECORDS_MAX] = [0; LATE_RECORDS_MAX];
+
+/// The largest record set that can be late; a larger one is read before it is encoded.
+pub const LATE_RECORDS_MAX: usize = 64 << 20;
+
+/// A stand-in for `len` bytes of records that a [`LateBytes`] part will produce, for the
+/// response's `records` field; `None` when `len` is 0 or above [`LATE_RECORDS_MAX`]. Hand
+/// the late parts to [`encode_fetch_response`] in the order their stand-ins appear in the
+/// response.
+pub fn late_records(len: usize) -> Option<Bytes> {
+    (len > 0 && len <= LATE_RECORDS_MAX).then(|| Bytes::from_static(&LATE_PLACEHOLDER[..len]))
+}
+
+/// Encodes a fetch response frame. Its megabytes of records go out as parts of their own:
+/// shared with the buffers they were read into, or, where the response holds a
+/// [`late_records`] stand-in, the next of `late`, produced as the frame is written. The
+/// fields between them go into one buffer, sized in advance.
+pub fn encode_fetch_response(
+    correlation_id: i32,
+    version: i16,
+    fetch: &FetchResponse,
+    late: Vec<Box<dyn LateBytes>>,
+) -> Result<OutFrame, EncodeError> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = ApiKey::Fetch.response_header_version(version);
+    encode_fetch(&header, header_version, fetch, version, late)
+        .map_err(|e| EncodeError(format!("Fetch v{version}: {e:#}")))
+}
+
 fn encode_fetch(
     header: &ResponseHeader,
     header_version: i16,
     fetch: &FetchResponse,
     version: i16,
+    late: Vec<Box<dyn LateBytes>>,
 ) -> anyhow::Result<OutFrame> {
     let size = header.compute_size(header_version)? + fetch.compute_size(version)?;
     let prefix = i32::try_from(size)
@@ -164,18 +193,30 @@ fn encode_fetch(
         .iter()
         .flat_map(|topic| &topic.partitions)
         .filter_map(|partition| partition.records.clone())
-        .filter(|records| records.len() >= SHARED_RECORDS_MIN)
+        .filter(|records| records.len() >= SHARED_RECORDS_MIN && !is_late(records))
         .collect();
-    let shared_len: usize = shared.iter().map(Bytes::len).sum();
+    let apart: usize =
+        shared.iter().map(Bytes::len).sum::<usize>() + late.iter().map(|l| l.len()).sum::<usize>();
+    let late_count = late.len();
     let mut out = SharingWriter {
-        parts: Vec::with_capacity(2 * shared.len() + 1),
+        parts: Vec::with_capacity(2 * (shared.len() + late_count) + 1),
         sent: 0,
-        current: BytesMut::with_capacity(4 + size - shared_len),
+        current: BytesMut::with_capacity((4 + size).saturating_sub(apart)),
         shared,
+        late: late.into(),
+        late_mismatch: None,
     };
     out.current.put_i32(prefix);
     header.encode(&mut out, header_version)?;
     fetch.encode(&mut out, version)?;
+    if let Some((placeholder, part)) = out.late_mismatch {
+        anyhow::bail!("a late record set of {part} bytes stood for {placeholder}");
+    }
+    anyhow::ensure!(
+        out.late.is_empty(),
+        "{} of {late_count} late record sets had no stand-in",
+        out.late.len()
+    );
     let frame = out.finish();
     anyhow::ensure!(
         frame.len() == 4 + size,
@@ -186,24 +227,40 @@ fn encode_fetch(
     Ok(frame)
 }
 
+fn is_late(records: &[u8]) -> bool {
+    !records.is_empty() && records.as_ptr() == LATE_PLACEHOLDER.as_ptr()
+}
+
 /// The buffer a fetch response is encoded into: writes go to `current`, except a slice
-/// that is one of the `shared` record sets, which closes `current` as a part and becomes
-/// a part itself, by reference. The encoder hands the records over as the very slice of
-/// the `Bytes` it holds, so comparing address and length finds them.
+/// that is one of the `shared` record sets or a late stand-in, which closes `current` as a
+/// part and becomes a part itself (the shared bytes by reference, or the next late part).
+/// The encoder hands the records over as the very slice of the `Bytes` it holds, so
+/// comparing address and length finds them.
 struct SharingWriter {
-    parts: Vec<Bytes>,
+    parts: Vec<Part>,
     /// The bytes in `parts`.
     sent: usize,
     current: BytesMut,
     shared: Vec<Bytes>,
+    late: VecDeque<Box<dyn LateBytes>>,
+    /// A stand-in's length and the late part's, when they differ.
+    late_mismatch: Option<(usize, usize)>,
 }
 
 impl SharingWriter {
     fn finish(mut self) -> OutFrame {
         if !self.current.is_empty() {
-            self.parts.push(self.current.freeze());
+            self.parts.push(Part::Ready(self.current.freeze()));
         }
         self.parts.into()
+    }
+
+    /// Closes `current` as a part and appends `part` after it.
+    fn push_apart(&mut self, part: Part) {
+        let fields = self.current.split().freeze();
+        self.sent += fields.len() + part.len();
+        self.parts.push(Part::Ready(fields));
+        self.parts.push(part);
     }
 }
 
@@ -224,6 +281,18 @@ unsafe impl BufMut for SharingWriter {
     }
 
     fn put_slice(&mut self, src: &[u8]) {
+        if is_late(src) {
+            match self.late.pop_front() {
+                Some(late) => {
+                    if late.len() != src.len() {
+                        self.late_mismatch = Some((src.len(), late.len()));
+                    }
+                    self.push_apart(Part::Late(late));
+                }
+                None => self.late_mismatch = Some((src.len(), 0)),
+            }
+            return;
+        }
         let shared = self
             .shared
             .iter()
@@ -231,10 +300,7 @@ unsafe impl BufMut for SharingWriter {
         match shared {
             Some(i) => {
                 let records = self.shared.swap_remove(i);
-                let fields = self.current.split().freeze();
-                self.sent += fields.len() + records.len();
-                self.parts.push(fields);
-                self.parts.push(records);
+                self.push_apart(Part::Ready(records));
             }
             None => self.current.extend_from_slice(src),
         }
@@ -343,32 +409,55 @@ mod tests {
         assert!(matches!(req.body, RequestKind::Metadata(_)));
     }
 
-    /// Big record sets go out as parts of their own, by reference, small ones inline; in
-    /// order, the parts are byte for byte the frame encoded the ordinary way.
+    /// Records produced in chunks as the frame is written.
+    struct Chunks(Vec<Bytes>);
+
+    impl LateBytes for Chunks {
+        fn len(&self) -> usize {
+            self.0.iter().map(Bytes::len).sum()
+        }
+
+        fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+            Ok((!self.0.is_empty()).then(|| self.0.remove(0)))
+        }
+    }
+
+    /// Big record sets go out as parts of their own, by reference, small ones inline, late
+    /// ones as late parts; in order, the parts are byte for byte the frame encoded the
+    /// ordinary way.
     #[test]
-    fn fetch_records_are_shared_not_copied_and_the_frame_is_unchanged() {
+    fn fetch_records_are_shared_or_late_not_copied_and_the_frame_is_unchanged() {
         use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
         use kafka_protocol::messages::TopicName;
         let big = |fill: u8| Bytes::from(vec![fill; 3 * SHARED_RECORDS_MIN]);
-        let partitions = vec![
-            PartitionData::default().with_records(Some(big(1))),
-            PartitionData::default()
-                .with_partition_index(1)
-                .with_records(Some(Bytes::from_static(b"small"))),
-            PartitionData::default()
-                .with_partition_index(2)
-                .with_records(Some(big(2))),
-            PartitionData::default().with_partition_index(3),
-        ];
-        let fetch =
+        let late = big(3);
+        let response = |late_records: Bytes| {
+            let partitions = vec![
+                PartitionData::default().with_records(Some(big(1))),
+                PartitionData::default()
+                    .with_partition_index(1)
+                    .with_records(Some(Bytes::from_static(b"small"))),
+                PartitionData::default()
+                    .with_partition_index(2)
+                    .with_records(Some(big(2))),
+                PartitionData::default().with_partition_index(3),
+                PartitionData::default()
+                    .with_partition_index(4)
+                    .with_records(Some(late_records)),
+            ];
             FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
                 .with_topic(TopicName::from(
                     kafka_protocol::protocol::StrBytes::from_static_str("t"),
                 ))
-                .with_partitions(partitions)]);
+                .with_partitions(partitions)])
+        };
+        let expected = response(late.clone());
+        let with_stand_in = response(late_records(late.len()).unwrap());
         for version in [4, 11, 12, 16] {
-            let body = ResponseKind::Fetch(fetch.clone());
-            let frame = encode_response(9, ApiKey::Fetch, version, &body).unwrap();
+            let chunks = Chunks(vec![late.slice(..1000), late.slice(1000..)]);
+            let frame =
+                encode_fetch_response(9, version, &with_stand_in, vec![Box::new(chunks)]).unwrap();
+            let body = ResponseKind::Fetch(expected.clone());
             let mut plain = BytesMut::new();
             plain.put_i32(0);
             ResponseHeader::default()
@@ -378,24 +467,66 @@ mod tests {
             body.encode(&mut plain, version).unwrap();
             let size = (plain.len() - 4) as i32;
             plain[..4].copy_from_slice(&size.to_be_bytes());
-            assert_eq!(frame.to_bytes(), plain.freeze(), "v{version}");
-            let records = &fetch.responses[0].partitions[0].records;
-            let shared: Vec<&Bytes> = frame
+            let shared: Vec<*const u8> = frame
                 .parts()
                 .iter()
-                .filter(|p| p.len() == 3 * SHARED_RECORDS_MIN)
+                .filter_map(|p| match p {
+                    Part::Ready(b) if b.len() == 3 * SHARED_RECORDS_MIN => Some(b.as_ptr()),
+                    _ => None,
+                })
                 .collect();
+            let records = |i: usize| {
+                with_stand_in.responses[0].partitions[i]
+                    .records
+                    .as_ref()
+                    .unwrap()
+                    .as_ptr()
+            };
             assert_eq!(
-                shared.len(),
-                2,
-                "v{version}: both big record sets are parts"
+                shared,
+                [records(0), records(2)],
+                "v{version}: both big record sets are parts, by reference"
             );
-            assert_eq!(
-                shared[0].as_ptr(),
-                records.as_ref().unwrap().as_ptr(),
-                "v{version}: by reference"
-            );
+            let late_parts: Vec<usize> = frame
+                .parts()
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Late(l) => Some(l.len()),
+                    Part::Ready(_) => None,
+                })
+                .collect();
+            assert_eq!(late_parts, [late.len()], "v{version}: the late records");
+            assert_eq!(frame.into_bytes().unwrap(), plain.freeze(), "v{version}");
         }
+    }
+
+    #[test]
+    fn a_late_part_must_match_its_stand_in() {
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        let fetch =
+            FetchResponse::default()
+                .with_responses(vec![FetchableTopicResponse::default().with_partitions(
+                    vec![PartitionData::default().with_records(late_records(100))],
+                )]);
+        let short = Chunks(vec![Bytes::from_static(b"only ten b")]);
+        assert!(encode_fetch_response(1, 12, &fetch, vec![Box::new(short)]).is_err());
+        assert!(
+            encode_fetch_response(1, 12, &fetch, Vec::new()).is_err(),
+            "no late part"
+        );
+        // Promises 100 bytes, produces 10: caught when the frame is written.
+        struct Liar(Chunks);
+        impl LateBytes for Liar {
+            fn len(&self) -> usize {
+                100
+            }
+            fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+                self.0.next_chunk()
+            }
+        }
+        let liar = Liar(Chunks(vec![Bytes::from_static(b"only ten b")]));
+        let frame = encode_fetch_response(1, 12, &fetch, vec![Box::new(liar)]).unwrap();
+        assert!(frame.into_bytes().is_err());
     }
 
     #[test]
@@ -405,7 +536,11 @@ mod tests {
         let mut frame = BytesMut::from(&frame[..]);
         frame[2..4].copy_from_slice(&99i16.to_be_bytes());
         let err = decode_request(frame.freeze()).unwrap_err();
-        let mut reply = err.reply().expect("ApiVersions fallback").to_bytes();
+        let mut reply = err
+            .reply()
+            .expect("ApiVersions fallback")
+            .into_bytes()
+            .unwrap();
         let size = i32::from_be_bytes(reply[..4].try_into().unwrap());
         assert_eq!(size as usize, reply.len() - 4);
         // Response header v0: just the correlation id, no tagged fields.

@@ -40,54 +40,124 @@ pub fn take_frame(buf: &mut BytesMut, max_size: usize) -> Result<Option<Bytes>, 
     Ok(Some(buf.split_to(size).freeze()))
 }
 
+/// Bytes of a frame produced only as the frame goes out: the records of a fetch response,
+/// read from storage a chunk at a time while the chunks before them are being sent, so the
+/// client receives the first records before the last are read (what Kafka gets from
+/// sendfile). Their total length is known up front, since the frame's size prefix counts it.
+pub trait LateBytes: Send {
+    /// The bytes all chunks make together.
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The next chunk; `None` once `len` bytes have been produced.
+    fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>>;
+}
+
+/// One part of a frame: bytes at hand, or bytes produced as the part is written.
+pub enum Part {
+    Ready(Bytes),
+    Late(Box<dyn LateBytes>),
+}
+
+impl Part {
+    pub fn len(&self) -> usize {
+        match self {
+            Part::Ready(bytes) => bytes.len(),
+            Part::Late(late) => late.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Part::Ready(bytes) => write!(f, "Ready({} bytes)", bytes.len()),
+            Part::Late(late) => write!(f, "Late({} bytes)", late.len()),
+        }
+    }
+}
+
 /// A frame to send: its bytes in order, in one or more parts. The records of a fetch
 /// response are parts of their own, shared with the buffers they were read into rather
-/// than copied into the frame (see [`crate::codec::encode_response`]).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// than copied into the frame, or read only as they are sent (see
+/// [`crate::codec::encode_fetch_response`]).
+#[derive(Debug, Default)]
 pub struct OutFrame {
-    parts: Vec<Bytes>,
+    parts: Vec<Part>,
 }
 
 impl OutFrame {
-    pub fn parts(&self) -> &[Bytes] {
+    pub fn parts(&self) -> &[Part] {
         &self.parts
+    }
+
+    pub fn into_parts(self) -> Vec<Part> {
+        self.parts
     }
 
     /// The frame's size, its size prefix included.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(Bytes::len).sum()
+        self.parts.iter().map(Part::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The frame in one buffer (a copy when it has several parts).
-    pub fn to_bytes(&self) -> Bytes {
-        match self.parts.as_slice() {
-            [] => Bytes::new(),
-            [one] => one.clone(),
-            parts => {
-                let mut all = BytesMut::with_capacity(self.len());
-                for part in parts {
-                    all.extend_from_slice(part);
+    /// The whole frame in one buffer (a copy when it has several parts; late parts are
+    /// produced here).
+    pub fn into_bytes(self) -> std::io::Result<Bytes> {
+        if let [Part::Ready(one)] = self.parts.as_slice() {
+            return Ok(one.clone());
+        }
+        let mut all = BytesMut::with_capacity(self.len());
+        for part in self.parts {
+            match part {
+                Part::Ready(bytes) => all.extend_from_slice(&bytes),
+                Part::Late(mut late) => {
+                    let promised = late.len();
+                    let mut produced = 0;
+                    while let Some(chunk) = late.next_chunk()? {
+                        produced += chunk.len();
+                        all.extend_from_slice(&chunk);
+                    }
+                    check_late_length(promised, produced)?;
                 }
-                all.freeze()
             }
         }
+        Ok(all.freeze())
     }
+}
+
+/// A late part that produced other than the bytes it promised would corrupt the stream:
+/// the frame's size prefix is already out.
+pub fn check_late_length(promised: usize, produced: usize) -> std::io::Result<()> {
+    if promised == produced {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("a late frame part promised {promised} bytes and produced {produced}"),
+    ))
 }
 
 impl From<BytesMut> for OutFrame {
     fn from(frame: BytesMut) -> OutFrame {
         OutFrame {
-            parts: vec![frame.freeze()],
+            parts: vec![Part::Ready(frame.freeze())],
         }
     }
 }
 
-impl From<Vec<Bytes>> for OutFrame {
-    fn from(parts: Vec<Bytes>) -> OutFrame {
+impl From<Vec<Part>> for OutFrame {
+    fn from(parts: Vec<Part>) -> OutFrame {
         OutFrame { parts }
     }
 }

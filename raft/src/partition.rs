@@ -290,7 +290,27 @@ impl PartitionReader {
     /// Batches holding offsets from `from` up to (not including) `end`, within `max_bytes`
     /// but at least one (see [`PartitionLog::locate`]).
     pub fn read(&self, from: i64, end: i64, max_bytes: usize) -> Result<ReadBatches, StorageError> {
-        let located = self.index.locate(from, end, max_bytes)?;
+        self.read_located(&self.locate(from, end, max_bytes)?)
+    }
+
+    /// Where the batches [`PartitionReader::read`] would read are, by base offset: their
+    /// lengths, without reading them.
+    pub fn locate(
+        &self,
+        from: i64,
+        end: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<(i64, BatchLocation)>, StorageError> {
+        self.index.locate(from, end, max_bytes)
+    }
+
+    /// Reads batches found by [`PartitionReader::locate`]. Committed batches never change,
+    /// so they may be read any time after being located (unless retention removed them
+    /// meanwhile, which is an error).
+    pub fn read_located(
+        &self,
+        located: &[(i64, BatchLocation)],
+    ) -> Result<ReadBatches, StorageError> {
         let mut wanted: Vec<u64> = located.iter().map(|(_, l)| l.raft_index).collect();
         wanted.dedup();
         let entries = self.entries.get_many(&wanted)?;
@@ -299,9 +319,9 @@ impl PartitionReader {
         let total: usize = located.iter().map(|(_, l)| l.len as usize).sum();
         let mut out = BytesMut::with_capacity(total);
         let mut batches = Vec::with_capacity(located.len());
-        let mut next = wanted.iter().zip(entries.iter()).peekable();
+        let mut next = wanted.iter().zip(entries.iter());
         let mut current = None;
-        for (base_offset, location) in located {
+        for &(base_offset, location) in located {
             while current.is_none_or(|(index, _): (&u64, _)| *index != location.raft_index) {
                 current = Some(next.next().ok_or_else(|| missing(location))?);
             }

@@ -7,6 +7,11 @@
 //! `min_bytes` is available the request waits, up to `max_wait_ms`, for any of its
 //! partitions' high watermarks to move.
 //!
+//! Large record sets are only located here (their lengths are in the index) and read as
+//! the response is written, a chunk at a time ([`LateRead`]): the client receives the first
+//! megabyte while the broker reads the next, instead of waiting for the whole response to be
+//! read first.
+//!
 //! Fetch sessions (KIP-227) are not kept: every request is answered in full, with session
 //! id 0, which tells clients to keep sending full requests.
 
@@ -21,7 +26,10 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
-use strand_raft::{PartitionReplica, PartitionStatus};
+use strand_protocol::codec::late_records;
+use strand_protocol::frame::LateBytes;
+use strand_raft::{PartitionReader, PartitionReplica, PartitionStatus};
+use strand_storage::BatchLocation;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -41,11 +49,18 @@ struct Wanted {
     source: Result<(Arc<PartitionReplica>, watch::Receiver<PartitionStatus>), PartitionError>,
 }
 
-pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+/// The response, and the record sets it holds stand-ins for (see
+/// [`strand_protocol::codec::encode_fetch_response`]).
+pub async fn handle(
+    broker: &Broker,
+    request: FetchRequest,
+    version: i16,
+) -> (FetchResponse, Vec<Box<dyn LateBytes>>) {
     if request.session_id != 0 {
-        return FetchResponse::default()
+        let refused = FetchResponse::default()
             .with_error_code(ResponseError::FetchSessionIdNotFound.code())
             .with_session_id(0);
+        return (refused, Vec::new());
     }
     let read_committed = request.isolation_level == 1;
     let mut topics: Vec<(TopicName, Vec<Wanted>)> = Vec::new();
@@ -91,43 +106,54 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         n => n as usize,
     };
     loop {
-        let (responses, bytes, errors) =
-            read_once(broker, &mut topics, max_bytes, read_committed, version);
-        if bytes >= min_bytes || errors || Instant::now() >= deadline {
+        let read = read_once(broker, &mut topics, max_bytes, read_committed, version);
+        if read.bytes >= min_bytes || read.errors || Instant::now() >= deadline {
             broker
                 .metrics
                 .fetched_bytes
-                .fetch_add(bytes as u64, Relaxed);
-            return FetchResponse::default()
+                .fetch_add(read.bytes as u64, Relaxed);
+            let response = FetchResponse::default()
                 .with_session_id(0)
-                .with_responses(responses);
+                .with_responses(read.responses);
+            return (response, read.late);
         }
         wait_for_data(&mut topics, deadline).await;
     }
 }
 
-/// Reads every partition once. Returns the topic responses, the record bytes in them and
-/// whether any partition had an error (which answers at once, without waiting).
+/// One pass over every requested partition.
+struct ReadOnce {
+    responses: Vec<FetchableTopicResponse>,
+    /// The record bytes in the responses.
+    bytes: usize,
+    /// Whether any partition had an error (which answers at once, without waiting).
+    errors: bool,
+    /// The record sets to read as the response is written, in response order.
+    late: Vec<Box<dyn LateBytes>>,
+}
+
 fn read_once(
     broker: &Broker,
     topics: &mut [(TopicName, Vec<Wanted>)],
     max_bytes: usize,
     read_committed: bool,
     version: i16,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+) -> ReadOnce {
     let mut budget = max_bytes;
     let mut total = 0usize;
     let mut any_error = false;
+    let mut late = Vec::new();
     let mut responses = Vec::with_capacity(topics.len());
     for (name, wanted) in topics.iter_mut() {
         let mut partitions = Vec::with_capacity(wanted.len());
         for w in wanted.iter_mut() {
             let first_data = total == 0;
             let data = match read_partition(broker, w, budget, first_data, read_committed) {
-                Ok((data, len)) => {
-                    total += len;
-                    budget = budget.saturating_sub(len);
-                    data
+                Ok(answer) => {
+                    total += answer.len;
+                    budget = budget.saturating_sub(answer.len);
+                    late.extend(answer.late);
+                    answer.data
                 }
                 Err((error, leader)) => {
                     any_error = true;
@@ -157,10 +183,24 @@ fn read_once(
                 .with_partitions(partitions),
         );
     }
-    (responses, total, any_error)
+    ReadOnce {
+        responses,
+        bytes: total,
+        errors: any_error,
+        late,
+    }
 }
 
 type PartitionError = (ResponseError, Option<(u64, i32)>);
+
+/// One partition's answer.
+struct PartitionAnswer {
+    data: PartitionData,
+    /// The record bytes in it.
+    len: usize,
+    /// The read behind the records, if they are read as the response is written.
+    late: Option<Box<dyn LateBytes>>,
+}
 
 fn read_partition(
     broker: &Broker,
@@ -168,7 +208,7 @@ fn read_partition(
     budget: usize,
     first_data: bool,
     read_committed: bool,
-) -> Result<(PartitionData, usize), PartitionError> {
+) -> Result<PartitionAnswer, PartitionError> {
     let (replica, status) = w.source.as_mut().map_err(|e| *e)?;
     let leadership = replica.replica.leadership();
     if !leadership.serving {
@@ -199,6 +239,7 @@ fn read_partition(
         return Err((ResponseError::OffsetOutOfRange, None));
     }
     let limit = w.partition_max_bytes.min(budget);
+    let mut late: Option<Box<dyn LateBytes>> = None;
     let records = if limit == 0 && !first_data {
         Bytes::new()
     } else if w.fetch_offset >= current.high_watermark && !uncommitted.is_empty() {
@@ -211,15 +252,29 @@ fn read_partition(
         }
         buf.freeze()
     } else {
-        let read = replica
+        let located = replica
             .reader
-            .read(w.fetch_offset, current.high_watermark, limit.max(1))
+            .locate(w.fetch_offset, current.high_watermark, limit.max(1))
             .map_err(storage_error)?;
+        let len: usize = located.iter().map(|(_, l)| l.len as usize).sum();
         // Only the first partition with data may exceed the limits, by one batch.
-        if !first_data && read.first_len() > limit {
+        let too_big = located.first().is_some_and(|(_, l)| l.len as usize > limit);
+        if !first_data && too_big {
             Bytes::new()
+        } else if let Some(stand_in) = late_records(len).filter(|_| len >= LATE_READ_MIN) {
+            late = Some(Box::new(LateRead {
+                reader: replica.reader.clone(),
+                located,
+                next: 0,
+                len,
+            }));
+            stand_in
         } else {
-            read.bytes
+            replica
+                .reader
+                .read_located(&located)
+                .map_err(storage_error)?
+                .bytes
         }
     };
     let len = records.len();
@@ -231,7 +286,47 @@ fn read_partition(
         .with_aborted_transactions(read_committed.then(Vec::new))
         .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
         .with_records(Some(records));
-    Ok((data, len))
+    Ok(PartitionAnswer { data, len, late })
+}
+
+/// Record sets smaller than this are read at once: they cost little to read before the
+/// response goes out.
+const LATE_READ_MIN: usize = 256 * 1024;
+
+/// How much a late read reads at a time.
+const LATE_CHUNK: usize = 1 << 20;
+
+/// A partition's located batches, read a chunk at a time as the response is written.
+struct LateRead {
+    reader: PartitionReader,
+    located: Vec<(i64, BatchLocation)>,
+    /// The first batch not read yet.
+    next: usize,
+    len: usize,
+}
+
+impl LateBytes for LateRead {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+        if self.next == self.located.len() {
+            return Ok(None);
+        }
+        let mut end = self.next;
+        let mut bytes = 0;
+        while end < self.located.len() && (end == self.next || bytes < LATE_CHUNK) {
+            bytes += self.located[end].1.len as usize;
+            end += 1;
+        }
+        let read = self
+            .reader
+            .read_located(&self.located[self.next..end])
+            .map_err(|e| std::io::Error::other(format!("reading records to send: {e}")))?;
+        self.next = end;
+        Ok(Some(read.bytes))
+    }
 }
 
 /// Waits until any requested partition's status changes, or the deadline passes.

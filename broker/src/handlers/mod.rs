@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-use strand_protocol::codec::{encode_response, Request};
+use strand_protocol::codec::{encode_fetch_response, encode_response, EncodeError, Request};
 use strand_protocol::frame::OutFrame;
 use tokio::task::JoinHandle;
 
@@ -131,7 +131,11 @@ pub async fn start(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> 
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, r, version).await)
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::Fetch(r) => {
+            let (response, late) = fetch::handle(broker, r, version).await;
+            let frame = encode_fetch_response(correlation_id, version, &response, late);
+            return Pending::Ready(reply_or_close(frame));
+        }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, version).await)
         }
@@ -183,7 +187,11 @@ pub async fn start(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> 
 }
 
 fn encode(correlation_id: i32, api_key: ApiKey, version: i16, response: ResponseKind) -> Outcome {
-    match encode_response(correlation_id, api_key, version, &response) {
+    reply_or_close(encode_response(correlation_id, api_key, version, &response))
+}
+
+fn reply_or_close(frame: Result<OutFrame, EncodeError>) -> Outcome {
+    match frame {
         Ok(frame) => Outcome::Reply(frame),
         Err(e) => {
             tracing::error!(error = %e, "closing connection");
