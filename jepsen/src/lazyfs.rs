@@ -163,6 +163,20 @@ impl State {
         ino
     }
 
+    /// Removes `name` from `parent` on the disk with `remove` (of a file, or of a
+    /// directory) and forgets its inode.
+    fn remove(
+        &mut self,
+        parent: INodeNo,
+        name: &OsStr,
+        remove: fn(&Path) -> std::io::Result<()>,
+    ) -> Answer<()> {
+        let relative = self.child(parent, name)?;
+        remove(&self.on_disk(&relative)).map_err(io)?;
+        self.forget_path(&relative);
+        Ok(())
+    }
+
     fn forget_path(&mut self, relative: &Path) {
         if let Some(ino) = self.inodes.remove(relative) {
             self.paths.remove(&ino);
@@ -434,24 +448,12 @@ impl fuser::Filesystem for Filesystem {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut state = self.state();
-        let answer = (|| {
-            let relative = state.child(parent, name)?;
-            fs::remove_file(state.on_disk(&relative)).map_err(io)?;
-            state.forget_path(&relative);
-            Ok(())
-        })();
+        let answer = self.state().remove(parent, name, |p| fs::remove_file(p));
         reply_empty(reply, answer);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut state = self.state();
-        let answer = (|| {
-            let relative = state.child(parent, name)?;
-            fs::remove_dir(state.on_disk(&relative)).map_err(io)?;
-            state.forget_path(&relative);
-            Ok(())
-        })();
+        let answer = self.state().remove(parent, name, |p| fs::remove_dir(p));
         reply_empty(reply, answer);
     }
 
@@ -462,13 +464,20 @@ impl fuser::Filesystem for Filesystem {
         name: &OsStr,
         newparent: INodeNo,
         newname: &OsStr,
-        _flags: RenameFlags,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        // RENAME_NOREPLACE and RENAME_EXCHANGE are not modelled.
+        if !flags.is_empty() {
+            return reply.error(Errno::EINVAL);
+        }
         let mut state = self.state();
         let answer = (|| {
             let from = state.child(parent, name)?;
             let to = state.child(newparent, newname)?;
+            if from == to {
+                return Ok(());
+            }
             fs::rename(state.on_disk(&from), state.on_disk(&to)).map_err(io)?;
             // The replaced file is gone; the moved one (and, for a directory, everything
             // under it) keeps its inodes under the new path.
@@ -721,8 +730,9 @@ impl fuser::Filesystem for Filesystem {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        // Preallocation that keeps the size (RocksDB's) changes nothing a reader can see.
-        if mode & libc::FALLOC_FL_KEEP_SIZE != 0 {
+        // Preallocation that keeps the size (RocksDB's) changes nothing a reader can see;
+        // holes and zeroed ranges are not modelled (RocksDB ignores their failure).
+        if mode == libc::FALLOC_FL_KEEP_SIZE {
             return reply.ok();
         }
         if mode != 0 {

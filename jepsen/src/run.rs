@@ -536,9 +536,8 @@ fn membership(
         _ => Duration::from_millis(rng.gen_range(0..300)),
     };
     std::thread::sleep(undo_at);
-    if undone == "cancel"
-        && !(admin.moving(TOPIC, key)? && admin.reassign(TOPIC, key, None).is_ok())
-    {
+    let moving = || retry(Duration::from_secs(30), || admin.moving(TOPIC, key));
+    if undone == "cancel" && !(moving()? && admin.reassign(TOPIC, key, None).is_ok()) {
         undone = "move-back (the move had ended)";
     }
     if undone != "cancel" {
@@ -750,9 +749,11 @@ fn final_reads(options: &RunOptions, bootstrap: &str, history: &History) -> anyh
     let consumer = consumer(bootstrap, options.keys, process.clone(), history)?;
     let mut carried: Carried = None;
     let mut ends = BTreeMap::new();
-    // Leadership may still be settling after the last fault: retry errors a while.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Leadership may still be settling after the last fault: retry errors a while, two
+    // minutes in all but at least 20 s for each partition.
+    let all_deadline = Instant::now() + Duration::from_secs(120);
     for key in 0..options.keys {
+        let deadline = all_deadline.max(Instant::now() + Duration::from_secs(20));
         loop {
             match consumer.fetch_watermarks(TOPIC, key, Timeout::After(Duration::from_secs(10))) {
                 Ok((_, high)) => {

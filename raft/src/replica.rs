@@ -138,6 +138,11 @@ impl Replica {
     }
 
     /// The Raft address of `node`, a member of this group, as its membership records it.
+    /// Whether `node` is in the group's membership, as a voter or a learner.
+    pub fn has_member(&self, node: NodeId) -> bool {
+        self.member_addr(node).is_some()
+    }
+
     pub(crate) fn member_addr(&self, node: NodeId) -> Option<String> {
         self.metrics
             .borrow()

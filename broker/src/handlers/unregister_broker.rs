@@ -1,7 +1,8 @@
 //! UnregisterBroker: takes a node out of the cluster once it holds no replicas, as
 //! `kafka-cluster unregister --id N` asks. Its partitions must be moved away first
 //! (AlterPartitionReassignments); the node then leaves the controller group and can be
-//! shut down.
+//! shut down. Asking again for a node that left the broker list but not yet the controller
+//! group (the first request timed out in between) completes its removal.
 
 use kafka_protocol::messages::{UnregisterBrokerRequest, UnregisterBrokerResponse};
 use kafka_protocol::ResponseError;
@@ -27,6 +28,10 @@ pub async fn handle(broker: &Broker, request: UnregisterBrokerRequest) -> Unregi
     let command = Command::Controller(ControllerCommand::UnregisterBroker { id });
     match broker.node.propose(CONTROLLER_GROUP, command).await {
         Ok(Response::Done) => {}
+        // Unregistered, but still in the controller group: an earlier unregister timed out
+        // between its two steps. Finish it.
+        Ok(Response::Rejected(Rejection::UnknownBroker(_)))
+            if broker.node.controller().replica.has_member(id) => {}
         Ok(Response::Rejected(Rejection::UnknownBroker(_))) => {
             return answer(
                 ResponseError::BrokerIdNotRegistered,
