@@ -137,12 +137,12 @@ impl Replica {
             .map_or(0, |log_id| log_id.index)
     }
 
-    /// The Raft address of `node`, a member of this group, as its membership records it.
     /// Whether `node` is in the group's membership, as a voter or a learner.
     pub fn has_member(&self, node: NodeId) -> bool {
         self.member_addr(node).is_some()
     }
 
+    /// The Raft address of `node`, a member of this group, as its membership records it.
     pub(crate) fn member_addr(&self, node: NodeId) -> Option<String> {
         self.metrics
             .borrow()

@@ -96,10 +96,10 @@ impl RaftLog {
     ///
     /// This is the read path of Fetch, and it skips RocksDB's checksum of each value: that
     /// CRC32C over every byte read took as much of the broker's CPU in a catch-up read as
-    /// the read itself (11% each, perf), and the record
-    /// batches served carry their own CRC32C, checked when they were produced and again by
-    /// consumers (the Java client's `check.crcs`), as with Kafka, which never re-checks a
-    /// batch it sends. Raft replication and recovery read with checksums.
+    /// the read itself (11% each, perf), and the record batches served carry their own
+    /// CRC32C, checked when they were produced and again by consumers (the Java client's
+    /// `check.crcs`), as with Kafka, which never re-checks a batch it sends. Raft
+    /// replication and recovery read with checksums.
     pub fn get_many(&self, indexes: &[u64]) -> Result<Vec<Option<DBPinnableSlice<'_>>>> {
         let keys: Vec<_> = indexes
             .iter()
