@@ -127,11 +127,11 @@ pub fn encode_response(
     version: i16,
     body: &ResponseKind,
 ) -> Result<OutFrame, EncodeError> {
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let header_version = api_key.response_header_version(version);
     if let ResponseKind::Fetch(fetch) = body {
         return encode_fetch_response(correlation_id, version, fetch, Vec::new());
     }
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = api_key.response_header_version(version);
     let mut out = BytesMut::with_capacity(256);
     out.put_i32(0);
     header
@@ -172,19 +172,18 @@ pub fn encode_fetch_response(
     fetch: &FetchResponse,
     late: Vec<Box<dyn LateBytes>>,
 ) -> Result<OutFrame, EncodeError> {
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let header_version = ApiKey::Fetch.response_header_version(version);
-    encode_fetch(&header, header_version, fetch, version, late)
+    encode_fetch(correlation_id, version, fetch, late)
         .map_err(|e| EncodeError(format!("Fetch v{version}: {e:#}")))
 }
 
 fn encode_fetch(
-    header: &ResponseHeader,
-    header_version: i16,
-    fetch: &FetchResponse,
+    correlation_id: i32,
     version: i16,
+    fetch: &FetchResponse,
     late: Vec<Box<dyn LateBytes>>,
 ) -> anyhow::Result<OutFrame> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = ApiKey::Fetch.response_header_version(version);
     let size = header.compute_size(header_version)? + fetch.compute_size(version)?;
     let prefix = i32::try_from(size)
         .map_err(|_| anyhow::anyhow!("a response of {size} bytes does not fit a frame"))?;

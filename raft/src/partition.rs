@@ -240,11 +240,6 @@ pub struct ReadBatches {
 }
 
 impl ReadBatches {
-    /// The size of the first batch (0 when there is none).
-    pub fn first_len(&self) -> usize {
-        self.batches.first().map_or(0, |(_, r)| r.len())
-    }
-
     /// Each batch on its own (cheap: they share the buffer).
     pub fn iter(&self) -> impl Iterator<Item = StoredBatch> + '_ {
         self.batches.iter().map(|(base_offset, range)| StoredBatch {
