@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use strand_protocol::codec::decode_request;
-use strand_protocol::frame::{check_late_length, take_frame, OutFrame, Part};
+use strand_protocol::frame::{take_frame, LateChunks, OutFrame, Part};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -130,24 +130,12 @@ async fn write_frame(socket: &mut OwnedWriteHalf, frame: OutFrame) -> std::io::R
     for part in frame.into_parts() {
         match part {
             Part::Ready(bytes) => ready.push(bytes),
-            Part::Late(mut late) => {
+            Part::Late(late) => {
                 write_ready(socket, &ready).await?;
                 ready.clear();
-                let promised = late.len();
-                let mut produced = 0;
-                loop {
-                    let chunk = match late.next_chunk() {
-                        Ok(Some(chunk)) => chunk,
-                        Ok(None) => break,
-                        Err(e) => return Err(cannot_finish(e)),
-                    };
-                    produced += chunk.len();
-                    if produced > promised {
-                        break;
-                    }
-                    socket.write_all(&chunk).await?;
+                for chunk in LateChunks::new(late) {
+                    socket.write_all(&chunk.map_err(cannot_finish)?).await?;
                 }
-                check_late_length(promised, produced).map_err(cannot_finish)?;
             }
         }
     }

@@ -121,14 +121,10 @@ impl OutFrame {
         for part in self.parts {
             match part {
                 Part::Ready(bytes) => all.extend_from_slice(&bytes),
-                Part::Late(mut late) => {
-                    let promised = late.len();
-                    let mut produced = 0;
-                    while let Some(chunk) = late.next_chunk()? {
-                        produced += chunk.len();
-                        all.extend_from_slice(&chunk);
+                Part::Late(late) => {
+                    for chunk in LateChunks::new(late) {
+                        all.extend_from_slice(&chunk?);
                     }
-                    check_late_length(promised, produced)?;
                 }
             }
         }
@@ -136,16 +132,65 @@ impl OutFrame {
     }
 }
 
-/// A late part that produced other than the bytes it promised would corrupt the stream:
-/// the frame's size prefix is already out.
-pub fn check_late_length(promised: usize, produced: usize) -> std::io::Result<()> {
-    if promised == produced {
-        return Ok(());
+/// The chunks of a late part, held to its promised length: a late part that produced
+/// other than the bytes it promised would corrupt the stream (the frame's size prefix is
+/// already out), so a chunk that would overrun it is an error instead, and so is the end
+/// when it falls short. Nothing follows an error.
+pub struct LateChunks {
+    late: Box<dyn LateBytes>,
+    /// Its length before the first chunk: what the frame's size prefix counted.
+    promised: usize,
+    produced: usize,
+    done: bool,
+}
+
+impl LateChunks {
+    pub fn new(late: Box<dyn LateBytes>) -> LateChunks {
+        LateChunks {
+            promised: late.len(),
+            late,
+            produced: 0,
+            done: false,
+        }
     }
-    Err(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        format!("a late frame part promised {promised} bytes and produced {produced}"),
-    ))
+
+    fn broken_promise(&mut self) -> std::io::Error {
+        self.done = true;
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "a late frame part promised {} bytes and produced {}",
+                self.promised, self.produced
+            ),
+        )
+    }
+}
+
+impl Iterator for LateChunks {
+    type Item = std::io::Result<Bytes>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.late.next_chunk() {
+            Ok(Some(chunk)) => {
+                self.produced += chunk.len();
+                if self.produced > self.promised {
+                    return Some(Err(self.broken_promise()));
+                }
+                Some(Ok(chunk))
+            }
+            Ok(None) => {
+                self.done = true;
+                (self.produced != self.promised).then(|| Err(self.broken_promise()))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
 }
 
 impl From<BytesMut> for OutFrame {
