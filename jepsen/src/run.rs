@@ -622,6 +622,7 @@ fn nemesis(
 ) -> anyhow::Result<usize> {
     let mut rng = StdRng::seed_from_u64(options.seed);
     let metadata_client: BaseConsumer = client_config(bootstrap).create()?;
+    let admin = Admin::new(bootstrap.split(',').map(String::from).collect());
     let choices = options.fault_choices();
     let mut injected = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -631,7 +632,6 @@ fn nemesis(
         }
         let (fault, target) = *choices.choose(&mut rng).expect("not empty");
         if fault == Fault::Membership {
-            let admin = Admin::new(bootstrap.split(',').map(String::from).collect());
             membership(
                 options,
                 &admin,
@@ -753,29 +753,29 @@ fn final_reads(options: &RunOptions, bootstrap: &str, history: &History) -> anyh
     // minutes in all but at least 20 s for each partition.
     let all_deadline = Instant::now() + Duration::from_secs(120);
     for key in 0..options.keys {
-        let deadline = all_deadline.max(Instant::now() + Duration::from_secs(20));
-        loop {
-            match consumer.fetch_watermarks(TOPIC, key, Timeout::After(Duration::from_secs(10))) {
-                Ok((_, high)) => {
-                    ends.insert(key, high);
-                    break;
-                }
-                // A partition the cluster no longer serves at all (a broken broker may
-                // even have lost the topic) is not read: the checker then finds its
-                // acknowledged values unseen.
-                Err(e) if Instant::now() >= deadline => {
-                    let error = format!("cannot find the end of partition {key}: {e}");
-                    eprintln!("jepsen: {error}");
-                    history.log(
-                        process.clone(),
-                        "info",
-                        "poll",
-                        json!([["poll"]]),
-                        Some(error),
-                    );
-                    break;
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        let limit = all_deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(20));
+        let end = retry(limit, || {
+            Ok(consumer.fetch_watermarks(TOPIC, key, Timeout::After(Duration::from_secs(10)))?)
+        });
+        match end {
+            Ok((_, high)) => {
+                ends.insert(key, high);
+            }
+            // A partition the cluster no longer serves at all (a broken broker may even
+            // have lost the topic) is not read: the checker then finds its acknowledged
+            // values unseen.
+            Err(e) => {
+                let error = format!("cannot find the end of partition {key}: {e}");
+                eprintln!("jepsen: {error}");
+                history.log(
+                    process.clone(),
+                    "info",
+                    "poll",
+                    json!([["poll"]]),
+                    Some(error),
+                );
             }
         }
     }
@@ -824,19 +824,18 @@ pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
     );
     // Nodes accept connections before they serve (they wait for the controller quorum).
     let wait = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    retry(Duration::from_secs(60), || {
         let created = futures::executor::block_on(admin.create_topics([&topic], &wait))
             .map_err(|e| e.to_string())
             .and_then(|mut results| results.remove(0).map_err(|(t, e)| format!("{t}: {e}")));
         match created {
-            Ok(_) => break,
+            Ok(_) => Ok(()),
             // An earlier attempt that timed out may have created it.
-            Err(e) if e.contains("TopicAlreadyExists") => break,
-            Err(e) if Instant::now() >= deadline => anyhow::bail!("cannot create the topic: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+            Err(e) if e.contains("TopicAlreadyExists") => Ok(()),
+            Err(e) => Err(anyhow::anyhow!(e)),
         }
-    }
+    })
+    .context("cannot create the topic")?;
     let history_path = options.dir.join("history.jsonl");
     let history = History::create(&history_path)?;
     let next_value: Vec<AtomicI64> = (0..options.keys).map(|_| AtomicI64::new(0)).collect();
