@@ -21,13 +21,16 @@ use std::time::Duration;
 
 use openraft::{BasicNode, ChangeMembers};
 
-use crate::controller::CONTROLLER_GROUP;
+use crate::controller::{ClusterMetadata, CONTROLLER_GROUP};
 use crate::node::{NodeError, RaftNode};
+use crate::replica::Replica;
 use crate::transport::{Reply, Request};
 use crate::types::{Command, ControllerCommand, GroupId, NodeId};
 
 /// How often leaders look for partitions to move.
 const MOVE_CHECK: Duration = Duration::from_millis(500);
+/// How often a move looks at how far a new replica has caught up.
+const CATCH_UP_POLL: Duration = Duration::from_millis(100);
 /// Seed nodes given by address have no id yet; calls to them use ids from here down.
 const SEED_ID_BASE: NodeId = NodeId::MAX - 1024;
 
@@ -148,8 +151,9 @@ pub(crate) async fn move_loop(node: Weak<RaftNode>) {
             .iter()
             .map(|(group, target)| (*group, target.clone(), true))
             .collect();
-        // Voters that differ from the replicas with no move under way: a move cancelled
-        // or retargeted after it changed the voters. Put the listed replicas back.
+        // Members that differ from the replicas with no move under way: a move cancelled or
+        // retargeted after it added a learner or changed the voters. Put the listed
+        // replicas back.
         for topic in metadata.topics.values() {
             for p in &topic.partitions {
                 if metadata.reassignments.contains_key(&p.group) {
@@ -160,7 +164,8 @@ pub(crate) async fn move_loop(node: Weak<RaftNode>) {
                 };
                 let listed: BTreeSet<NodeId> = p.replicas.iter().copied().collect();
                 let voters: BTreeSet<NodeId> = partition.replica.voters().into_iter().collect();
-                if voters != listed {
+                let members: BTreeSet<NodeId> = partition.replica.members().into_iter().collect();
+                if voters != listed || members != listed {
                     moves.push((p.group, p.replicas.clone(), false));
                 }
             }
@@ -182,7 +187,7 @@ pub(crate) async fn move_loop(node: Weak<RaftNode>) {
             let node = node.clone();
             tokio::spawn(async move {
                 if let Err(e) = move_partition(&node, group, &target, &addrs, record).await {
-                    tracing::warn!(group, error = %e, "moving the partition; will retry");
+                    tracing::warn!(group, error = %e, "partition move interrupted; the next check takes it up");
                 }
                 node.moves.0.lock().expect("moves lock").remove(&group);
             });
@@ -190,8 +195,13 @@ pub(crate) async fn move_loop(node: Weak<RaftNode>) {
     }
 }
 
-/// Makes `target` the voters of `group` (which this node leads), and records the move as
-/// complete when `record` (a reassignment asked for it).
+/// Makes `target` the voters of `group` (which this node leads), drops learners it does not
+/// list, and records the move as complete when `record` (a reassignment asked for it).
+///
+/// New replicas join as learners first; the voters change only once they hold the log.
+/// A move retargeted or cancelled meanwhile is abandoned (the next check of [`move_loop`]
+/// starts the new one): its learner may never catch up, since a node deletes a replica the
+/// metadata no longer lists.
 async fn move_partition(
     node: &RaftNode,
     group: GroupId,
@@ -211,8 +221,10 @@ async fn move_partition(
     let wanted: BTreeSet<NodeId> = target.iter().copied().collect();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     if voters != wanted {
-        for id in &wanted {
-            if membership.get_node(id).is_none() {
+        for id in wanted.difference(&voters) {
+            // The learner must hold the log up to here: the entry that added it, or
+            // what the log holds now if an earlier attempt added it.
+            let goal = if membership.get_node(id).is_none() {
                 let addr = addrs
                     .get(id)
                     .cloned()
@@ -222,13 +234,35 @@ async fn move_partition(
                     node = id,
                     "adding a replica; waiting for it to catch up"
                 );
-                raft.add_learner(*id, BasicNode { addr }, true)
+                let added = raft
+                    .add_learner(*id, BasicNode { addr }, false)
                     .await
                     .map_err(|e| e.to_string())?;
-            }
+                added.log_id.index
+            } else {
+                partition
+                    .replica
+                    .metrics
+                    .borrow()
+                    .last_log_index
+                    .unwrap_or(0)
+            };
+            wait_for_catch_up(node, &partition.replica, *id, goal, target, record).await?;
         }
         tracing::info!(group, voters = ?wanted, "changing the partition's voters");
-        raft.change_membership(wanted, false)
+        raft.change_membership(wanted.clone(), false)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let unlisted: BTreeSet<NodeId> = partition
+        .replica
+        .members()
+        .into_iter()
+        .filter(|id| !wanted.contains(id))
+        .collect();
+    if !unlisted.is_empty() {
+        tracing::info!(group, learners = ?unlisted, "dropping learners the partition no longer lists");
+        raft.change_membership(ChangeMembers::RemoveNodes(unlisted), false)
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -245,4 +279,57 @@ async fn move_partition(
         .map_err(|e| e.to_string())?;
     tracing::info!(group, replicas = ?target, "partition moved");
     Ok(())
+}
+
+/// Waits until learner `id` of the group `replica` leads holds the log up to `goal`, as long
+/// as the metadata still asks for `target`. (openraft's own wait, `add_learner(.., true)`,
+/// counts a learner within 5,000 entries as caught up, even one that holds nothing, and
+/// never gives up.)
+async fn wait_for_catch_up(
+    node: &RaftNode,
+    replica: &Replica,
+    id: NodeId,
+    goal: u64,
+    target: &[NodeId],
+    record: bool,
+) -> Result<(), String> {
+    let group = replica.group();
+    loop {
+        if !still_wanted(&node.controller.metadata(), group, target, record) {
+            return Err(format!(
+                "abandoned: the partition no longer moves to {target:?}"
+            ));
+        }
+        {
+            let metrics = replica.metrics.borrow();
+            if metrics.current_leader != Some(node.id()) {
+                return Err("this node no longer leads the partition".into());
+            }
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|progress| progress.get(&id).copied().flatten());
+            if matched.is_some_and(|m| m.index >= goal) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(CATCH_UP_POLL).await;
+    }
+}
+
+/// Whether the metadata still asks for `group` to have the replicas `target`: as the goal of
+/// its reassignment (`record`), or as its listed replicas with no reassignment under way.
+fn still_wanted(
+    metadata: &ClusterMetadata,
+    group: GroupId,
+    target: &[NodeId],
+    record: bool,
+) -> bool {
+    if record {
+        return metadata.reassignments.get(&group).map(Vec::as_slice) == Some(target);
+    }
+    !metadata.reassignments.contains_key(&group)
+        && metadata
+            .partition_of_group(group)
+            .is_some_and(|(topic, i)| topic.partitions[i].replicas == target)
 }

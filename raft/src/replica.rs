@@ -129,6 +129,18 @@ impl Replica {
             .collect()
     }
 
+    /// The group's members, voters and learners, as this node's membership configuration
+    /// lists them.
+    pub fn members(&self) -> Vec<NodeId> {
+        self.metrics
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The index of the last entry applied here (0 before any).
     pub fn last_applied_index(&self) -> u64 {
         self.metrics

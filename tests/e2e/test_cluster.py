@@ -6,9 +6,12 @@ import socket
 import time
 
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import TopicPartition
+from kafka.admin import KafkaAdminClient
 
 import kafka_wire
-from clients import IdempotentWriter, check_acknowledged_exactly_once
+from clients import IdempotentWriter, check_acknowledged_exactly_once, wait_until
+from conftest import Broker
 
 TOPIC_PARTITIONS = 6
 
@@ -157,3 +160,53 @@ def test_leaders_return_to_preferred_replicas_by_themselves(start_cluster):
     time.sleep(1)
     writer.finish()
     check_acknowledged_exactly_once(cluster.bootstrap, "balanced", writer, TOPIC_PARTITIONS)
+
+
+def test_a_move_retargeted_before_the_new_replica_caught_up_still_completes(
+        start_cluster, tmp_path):
+    """A partition starts moving to node 4 while node 4 is paused: the move waits, since its
+    new replica cannot catch up, and is then retargeted back to nodes 1-3. Node 4 resumes
+    and drops the replica the metadata no longer lists, so the leader must give up waiting
+    for it: the reassignment completes, and a later move to node 4 goes through."""
+    cluster = start_cluster()
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic("retarget", 1, replica_assignment=[[1, 2, 3]])])[
+        "retarget"].result(30)
+    writer = IdempotentWriter(cluster.bootstrap, keys=4, topic="retarget")
+    writer.start()
+    newcomer = Broker(tmp_path / "node4", "--node-id", "4",
+                      "--join", f"127.0.0.1:{cluster.node(1).raft_port}")
+    reassigner = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    moving = TopicPartition("retarget", 0)
+
+    def move_to(replicas):
+        assert reassigner.alter_partition_reassignments({moving: replicas}) == {moving: None}
+
+    def replicas():
+        return admin.list_topics("retarget", timeout=10).topics["retarget"].partitions[0].replicas
+
+    try:
+        newcomer.start()
+        wait_until("node 4 listed as a broker",
+                   lambda: 4 in admin.list_topics(timeout=10).brokers, timeout=30)
+        writer.wait_until_acked_everywhere(1)
+        newcomer.pause()
+        move_to([1, 2, 4])
+        time.sleep(3)
+        assert reassigner.list_partition_reassignments(), \
+            "the move completed before the new replica caught up"
+        move_to([1, 2, 3])
+        newcomer.resume()
+        wait_until("the retargeted move completes",
+                   lambda: not reassigner.list_partition_reassignments(), timeout=30)
+        assert sorted(replicas()) == [1, 2, 3]
+
+        move_to([1, 2, 4])
+        wait_until("the move to node 4 completes",
+                   lambda: not reassigner.list_partition_reassignments(), timeout=60)
+        assert sorted(replicas()) == [1, 2, 4]
+        writer.finish()
+        check_acknowledged_exactly_once(cluster.bootstrap, "retarget", writer, 1)
+    finally:
+        reassigner.close()
+        newcomer.stop()

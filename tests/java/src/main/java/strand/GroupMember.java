@@ -9,12 +9,14 @@ import java.util.List;
 import java.util.Properties;
 import java.util.stream.Collectors;
 
+import org.apache.kafka.clients.consumer.CommitFailedException;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.RebalanceInProgressException;
 import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 
@@ -22,7 +24,9 @@ import org.apache.kafka.common.serialization.StringDeserializer;
  * One member of a consumer group on the Java client's defaults (classic protocol, range and
  * cooperative-sticky assignors). For every record it prints "R partition offset value" and,
  * once a poll's records are printed, commits them synchronously: at least once, and exactly
- * once for what it committed. Assignment changes print "ASSIGNED p,p" / "REVOKED p,p".
+ * once for what it committed. Assignment changes print "ASSIGNED p,p" / "REVOKED p,p"; a
+ * commit the group refuses (it rebalanced meanwhile) prints "COMMIT_FAILED" and the member
+ * carries on, as an application must: a coordinator that moves forgets the members.
  * SIGTERM makes it leave the group cleanly; SIGKILL makes it die as a crashed consumer does.
  * Usage: GroupMember bootstrap topic group
  */
@@ -67,7 +71,14 @@ public final class GroupMember {
                     out.println("R " + r.partition() + " " + r.offset() + " " + r.value());
                 }
                 if (!records.isEmpty()) {
-                    consumer.commitSync();
+                    try {
+                        consumer.commitSync();
+                    } catch (CommitFailedException | RebalanceInProgressException e) {
+                        // The group moved on (a new coordinator does not know this member, or
+                        // a rebalance began): the next poll rejoins and resumes from the
+                        // committed offsets, reading these records again.
+                        out.println("COMMIT_FAILED " + e.getClass().getSimpleName());
+                    }
                 }
             }
         } catch (WakeupException stopping) {
