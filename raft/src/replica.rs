@@ -149,6 +149,13 @@ impl Replica {
             .map_or(0, |log_id| log_id.index)
     }
 
+    /// Whether the log holds entries not applied yet (a new leader's, before it commits in
+    /// its term; or appends under way).
+    pub fn has_unapplied_entries(&self) -> bool {
+        let metrics = self.metrics.borrow();
+        metrics.last_log_index.unwrap_or(0) > metrics.last_applied.map_or(0, |l| l.index)
+    }
+
     /// Whether `node` is in the group's membership, as a voter or a learner.
     pub fn has_member(&self, node: NodeId) -> bool {
         self.member_addr(node).is_some()
