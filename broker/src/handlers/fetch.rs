@@ -228,28 +228,12 @@ fn read_partition(
     let (uncommitted, end) =
         uncommitted_tail(broker.config.unsafe_mode, replica, current.high_watermark)
             .map_err(storage_error)?;
-    let data = |records: Bytes| {
-        PartitionData::default()
-            .with_partition_index(w.index)
-            .with_high_watermark(end)
-            .with_last_stable_offset(end)
-            .with_log_start_offset(current.log_start_offset)
-            .with_aborted_transactions(read_committed.then(Vec::new))
-            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
-            .with_records(Some(records))
-    };
-    if w.fetch_offset > end && replica.replica.has_unapplied_entries() {
-        // A new leader's high watermark lags the commit point until it has applied what
-        // its log holds, so an offset above it may exist (acknowledged by the last leader).
-        // Kafka answers offsets between the high watermark and the log end with no
-        // records: out of range would send the consumer to the end, past them.
-        return Ok(PartitionAnswer {
-            data: data(Bytes::new()),
-            len: 0,
-            late: None,
-        });
-    }
-    if w.fetch_offset < current.log_start_offset || w.fetch_offset > end {
+    // A new leader's high watermark lags the commit point until it has applied what its
+    // log holds, so an offset above it may exist (acknowledged by the last leader). Kafka
+    // answers offsets between the high watermark and the log end with no records, as the
+    // read below does: out of range would send the consumer to the end, past them.
+    let past_end = w.fetch_offset > end && !replica.replica.has_unapplied_entries();
+    if w.fetch_offset < current.log_start_offset || past_end {
         tracing::debug!(
             fetch_offset = w.fetch_offset,
             log_start = current.log_start_offset,
@@ -299,11 +283,15 @@ fn read_partition(
         }
     };
     let len = records.len();
-    Ok(PartitionAnswer {
-        data: data(records),
-        len,
-        late,
-    })
+    let data = PartitionData::default()
+        .with_partition_index(w.index)
+        .with_high_watermark(end)
+        .with_last_stable_offset(end)
+        .with_log_start_offset(current.log_start_offset)
+        .with_aborted_transactions(read_committed.then(Vec::new))
+        .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+        .with_records(Some(records));
+    Ok(PartitionAnswer { data, len, late })
 }
 
 /// Record sets smaller than this are read at once: they cost little to read before the
