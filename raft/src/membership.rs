@@ -53,7 +53,10 @@ impl RaftNode {
     /// returns at once.
     pub async fn join(&self, seeds: &[String]) -> Result<(), NodeError> {
         let me = self.id();
-        if self.controller.replica.member_addr(me).is_some() {
+        // A membership that lists this node but is not committed is no admission: the
+        // leader that appended it may have lost leadership, and its successor never
+        // heard of this node. Ask again then; admitting a member is a no-op.
+        if self.controller.replica.has_committed_member(me) {
             return Ok(());
         }
         let request = Request::ControllerMembership(ControllerMembership::Admit {

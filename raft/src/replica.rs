@@ -156,6 +156,17 @@ impl Replica {
         metrics.last_log_index.unwrap_or(0) > metrics.last_applied.map_or(0, |l| l.index)
     }
 
+    /// Whether `node` is a member, voter or learner, in a membership this node has applied,
+    /// so committed: a membership only appended here may still be overwritten by another
+    /// leader's log, leaving `node` out.
+    pub fn has_committed_member(&self, node: NodeId) -> bool {
+        let metrics = self.metrics.borrow();
+        let membership = &metrics.membership_config;
+        let applied = metrics.last_applied.map_or(0, |l| l.index);
+        membership.membership().get_node(&node).is_some()
+            && membership.log_id().map_or(0, |l| l.index) <= applied
+    }
+
     /// Whether `node` is in the group's membership, as a voter or a learner.
     pub fn has_member(&self, node: NodeId) -> bool {
         self.member_addr(node).is_some()

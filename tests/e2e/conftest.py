@@ -60,6 +60,11 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0):
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self):
+        """Starts the process without waiting for it to serve."""
         self.starts += 1
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
@@ -71,7 +76,6 @@ class Broker:
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("STRAND_TEST_LOG", "info,openraft=warn")},
         )
-        return self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 60.0):
         """Waits until the node answers Metadata (it serves only once it has joined)."""
@@ -135,18 +139,9 @@ class Cluster:
         ]
 
     def start(self):
-        for n in self.nodes:
-            n.workdir.mkdir(parents=True, exist_ok=True)
         # Nodes wait for a controller quorum before serving: start them together.
-        procs = []
         for n in self.nodes:
-            n.starts += 1
-            log = open(n.log_path, "ab")
-            n.proc = subprocess.Popen(
-                [STRAND_BIN, *n.flags], stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "RUST_LOG": os.environ.get("STRAND_TEST_LOG", "info,openraft=warn")},
-            )
-            procs.append(n)
+            n.spawn()
         for n in self.nodes:
             n.wait_ready()
         return self

@@ -210,3 +210,34 @@ def test_a_move_retargeted_before_the_new_replica_caught_up_still_completes(
     finally:
         reassigner.close()
         newcomer.stop()
+
+
+def test_a_node_whose_admission_was_lost_with_the_controller_leader_asks_again(
+        start_cluster, tmp_path):
+    """Node 4 asks the controller leader to admit it while the other two voters are down:
+    the entry that adds it reaches node 4 but cannot commit. The leader is then killed and
+    the other two come back and elect a leader that never had that entry. Node 4 must not
+    take the entry for an admission: it asks again, is admitted, and serves."""
+    cluster = start_cluster()
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    leader = admin.list_topics(timeout=10).controller_id
+    others = [n for n in (1, 2, 3) if n != leader]
+    seeds = ",".join(f"127.0.0.1:{cluster.node(n).raft_port}" for n in [leader, *others])
+    newcomer = Broker(tmp_path / "node4", "--node-id", "4", "--join", seeds)
+    try:
+        for n in others:
+            cluster.node(n).kill9()
+        newcomer.spawn()
+        time.sleep(3)
+        cluster.node(leader).kill9()
+        for n in others:
+            cluster.node(n).spawn()
+        for n in others:
+            cluster.node(n).wait_ready()
+        newcomer.wait_ready(timeout=60)
+        survivors = AdminClient({"bootstrap.servers": ",".join(
+            cluster.node(n).bootstrap for n in others)})
+        wait_until("node 4 listed as a broker",
+                   lambda: 4 in survivors.list_topics(timeout=10).brokers, timeout=30)
+    finally:
+        newcomer.stop()
