@@ -45,6 +45,10 @@ pub struct Report {
     pub counts: BTreeMap<String, [usize; 3]>,
     pub acknowledged_sends: usize,
     pub faults: usize,
+    /// Faults the nemesis could not carry out (after the first it heals everything and
+    /// injects no more): the history is still checked, but the run did not do what it
+    /// was asked to.
+    pub nemesis_errors: Vec<String>,
     pub liveness: Liveness,
 }
 
@@ -438,6 +442,11 @@ pub fn check(history: &[Op], options: Options) -> anyhow::Result<Report> {
     }
     let liveness = liveness(history);
     let faults = liveness.windows.len();
+    let nemesis_errors = history
+        .iter()
+        .filter(|op| op.is_nemesis() && op.f == "error")
+        .map(|op| op.value["error"].as_str().unwrap_or("unknown").to_string())
+        .collect();
 
     let allowed: &[&str] = if options.subscribe {
         &[
@@ -466,6 +475,7 @@ pub fn check(history: &[Op], options: Options) -> anyhow::Result<Report> {
         counts,
         acknowledged_sends,
         faults,
+        nemesis_errors,
         liveness,
     })
 }
@@ -493,7 +503,7 @@ fn liveness(history: &[Op]) -> Liveness {
             }
         }
     }
-    let end = history.last().map_or(0, |op| op.time);
+    let end = history.iter().map(|op| op.time).max().unwrap_or(0);
     spans.extend(
         open.into_values()
             .map(|(start, kind, h)| (kind, start, end, h)),
@@ -575,7 +585,7 @@ impl Report {
         let count = |name: &str| self.anomalies.get(name).map_or(0, |a| a.count);
         let ops: usize = self.counts.values().map(|c| c.iter().sum::<usize>()).sum();
         format!(
-            "valid={} ops={} sends_ok={} faults={} lost={} dup={} incons={} unseen={} bad={:?}",
+            "valid={} ops={} sends_ok={} faults={} lost={} dup={} incons={} unseen={} bad={:?} nemesis-errors={}",
             self.valid,
             ops,
             self.acknowledged_sends,
@@ -584,7 +594,8 @@ impl Report {
             count("duplicate"),
             count("inconsistent-offsets"),
             count("unseen"),
-            self.bad
+            self.bad,
+            self.nemesis_errors.len()
         )
     }
 }

@@ -310,6 +310,24 @@ impl Cluster {
         self.signal(i, "-CONT")
     }
 
+    /// Undoes every fault: heals the network, resumes paused nodes and restarts killed
+    /// ones, carrying on past a node that fails; the first error is returned.
+    pub fn heal_all(&mut self) -> anyhow::Result<()> {
+        let mut outcome = match &self.network {
+            Some(network) => network.heal(),
+            None => Ok(()),
+        };
+        for i in 0..self.nodes.len() {
+            let healed = if self.nodes[i].process.is_some() {
+                self.resume(i)
+            } else {
+                self.restart(i)
+            };
+            outcome = outcome.and(healed);
+        }
+        outcome
+    }
+
     /// Stops every node (resuming paused ones first), all at once.
     pub fn stop(&mut self) {
         for i in 0..self.nodes.len() {

@@ -303,6 +303,10 @@ fn check_history(
     made: Option<(usize, Minimum)>,
 ) -> anyhow::Result<bool> {
     let report = check_and_record(path, options)?;
+    if let Some(error) = report.nemesis_errors.first() {
+        println!("the nemesis stopped early: {error}; see the nodes' strand.log files");
+        return Ok(false);
+    }
     if let Some((faults, minimum)) = made {
         anyhow::ensure!(faults == report.faults, "the history lost fault records");
         if report.acknowledged_sends < minimum.sends || report.faults < minimum.faults {

@@ -27,7 +27,7 @@ struct Second {
 }
 
 fn per_second(history: &[Op]) -> Vec<Second> {
-    let end = history.last().map_or(0, |op| op.time);
+    let end = history.iter().map(|op| op.time).max().unwrap_or(0);
     let mut seconds = vec![Second::default(); (end / 1_000_000_000) as usize + 1];
     let mut invoked: HashMap<Process, u64> = HashMap::new();
     for op in history {
@@ -43,7 +43,8 @@ fn per_second(history: &[Op]) -> Vec<Second> {
             "send" => {
                 slot.sends += 1;
                 if let Some(start) = invoked.get(&op.process) {
-                    slot.latencies.push((op.time - start) as f64 / 1e6);
+                    slot.latencies
+                        .push(op.time.saturating_sub(*start) as f64 / 1e6);
                 }
             }
             "poll" => slot.polls += 1,
@@ -218,6 +219,9 @@ fn markdown(report: &Report) -> String {
         report.acknowledged_sends,
         report.faults
     );
+    for error in &report.nemesis_errors {
+        let _ = writeln!(md, "The nemesis stopped early: {error}\n");
+    }
     if !report.anomalies.is_empty() {
         let _ = writeln!(md, "| anomaly | count | makes it invalid |\n|---|---|---|");
         for (name, a) in &report.anomalies {

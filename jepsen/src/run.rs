@@ -494,7 +494,7 @@ fn membership(
     admin: &Admin,
     metadata_client: &BaseConsumer,
     cluster: &Mutex<Cluster>,
-    history: &History,
+    log: &mut FaultLog,
     rng: &mut StdRng,
     target: Target,
 ) -> anyhow::Result<()> {
@@ -508,13 +508,10 @@ fn membership(
             .choose(rng)
             .context("a partition without replicas")?,
     };
-    history.log(
-        json!("nemesis"),
-        "info",
-        "start-membership",
+    log.start(
+        "membership",
         json!({"targets": [victim], "why": format!("{target:?}").to_lowercase(),
                "partition": key, "from": replicas}),
-        None,
     );
     let joined = cluster.lock().expect("cluster lock").add_spare()? as i32;
     let moved: Vec<i32> = replicas
@@ -562,13 +559,7 @@ fn membership(
         .lock()
         .expect("cluster lock")
         .remove_spare(joined as u64)?;
-    history.log(
-        json!("nemesis"),
-        "info",
-        "stop-membership",
-        json!({"targets": [victim], "joined": joined, "to": moved, "undone": undone}),
-        None,
-    );
+    log.stop(json!({"targets": [victim], "joined": joined, "to": moved, "undone": undone}));
     Ok(())
 }
 
@@ -611,8 +602,37 @@ fn ring(order: &[usize]) -> Grudge {
         .collect()
 }
 
+/// The nemesis's records in the history: `start-X` and `stop-X`, and the fault now open, so
+/// that one cut short by an error can still be closed.
+struct FaultLog<'a> {
+    history: &'a History,
+    started: usize,
+    open: Option<String>,
+}
+
+impl FaultLog<'_> {
+    fn start(&mut self, name: &str, detail: Value) {
+        let f = format!("start-{name}");
+        self.history.log(json!("nemesis"), "info", &f, detail, None);
+        self.started += 1;
+        self.open = Some(name.to_string());
+    }
+
+    /// Closes the open fault, if any.
+    fn stop(&mut self, detail: Value) {
+        if let Some(name) = self.open.take() {
+            let f = format!("stop-{name}");
+            self.history.log(json!("nemesis"), "info", &f, detail, None);
+        }
+    }
+}
+
 /// Injects one fault after another, choosing uniformly among the fault and target pairs
-/// the options allow, until `stop`; each fault heals before the next starts.
+/// the options allow, until `stop`; each fault heals before the next starts. Returns how
+/// many it started. A fault that fails (a node that will not restart, a move that never
+/// settles) is recorded in the history as an `error`; everything is then healed and no
+/// more faults are injected, so that the run still ends with its final reads and a
+/// checked history.
 fn nemesis(
     options: &RunOptions,
     bootstrap: &str,
@@ -624,122 +644,143 @@ fn nemesis(
     let metadata_client: BaseConsumer = client_config(bootstrap).create()?;
     let admin = Admin::new(bootstrap.split(',').map(String::from).collect());
     let choices = options.fault_choices();
-    let mut injected = 0;
+    let mut log = FaultLog {
+        history,
+        started: 0,
+        open: None,
+    };
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(options.fault_gap);
         if choices.is_empty() || stop.load(Ordering::Relaxed) {
             continue;
         }
         let (fault, target) = *choices.choose(&mut rng).expect("not empty");
-        if fault == Fault::Membership {
-            membership(
+        let injected = if fault == Fault::Membership {
+            let client = &metadata_client;
+            membership(options, &admin, client, cluster, &mut log, &mut rng, target)
+        } else {
+            node_fault(
                 options,
-                &admin,
                 &metadata_client,
                 cluster,
-                history,
+                &mut log,
                 &mut rng,
+                fault,
                 target,
-            )?;
-            injected += 1;
-            continue;
-        }
-        let mut grudge = Grudge::new();
-        let chosen: Vec<usize> = match target {
-            Target::One => vec![rng.gen_range(0..options.nodes)],
-            Target::Leader | Target::Clients => {
-                let key = rng.gen_range(0..options.keys);
-                let random = rng.gen_range(0..options.nodes);
-                let leader = leader_of(&metadata_client, key).filter(|i| *i < options.nodes);
-                vec![leader.unwrap_or(random)]
-            }
-            Target::All => (0..options.nodes).collect(),
-            Target::Majority | Target::Ring => {
-                let mut all: Vec<usize> = (0..options.nodes).collect();
-                all.shuffle(&mut rng);
-                if target == Target::Ring {
-                    grudge = ring(&all);
-                } else {
-                    all.truncate(options.nodes / 2 + 1);
-                }
-                all
-            }
+            )
         };
-        if fault == Fault::Partition && target != Target::Ring {
-            grudge = match target {
-                Target::Clients => BTreeMap::from([(chosen[0] as u64 + 1, [None].into())]),
-                _ => split(&chosen, options.nodes),
+        if let Err(e) = injected {
+            let error = format!("{} failed: {e:#}", fault.name());
+            eprintln!("jepsen: {error}; healing everything, no more faults");
+            history.log(
+                json!("nemesis"),
+                "info",
+                "error",
+                json!({"error": error}),
+                None,
+            );
+            let healed = match cluster.lock().expect("cluster lock").heal_all() {
+                Ok(()) => "everything".to_string(),
+                Err(e) => format!("not everything: {e:#}"),
             };
+            log.stop(json!({"error": error, "healed": healed}));
+            break;
         }
-        let nodes: Vec<u64> = chosen.iter().map(|i| *i as u64 + 1).collect();
-        let name = fault.name();
-        let mut detail = json!({"targets": nodes, "why": format!("{target:?}").to_lowercase()});
-        if fault == Fault::Partition {
-            let drops: BTreeMap<String, Vec<String>> = grudge
-                .iter()
-                .map(|(node, from)| {
-                    let from = from
-                        .iter()
-                        .map(|s| s.map_or("clients".to_string(), |n| n.to_string()))
-                        .collect();
-                    (node.to_string(), from)
-                })
-                .collect();
-            detail["drops"] = json!(drops);
-        }
-        history.log(
-            json!("nemesis"),
-            "info",
-            &format!("start-{name}"),
-            detail,
-            None,
-        );
-        let mut lost_pages = 0;
-        {
-            let mut c = cluster.lock().expect("cluster lock");
-            match fault {
-                Fault::Kill => chosen.iter().try_for_each(|&i| c.kill(i))?,
-                Fault::LoseUnsynced => {
-                    for &i in &chosen {
-                        lost_pages += c.crash_losing_unsynced(i)?.pages;
-                    }
-                }
-                Fault::Pause => chosen.iter().try_for_each(|&i| c.pause(i))?,
-                Fault::Membership => unreachable!("handled by membership()"),
-                Fault::Partition => {
-                    let network = c.network().context("partitions need --net ns")?;
-                    for (node, sources) in &grudge {
-                        network.drop_from(*node, sources)?;
-                    }
-                }
-            }
-        }
-        std::thread::sleep(options.fault_length);
-        {
-            let mut c = cluster.lock().expect("cluster lock");
-            match fault {
-                Fault::Kill | Fault::LoseUnsynced => {
-                    chosen.iter().try_for_each(|&i| c.restart(i))?
-                }
-                Fault::Membership => unreachable!("handled by membership()"),
-                Fault::Pause => chosen.iter().try_for_each(|&i| c.resume(i))?,
-                Fault::Partition => c.network().context("partitions need --net ns")?.heal()?,
-            }
-        }
-        history.log(
-            json!("nemesis"),
-            "info",
-            &format!("stop-{name}"),
-            if fault == Fault::LoseUnsynced {
-                json!({"targets": nodes, "lost-unsynced-pages": lost_pages})
-            } else {
-                json!({"targets": nodes})
-            },
-            None,
-        );
-        injected += 1;
     }
-    Ok(injected)
+    Ok(log.started)
+}
+
+/// One kill, pause, partition or lost-unsynced crash: injected, held for the fault's
+/// length, then healed.
+fn node_fault(
+    options: &RunOptions,
+    metadata_client: &BaseConsumer,
+    cluster: &Mutex<Cluster>,
+    log: &mut FaultLog,
+    rng: &mut StdRng,
+    fault: Fault,
+    target: Target,
+) -> anyhow::Result<()> {
+    let mut grudge = Grudge::new();
+    let chosen: Vec<usize> = match target {
+        Target::One => vec![rng.gen_range(0..options.nodes)],
+        Target::Leader | Target::Clients => {
+            let key = rng.gen_range(0..options.keys);
+            let random = rng.gen_range(0..options.nodes);
+            let leader = leader_of(metadata_client, key).filter(|i| *i < options.nodes);
+            vec![leader.unwrap_or(random)]
+        }
+        Target::All => (0..options.nodes).collect(),
+        Target::Majority | Target::Ring => {
+            let mut all: Vec<usize> = (0..options.nodes).collect();
+            all.shuffle(rng);
+            if target == Target::Ring {
+                grudge = ring(&all);
+            } else {
+                all.truncate(options.nodes / 2 + 1);
+            }
+            all
+        }
+    };
+    if fault == Fault::Partition && target != Target::Ring {
+        grudge = match target {
+            Target::Clients => BTreeMap::from([(chosen[0] as u64 + 1, [None].into())]),
+            _ => split(&chosen, options.nodes),
+        };
+    }
+    let nodes: Vec<u64> = chosen.iter().map(|i| *i as u64 + 1).collect();
+    let name = fault.name();
+    let mut detail = json!({"targets": nodes, "why": format!("{target:?}").to_lowercase()});
+    if fault == Fault::Partition {
+        let drops: BTreeMap<String, Vec<String>> = grudge
+            .iter()
+            .map(|(node, from)| {
+                let from = from
+                    .iter()
+                    .map(|s| s.map_or("clients".to_string(), |n| n.to_string()))
+                    .collect();
+                (node.to_string(), from)
+            })
+            .collect();
+        detail["drops"] = json!(drops);
+    }
+    log.start(name, detail);
+    let mut lost_pages = 0;
+    {
+        let mut c = cluster.lock().expect("cluster lock");
+        match fault {
+            Fault::Kill => chosen.iter().try_for_each(|&i| c.kill(i))?,
+            Fault::LoseUnsynced => {
+                for &i in &chosen {
+                    lost_pages += c.crash_losing_unsynced(i)?.pages;
+                }
+            }
+            Fault::Pause => chosen.iter().try_for_each(|&i| c.pause(i))?,
+            Fault::Membership => unreachable!("handled by membership()"),
+            Fault::Partition => {
+                let network = c.network().context("partitions need --net ns")?;
+                for (node, sources) in &grudge {
+                    network.drop_from(*node, sources)?;
+                }
+            }
+        }
+    }
+    std::thread::sleep(options.fault_length);
+    {
+        let mut c = cluster.lock().expect("cluster lock");
+        match fault {
+            Fault::Kill | Fault::LoseUnsynced => chosen.iter().try_for_each(|&i| c.restart(i))?,
+            Fault::Membership => unreachable!("handled by membership()"),
+            Fault::Pause => chosen.iter().try_for_each(|&i| c.resume(i))?,
+            Fault::Partition => c.network().context("partitions need --net ns")?.heal()?,
+        }
+    }
+    log.stop(if fault == Fault::LoseUnsynced {
+        json!({"targets": nodes, "lost-unsynced-pages": lost_pages})
+    } else {
+        json!({"targets": nodes})
+    });
+    Ok(())
 }
 
 /// Reads every partition from the start up to the end it had once everything healed, as a

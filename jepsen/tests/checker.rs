@@ -296,3 +296,30 @@ fn a_killed_majority_is_a_window_the_cluster_may_stop_in() {
         assert_eq!(window.recovery_seconds, Some(1.0));
     }
 }
+
+#[test]
+fn a_fault_the_nemesis_could_not_carry_out_is_reported_beside_a_valid_history() {
+    let r = run(&[
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (
+            json!("nemesis"),
+            "info",
+            "start-membership",
+            json!({"targets": [2], "why": "one"}),
+        ),
+        (
+            json!("nemesis"),
+            "info",
+            "error",
+            json!({"error": "membership failed: node 4 did not start serving"}),
+        ),
+        (json!("nemesis"), "info", "stop-membership", json!({})),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10)])),
+    ]);
+    assert!(r.valid, "{r:#?}");
+    assert_eq!(r.faults, 1);
+    assert_eq!(
+        r.nemesis_errors,
+        ["membership failed: node 4 did not start serving"]
+    );
+}
