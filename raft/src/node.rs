@@ -14,7 +14,7 @@ use crate::log_store::LogStore;
 use crate::network::NetworkFactory;
 use crate::partition::{PartitionMachine, PartitionReader};
 use crate::peers::LeaderTable;
-use crate::replica::{ControllerReplica, PartitionReplica, Replica};
+use crate::replica::{ControllerReplica, PartitionReplica, Replica, RestoredLeadership};
 use crate::state_machine::{Machine, StateMachine};
 use crate::transport::Transport;
 use crate::types::{GroupId, NodeId, Raft};
@@ -378,7 +378,10 @@ async fn open_group<M: Machine>(
     group: GroupId,
     machine: M,
 ) -> Result<Replica, NodeError> {
-    let log_store = LogStore::new(store.raft_log(group));
+    let mut log_store = LogStore::new(store.raft_log(group));
+    let restored = RestoredLeadership::read(&mut log_store, identity.id)
+        .await
+        .map_err(|e| NodeError::Raft(format!("group {group}: {e}")))?;
     let state_machine = StateMachine::open(store.clone(), group, machine)
         .map_err(|e| NodeError::Raft(e.to_string()))?;
     let network = NetworkFactory::new(identity.id, group, transport.clone());
@@ -400,6 +403,7 @@ async fn open_group<M: Machine>(
         handover: Default::default(),
         transport: transport.clone(),
         lease: Duration::from_millis(config.election_timeout_max),
+        restored,
     })
 }
 

@@ -5,13 +5,15 @@ use std::time::{Duration, Instant};
 
 use openraft::error::ClientWriteError;
 use openraft::raft::responder::Responder;
+use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, RaftMetrics};
 use tokio::sync::watch;
 
 use crate::controller::{ClusterMetadata, GroupOffsets, SharedOffsets};
+use crate::log_store::LogStore;
 use crate::partition::{PartitionReader, PartitionStatus};
 use crate::transport::Transport;
-use crate::types::{Command, GroupId, NodeId, Raft, Response, Types};
+use crate::types::{Command, GroupId, NodeId, Raft, Response, StorageError, Types};
 
 type ResponderReceiverOf<C> =
     <<C as openraft::RaftTypeConfig>::Responder as Responder<C>>::Receiver;
@@ -25,8 +27,8 @@ pub struct Leadership {
     /// This node leads the group and has heard from a majority of its voters (itself
     /// included) within the leader lease; see [`Replica::leadership`].
     pub quorum: bool,
-    /// This node leads the group with a quorum and has applied every entry of earlier
-    /// terms, so what it serves is the whole committed log.
+    /// This node leads the group with a quorum and has applied every entry committed
+    /// before its leadership, so what it serves is the whole committed log.
     pub serving: bool,
 }
 
@@ -54,6 +56,63 @@ pub struct Replica {
     /// The leader lease (the longest election timeout): after this long without a leader,
     /// followers may elect another.
     pub(crate) lease: Duration,
+    /// Set when this node led the group when it stopped, and so leads it again at once.
+    pub(crate) restored: Option<RestoredLeadership>,
+}
+
+/// A leadership openraft 0.9 restores at startup, from a committed vote for this node,
+/// without an election and without a new entry. Its log may hold entries that were
+/// committed, even acknowledged, before the restart but are not applied yet (the applied
+/// state is not synced, so a crash can lose some of it); until they are, the high
+/// watermark lags what clients were told. The term's first entry, which shows an elected
+/// leader has applied everything before it, does not come: wait for the log end instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RestoredLeadership {
+    pub term: u64,
+    /// The index of the last entry in the log at startup.
+    pub log_end: u64,
+}
+
+impl RestoredLeadership {
+    /// Reads, before the group starts, whether openraft will restore this node as leader.
+    pub async fn read(
+        log: &mut LogStore,
+        me: NodeId,
+    ) -> Result<Option<RestoredLeadership>, StorageError> {
+        let Some(vote) = log.read_vote().await? else {
+            return Ok(None);
+        };
+        if !vote.is_committed() || vote.leader_id().voted_for() != Some(me) {
+            return Ok(None);
+        }
+        let log_end = log
+            .get_log_state()
+            .await?
+            .last_log_id
+            .map_or(0, |l| l.index);
+        Ok(Some(RestoredLeadership {
+            term: vote.leader_id().get_term(),
+            log_end,
+        }))
+    }
+}
+
+/// Whether a leader in `term` that has applied up to `applied` (index and term) serves
+/// the whole committed log: an elected leader once it has applied an entry of its own
+/// term, which comes after everything earlier leaders committed; a restored one once it
+/// has applied its log as it was at startup.
+fn serves_whole_log(
+    term: u64,
+    applied: Option<(u64, u64)>,
+    restored: Option<RestoredLeadership>,
+) -> bool {
+    let Some((index, applied_term)) = applied else {
+        return false;
+    };
+    match restored {
+        Some(r) if r.term == term => index >= r.log_end,
+        _ => applied_term == term,
+    }
 }
 
 /// A leadership hand-over in progress: to whom, and until when it may take.
@@ -103,8 +162,11 @@ impl Replica {
             term: m.current_term,
             quorum,
             serving: quorum
-                && m.last_applied
-                    .is_some_and(|applied| applied.leader_id.term == m.current_term),
+                && serves_whole_log(
+                    m.current_term,
+                    m.last_applied.map(|a| (a.index, a.leader_id.term)),
+                    self.restored,
+                ),
         }
     }
 
@@ -149,8 +211,8 @@ impl Replica {
             .map_or(0, |log_id| log_id.index)
     }
 
-    /// Whether the log holds entries not applied yet (a new leader's, before it commits in
-    /// its term; or appends under way).
+    /// Whether the log holds entries not applied yet: appends under way, or what a leader
+    /// restored at startup has not applied yet.
     pub fn has_unapplied_entries(&self) -> bool {
         let metrics = self.metrics.borrow();
         metrics.last_log_index.unwrap_or(0) > metrics.last_applied.map_or(0, |l| l.index)
@@ -214,8 +276,11 @@ impl Replica {
         let mut metrics = self.metrics.clone();
         let ready = |m: &RaftMetrics<NodeId, BasicNode>| {
             m.current_leader == Some(self.node_id)
-                && m.last_applied
-                    .is_some_and(|a| a.leader_id.term == m.current_term)
+                && serves_whole_log(
+                    m.current_term,
+                    m.last_applied.map(|a| (a.index, a.leader_id.term)),
+                    self.restored,
+                )
         };
         tokio::time::timeout(timeout, metrics.wait_for(ready))
             .await
@@ -277,5 +342,53 @@ impl ControllerReplica {
     /// Consumer groups' committed offsets, as this replica has applied them.
     pub fn offsets(&self) -> std::sync::RwLockReadGuard<'_, GroupOffsets> {
         self.offsets.read().expect("offsets lock")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Vote;
+    use strand_storage::{Store, StoreOptions};
+
+    #[test]
+    fn an_elected_leader_serves_once_it_has_applied_an_entry_of_its_term() {
+        assert!(!serves_whole_log(3, None, None));
+        assert!(!serves_whole_log(3, Some((40, 2)), None));
+        assert!(serves_whole_log(3, Some((41, 3)), None));
+    }
+
+    #[test]
+    fn a_restored_leader_serves_once_it_has_applied_its_log_as_it_was_at_startup() {
+        let restored = Some(RestoredLeadership {
+            term: 3,
+            log_end: 50,
+        });
+        // Entries of its own term, applied before the crash, are not enough.
+        assert!(!serves_whole_log(3, Some((41, 3)), restored));
+        assert!(serves_whole_log(3, Some((50, 3)), restored));
+        // Elected again in a later term, it is an elected leader like any other.
+        assert!(!serves_whole_log(4, Some((50, 3)), restored));
+        assert!(serves_whole_log(4, Some((51, 4)), restored));
+    }
+
+    #[tokio::test]
+    async fn only_a_committed_vote_for_this_node_restores_its_leadership() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let mut log = LogStore::new(store.raft_log(7));
+        assert_eq!(RestoredLeadership::read(&mut log, 1).await.unwrap(), None);
+        log.save_vote(&Vote::new(3, 1)).await.unwrap();
+        assert_eq!(RestoredLeadership::read(&mut log, 1).await.unwrap(), None);
+        log.save_vote(&Vote::new_committed(3, 2)).await.unwrap();
+        assert_eq!(RestoredLeadership::read(&mut log, 1).await.unwrap(), None);
+        log.save_vote(&Vote::new_committed(4, 1)).await.unwrap();
+        assert_eq!(
+            RestoredLeadership::read(&mut log, 1).await.unwrap(),
+            Some(RestoredLeadership {
+                term: 4,
+                log_end: 0
+            })
+        );
     }
 }

@@ -228,12 +228,8 @@ fn read_partition(
     let (uncommitted, end) =
         uncommitted_tail(broker.config.unsafe_mode, replica, current.high_watermark)
             .map_err(storage_error)?;
-    // A new leader's high watermark lags the commit point until it has applied what its
-    // log holds, so an offset above it may exist (acknowledged by the last leader). Kafka
-    // answers offsets between the high watermark and the log end with no records, as the
-    // read below does: out of range would send the consumer to the end, past them.
-    let past_end = w.fetch_offset > end && !replica.replica.has_unapplied_entries();
-    if w.fetch_offset < current.log_start_offset || past_end {
+    let unapplied = replica.replica.has_unapplied_entries();
+    if out_of_range(w.fetch_offset, current.log_start_offset, end, unapplied) {
         tracing::debug!(
             fetch_offset = w.fetch_offset,
             log_start = current.log_start_offset,
@@ -294,6 +290,15 @@ fn read_partition(
     Ok(PartitionAnswer { data, len, late })
 }
 
+/// Whether a fetch at `offset` is out of range of a log that starts at `log_start` and
+/// serves up to `end`, the high watermark. Kafka answers offsets between the high watermark
+/// and the log end with no records and calls only those past the log end out of range,
+/// which sends the consumer to its reset position, perhaps the end, past records it never
+/// read. Entries appended but not applied yet stand here for that stretch.
+fn out_of_range(offset: i64, log_start: i64, end: i64, log_holds_unapplied: bool) -> bool {
+    offset < log_start || (offset > end && !log_holds_unapplied)
+}
+
 /// Record sets smaller than this are read at once: they cost little to read before the
 /// response goes out.
 const LATE_READ_MIN: usize = 256 * 1024;
@@ -347,4 +352,21 @@ async fn wait_for_data(topics: &mut [(TopicName, Vec<Wanted>)], deadline: Instan
         return;
     }
     let _ = tokio::time::timeout_at(deadline, select_all(changes.iter_mut())).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::out_of_range;
+
+    #[test]
+    fn above_the_high_watermark_is_out_of_range_only_once_the_log_is_applied() {
+        // A log from 10, served up to 20.
+        assert!(out_of_range(9, 10, 20, false));
+        assert!(out_of_range(9, 10, 20, true));
+        assert!(!out_of_range(10, 10, 20, false));
+        assert!(!out_of_range(20, 10, 20, false));
+        assert!(out_of_range(21, 10, 20, false));
+        // Entries past the high watermark are in the log: offset 21 may be among them.
+        assert!(!out_of_range(21, 10, 20, true));
+    }
 }
