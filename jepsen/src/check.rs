@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::history::{Mop, Op, OpType, Process};
+use crate::history::{end_time, Mop, Op, OpType, Process};
 
 /// At most this many examples are kept per anomaly.
 const EXAMPLES: usize = 8;
@@ -503,7 +503,7 @@ fn liveness(history: &[Op]) -> Liveness {
             }
         }
     }
-    let end = history.iter().map(|op| op.time).max().unwrap_or(0);
+    let end = end_time(history);
     spans.extend(
         open.into_values()
             .map(|(start, kind, h)| (kind, start, end, h)),

@@ -72,6 +72,12 @@ pub enum Mop {
     Poll(Vec<(u64, Vec<(i64, i64)>)>),
 }
 
+/// The time of the history's last operation (its ops are in time order unless edited by
+/// hand, so the latest, not the last line).
+pub fn end_time(history: &[Op]) -> u64 {
+    history.iter().map(|op| op.time).max().unwrap_or(0)
+}
+
 impl Op {
     pub fn is_nemesis(&self) -> bool {
         matches!(self.process, Process::Nemesis(_))

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::check::Report;
-use crate::history::{Op, OpType, Process};
+use crate::history::{end_time, Op, OpType, Process};
 
 const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 60.0;
@@ -27,7 +27,7 @@ struct Second {
 }
 
 fn per_second(history: &[Op]) -> Vec<Second> {
-    let end = history.iter().map(|op| op.time).max().unwrap_or(0);
+    let end = end_time(history);
     let mut seconds = vec![Second::default(); (end / 1_000_000_000) as usize + 1];
     let mut invoked: HashMap<Process, u64> = HashMap::new();
     for op in history {

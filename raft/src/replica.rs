@@ -161,12 +161,7 @@ impl Replica {
             leader: m.current_leader,
             term: m.current_term,
             quorum,
-            serving: quorum
-                && serves_whole_log(
-                    m.current_term,
-                    m.last_applied.map(|a| (a.index, a.leader_id.term)),
-                    self.restored,
-                ),
+            serving: quorum && self.serves_whole_log(&m),
         }
     }
 
@@ -201,6 +196,16 @@ impl Replica {
             .nodes()
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// Whether this node, if it leads, has applied all it must before it serves (see
+    /// [`serves_whole_log`]).
+    fn serves_whole_log(&self, m: &RaftMetrics<NodeId, BasicNode>) -> bool {
+        serves_whole_log(
+            m.current_term,
+            m.last_applied.map(|a| (a.index, a.leader_id.term)),
+            self.restored,
+        )
     }
 
     /// The index of the last entry applied here (0 before any).
@@ -275,12 +280,7 @@ impl Replica {
     pub async fn wait_serving(&self, timeout: Duration) -> bool {
         let mut metrics = self.metrics.clone();
         let ready = |m: &RaftMetrics<NodeId, BasicNode>| {
-            m.current_leader == Some(self.node_id)
-                && serves_whole_log(
-                    m.current_term,
-                    m.last_applied.map(|a| (a.index, a.leader_id.term)),
-                    self.restored,
-                )
+            m.current_leader == Some(self.node_id) && self.serves_whole_log(m)
         };
         tokio::time::timeout(timeout, metrics.wait_for(ready))
             .await
