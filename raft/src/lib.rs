@@ -10,7 +10,8 @@
 //! - [`transport`]: one multiplexed TCP connection per peer; [`network`]: openraft's network
 //!   traits over it; [`peers`]: forwarded proposals and leader reports between nodes;
 //!   [`handover`]: moving leadership to preferred replicas (ElectLeaders, balancing);
-//!   [`membership`]: nodes joining and leaving, partitions moving between nodes.
+//!   [`membership`]: nodes joining and leaving, partitions moving between nodes;
+//!   `election_timer`: openraft's election timer, run only in groups that may need it.
 //!
 //! openraft is used with `single-term-leader`, so a term has at most one leader and the
 //! term can serve as the Kafka leader epoch.
@@ -21,6 +22,7 @@
 
 mod codec;
 pub mod controller;
+mod election_timer;
 pub mod handover;
 pub mod log_store;
 pub mod membership;

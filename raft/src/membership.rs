@@ -165,6 +165,11 @@ pub(crate) async fn move_loop(node: Weak<RaftNode>) {
                 let Some(partition) = node.partition(p.group) else {
                     continue;
                 };
+                // Only the leader carries out a move (see below): skip the others early,
+                // this runs for every partition twice a second.
+                if partition.replica.metrics.borrow().current_leader != Some(node.id()) {
+                    continue;
+                }
                 let listed: BTreeSet<NodeId> = p.replicas.iter().copied().collect();
                 let voters: BTreeSet<NodeId> = partition.replica.voters().into_iter().collect();
                 let members: BTreeSet<NodeId> = partition.replica.members().into_iter().collect();

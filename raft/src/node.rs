@@ -56,6 +56,8 @@ impl RaftTuning {
             snapshot_policy: SnapshotPolicy::Never,
             // Heartbeats come from `heartbeat_loop`, for all groups at once.
             enable_heartbeat: false,
+            // `election_timer_loop` turns each group's tick on where it may be needed.
+            enable_tick: false,
             ..Default::default()
         };
         config
@@ -141,6 +143,10 @@ impl RaftNode {
             moves: Default::default(),
         });
         tokio::spawn(crate::membership::move_loop(Arc::downgrade(&node)));
+        tokio::spawn(crate::election_timer::election_timer_loop(
+            Arc::downgrade(&node),
+            crate::election_timer::quiet_limit(&node.config),
+        ));
         tokio::spawn(heartbeat_loop(
             Arc::downgrade(&node),
             tuning.heartbeat_interval,
@@ -192,9 +198,18 @@ impl RaftNode {
 
     /// Every group on this node: the controller's, then each partition's.
     pub(crate) fn replicas(&self) -> Vec<Replica> {
-        let mut all = vec![self.controller.replica.clone()];
-        all.extend(self.partitions().iter().map(|p| p.replica.clone()));
+        let mut all = Vec::new();
+        self.for_each_replica(|r| all.push(r.clone()));
         all
+    }
+
+    /// Calls `f` on every group on this node without copying them, for the loops that look
+    /// at every group several times a second. `f` runs under the partition map's lock.
+    pub(crate) fn for_each_replica(&self, mut f: impl FnMut(&Replica)) {
+        f(&self.controller.replica);
+        for p in self.partitions.read().expect("partition map lock").values() {
+            f(&p.replica);
+        }
     }
 
     pub fn partition_count(&self) -> usize {
@@ -404,6 +419,7 @@ async fn open_group<M: Machine>(
         transport: transport.clone(),
         lease: Duration::from_millis(config.election_timeout_max),
         restored,
+        election_timer: Default::default(),
     })
 }
 

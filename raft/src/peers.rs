@@ -175,6 +175,9 @@ impl RaftNode {
                             AppendEntriesResponse::Success
                                 | AppendEntriesResponse::PartialSuccess(_)
                         );
+                        if !matches!(response, AppendEntriesResponse::HigherVote(_)) {
+                            replica.election_timer.heard_leader();
+                        }
                         if carries_entries && accepted {
                             if let Err(e) = self.store.group_commit().sync().await {
                                 return Reply::Refused(format!("cannot sync the log: {e}"));
@@ -378,18 +381,19 @@ impl RaftNode {
     }
 
     fn leader_reports(&self) -> Vec<LeaderReport> {
-        self.replicas()
-            .iter()
-            .filter_map(|replica| {
-                let leadership = replica.leadership();
-                (leadership.leader == Some(self.id())).then(|| LeaderReport {
+        let mut reports = Vec::new();
+        self.for_each_replica(|replica| {
+            let leadership = replica.leadership();
+            if leadership.leader == Some(self.id()) {
+                reports.push(LeaderReport {
                     group: replica.group,
                     term: leadership.term,
                     in_sync: self.in_sync(replica),
                     voters: committed_voters(replica),
-                })
-            })
-            .collect()
+                });
+            }
+        });
+        reports
     }
 }
 

@@ -10,6 +10,7 @@ use openraft::{BasicNode, RaftMetrics};
 use tokio::sync::watch;
 
 use crate::controller::{ClusterMetadata, GroupOffsets, SharedOffsets};
+use crate::election_timer::ElectionTimer;
 use crate::log_store::LogStore;
 use crate::partition::{PartitionReader, PartitionStatus};
 use crate::transport::Transport;
@@ -58,6 +59,8 @@ pub struct Replica {
     pub(crate) lease: Duration,
     /// Set when this node led the group when it stopped, and so leads it again at once.
     pub(crate) restored: Option<RestoredLeadership>,
+    /// Whether openraft's election timer runs in this group (see `crate::election_timer`).
+    pub(crate) election_timer: ElectionTimer,
 }
 
 /// A leadership openraft 0.9 restores at startup, from a committed vote for this node,
