@@ -509,16 +509,25 @@ fn liveness(history: &[Op]) -> Liveness {
             .map(|(start, kind, h)| (kind, start, end, h)),
     );
     spans.sort_by_key(|w| w.1);
-    let ok_times: Vec<u64> = history
-        .iter()
-        .filter(|op| op.kind == OpType::Ok && !op.is_nemesis())
-        .map(|op| op.time)
-        .collect();
-    let next_send = |after: u64| {
-        history
+    // Sorted, so each fault window is two binary searches rather than a scan of the whole
+    // history (a long run has thousands of windows and millions of operations).
+    let sorted_times = |keep: &dyn Fn(&Op) -> bool| {
+        let mut times: Vec<u64> = history
             .iter()
-            .find(|op| op.time >= after && op.kind == OpType::Ok && op.f == "send")
-            .map(|op| seconds(op.time - after))
+            .filter(|op| op.kind == OpType::Ok && keep(op))
+            .map(|op| op.time)
+            .collect();
+        times.sort_unstable();
+        times
+    };
+    let ok_times = sorted_times(&|op| !op.is_nemesis());
+    let send_times = sorted_times(&|op| op.f == "send");
+    let next_send = |after: u64| {
+        let first = send_times.partition_point(|t| *t < after);
+        send_times.get(first).map(|t| seconds(t - after))
+    };
+    let ok_between = |start: u64, stop: u64| {
+        ok_times.partition_point(|t| *t <= stop) - ok_times.partition_point(|t| *t < start)
     };
     let windows: Vec<Window> = spans
         .iter()
@@ -526,10 +535,7 @@ fn liveness(history: &[Op]) -> Liveness {
             kind: kind.clone(),
             start: seconds(*start),
             stop: seconds(*stop),
-            ok_ops: ok_times
-                .iter()
-                .filter(|t| (start..=stop).contains(t))
-                .count(),
+            ok_ops: ok_between(*start, *stop),
             majority_healthy: *majority_healthy,
             recovery_seconds: next_send(*stop),
         })

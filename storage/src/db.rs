@@ -97,6 +97,9 @@ impl Store {
         opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
         opts.set_bytes_per_sync(1 << 20);
         opts.set_enable_pipelined_write(true);
+        // RocksDB starts a new info log (LOG, the old one kept as LOG.old.<time>) at every
+        // open and keeps 1,000 by default: a node restarted often piles them up.
+        opts.set_keep_log_file_num(4);
         let db = DB::open_cf_descriptors(
             &opts,
             &options.path,

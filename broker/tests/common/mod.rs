@@ -69,7 +69,23 @@ impl Node {
                 ])
             })
             .collect();
-        nodes.into_iter().map(Node::ready).collect()
+        let nodes: Vec<Node> = nodes.into_iter().map(Node::ready).collect();
+        // A node is ready once it has registered itself; the others' registrations may reach
+        // it a moment later. Tests create topics replicated on every node at once (until
+        // then such a topic is refused with a retriable LEADER_NOT_AVAILABLE), so wait.
+        for node in &nodes {
+            let mut c = node.try_connect().unwrap();
+            wait_for("every broker registered", Duration::from_secs(30), || {
+                let req = MetadataRequest::default().with_topics(Some(vec![]));
+                let ResponseKind::Metadata(r) =
+                    c.call(ApiKey::Metadata, 12, RequestKind::Metadata(req))
+                else {
+                    unreachable!()
+                };
+                (r.brokers.len() as u64 == n).then_some(())
+            });
+        }
+        nodes
     }
 
     fn spawn(extra: &[String]) -> Node {
