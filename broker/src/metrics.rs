@@ -115,6 +115,16 @@ impl Metrics {
             "Bytes written by state machines.",
             stats.state_bytes.load(Relaxed),
         );
+        let (appends, quiet) = broker.node.heartbeat_counts();
+        let _ = writeln!(
+            out,
+            "# HELP strand_raft_heartbeats_total Heartbeats of the Raft groups this node \
+             leads, one per group and round: openraft appends, or quiet (one message per \
+             peer for every group with nothing to replicate).\n\
+             # TYPE strand_raft_heartbeats_total counter\n\
+             strand_raft_heartbeats_total{{kind=\"append\"}} {appends}\n\
+             strand_raft_heartbeats_total{{kind=\"quiet\"}} {quiet}"
+        );
         let _ = writeln!(
             out,
             "# HELP strand_connections_open Client connections open now.\n\

@@ -10,6 +10,12 @@
 //! on a tick. Where the tick is on, openraft decides exactly as it always does, from its
 //! own record of the last leader contact: the timer is only ever on earlier than needed,
 //! never later.
+//!
+//! A quiet group (see `crate::quiescence`) hears its leader only through the node-level
+//! heartbeat, which openraft never sees: its record of the last contact goes stale, and
+//! once on, its timer would fire at the first tick. So after such a contact the timer
+//! stays off for as long as openraft would wait after an append: the leader lease plus the
+//! minimum election timeout.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -23,34 +29,74 @@ use crate::replica::Replica;
 /// How often the loop looks at every group.
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Per group: when this node last accepted an append from the group's leader, and whether
-/// the group's election timer runs. Cheap to clone.
+/// Per group: when and how this node last heard from the group's leader, and whether the
+/// group's election timer runs. Cheap to clone.
 #[derive(Clone, Default)]
 pub(crate) struct ElectionTimer {
-    leader_heard: Arc<Mutex<Option<Instant>>>,
+    leader_heard: Arc<Mutex<Option<LeaderContact>>>,
     running: Arc<AtomicBool>,
+}
+
+/// The last time a follower heard from its leader.
+#[derive(Debug, Clone, Copy)]
+struct LeaderContact {
+    at: Instant,
+    /// Through an openraft append, which openraft's own timer saw too; otherwise through
+    /// a quiet group's node-level heartbeat, which it did not.
+    seen_by_openraft: bool,
 }
 
 impl ElectionTimer {
     /// The leader's append was accepted: its heartbeats are arriving.
     pub fn heard_leader(&self) {
-        *self.leader_heard.lock().expect("leader contact lock") = Some(Instant::now());
+        self.record(true);
     }
 
-    fn leader_silence(&self) -> Option<Duration> {
-        self.leader_heard
-            .lock()
-            .expect("leader contact lock")
-            .map(|t| t.elapsed())
+    /// A quiet group's heartbeat from the leader was confirmed (see `crate::quiescence`).
+    pub fn heard_quiet_leader(&self) {
+        self.record(false);
+    }
+
+    fn record(&self, seen_by_openraft: bool) {
+        *self.leader_heard.lock().expect("leader contact lock") = Some(LeaderContact {
+            at: Instant::now(),
+            seen_by_openraft,
+        });
+    }
+
+    /// Time since the leader's last quiet-group heartbeat, if that was the last contact:
+    /// a contact openraft did not see, so its leader lease does not count it.
+    pub(crate) fn quiet_leader_silence(&self) -> Option<Duration> {
+        self.contact()
+            .filter(|c| !c.seen_by_openraft)
+            .map(|c| c.at.elapsed())
+    }
+
+    fn contact(&self) -> Option<LeaderContact> {
+        *self.leader_heard.lock().expect("leader contact lock")
     }
 }
 
-/// How long a follower may go without hearing its leader before its timer runs: longer
-/// than a heartbeat interval, so it stays off between heartbeats, and short enough that
-/// once on, the timer's first tick (at most 1.5 heartbeat intervals later) comes before
-/// openraft's earliest election (the lease plus the minimum election timeout).
-pub(crate) fn quiet_limit(config: &openraft::Config) -> Duration {
-    Duration::from_millis(config.election_timeout_min)
+/// How long a follower may go without hearing its leader before its timer runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QuietLimits {
+    /// After an append: longer than a heartbeat interval, so the timer stays off between
+    /// heartbeats, and short enough that once on, its first tick (at most 1.5 heartbeat
+    /// intervals later) comes before openraft's earliest election (the lease plus the
+    /// minimum election timeout).
+    pub after_append: Duration,
+    /// After a quiet-group heartbeat: openraft's earliest election itself, since its own
+    /// record of the contact is stale and the first tick would start one.
+    pub after_quiet_heartbeat: Duration,
+}
+
+pub(crate) fn quiet_limits(config: &openraft::Config) -> QuietLimits {
+    QuietLimits {
+        after_append: Duration::from_millis(config.election_timeout_min),
+        after_quiet_heartbeat: Duration::from_millis(
+            config.election_timeout_max + config.election_timeout_min,
+        ),
+    }
 }
 
 /// What the decision needs to know of one group on this node.
@@ -61,17 +107,25 @@ struct GroupView {
     voter: bool,
     /// Another node leads the group, as far as this node knows.
     other_leader: bool,
-    /// Time since this node last accepted an append from a leader of the group.
-    leader_silence: Option<Duration>,
+    /// The last contact with a leader of the group, if any.
+    leader_contact: Option<LeaderContact>,
 }
 
 /// Whether openraft's tick could do anything in this group now.
-fn needs_timer(g: GroupView, quiet_limit: Duration) -> bool {
+fn needs_timer(g: GroupView, limits: QuietLimits) -> bool {
+    let recently_heard = g.leader_contact.is_some_and(|c| {
+        let limit = if c.seen_by_openraft {
+            limits.after_append
+        } else {
+            limits.after_quiet_heartbeat
+        };
+        c.at.elapsed() < limit
+    });
     match g.state {
         // A leader's tick only steps it down once a membership without it is applied.
         ServerState::Leader => !g.voter,
         ServerState::Follower | ServerState::Candidate => {
-            g.voter && !(g.other_leader && g.leader_silence.is_some_and(|s| s < quiet_limit))
+            g.voter && !(g.other_leader && recently_heard)
         }
         ServerState::Learner | ServerState::Shutdown => false,
     }
@@ -87,20 +141,20 @@ fn view(replica: &Replica) -> GroupView {
             .voter_ids()
             .any(|v| v == m.id),
         other_leader: m.current_leader.is_some_and(|l| l != m.id),
-        leader_silence: replica.election_timer.leader_silence(),
+        leader_contact: replica.election_timer.contact(),
     }
 }
 
 /// Turns each group's election timer on or off as [`needs_timer`] says, every
 /// [`CHECK_INTERVAL`].
-pub(crate) async fn election_timer_loop(node: Weak<RaftNode>, quiet_limit: Duration) {
+pub(crate) async fn election_timer_loop(node: Weak<RaftNode>, limits: QuietLimits) {
     let mut ticker = tokio::time::interval(CHECK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let Some(node) = node.upgrade() else { return };
         node.for_each_replica(|replica| {
-            let wanted = needs_timer(view(replica), quiet_limit);
+            let wanted = needs_timer(view(replica), limits);
             if replica
                 .election_timer
                 .running
@@ -117,33 +171,54 @@ pub(crate) async fn election_timer_loop(node: Weak<RaftNode>, quiet_limit: Durat
 mod tests {
     use super::*;
 
-    const LIMIT: Duration = Duration::from_millis(500);
+    const LIMITS: QuietLimits = QuietLimits {
+        after_append: Duration::from_millis(500),
+        after_quiet_heartbeat: Duration::from_millis(1500),
+    };
+
+    fn contact(silence_ms: u64, seen_by_openraft: bool) -> LeaderContact {
+        LeaderContact {
+            at: Instant::now() - Duration::from_millis(silence_ms),
+            seen_by_openraft,
+        }
+    }
 
     fn follower(other_leader: bool, silence_ms: Option<u64>) -> GroupView {
         GroupView {
             state: ServerState::Follower,
             voter: true,
             other_leader,
-            leader_silence: silence_ms.map(Duration::from_millis),
+            leader_contact: silence_ms.map(|ms| contact(ms, true)),
         }
     }
 
     #[test]
     fn a_follower_hearing_its_leader_runs_no_timer() {
-        assert!(!needs_timer(follower(true, Some(0)), LIMIT));
-        assert!(!needs_timer(follower(true, Some(499)), LIMIT));
+        assert!(!needs_timer(follower(true, Some(0)), LIMITS));
+        assert!(!needs_timer(follower(true, Some(450)), LIMITS));
     }
 
     #[test]
     fn a_follower_whose_leader_is_quiet_or_unknown_runs_its_timer() {
-        assert!(needs_timer(follower(true, Some(500)), LIMIT));
-        assert!(needs_timer(follower(true, None), LIMIT), "never heard");
-        assert!(needs_timer(follower(false, Some(0)), LIMIT), "no leader");
+        assert!(needs_timer(follower(true, Some(500)), LIMITS));
+        assert!(needs_timer(follower(true, None), LIMITS), "never heard");
+        assert!(needs_timer(follower(false, Some(0)), LIMITS), "no leader");
         let candidate = GroupView {
             state: ServerState::Candidate,
             ..follower(false, Some(0))
         };
-        assert!(needs_timer(candidate, LIMIT));
+        assert!(needs_timer(candidate, LIMITS));
+    }
+
+    #[test]
+    fn after_a_quiet_heartbeat_the_timer_waits_as_long_as_openraft_would() {
+        let quiet = |ms| GroupView {
+            leader_contact: Some(contact(ms, false)),
+            ..follower(true, None)
+        };
+        assert!(!needs_timer(quiet(500), LIMITS));
+        assert!(!needs_timer(quiet(1400), LIMITS));
+        assert!(needs_timer(quiet(1500), LIMITS));
     }
 
     #[test]
@@ -153,19 +228,19 @@ mod tests {
             voter: false,
             ..follower(false, None)
         };
-        assert!(!needs_timer(learner, LIMIT));
+        assert!(!needs_timer(learner, LIMITS));
         let leader = GroupView {
             state: ServerState::Leader,
             ..follower(false, None)
         };
-        assert!(!needs_timer(leader, LIMIT));
+        assert!(!needs_timer(leader, LIMITS));
         assert!(
             needs_timer(
                 GroupView {
                     voter: false,
                     ..leader
                 },
-                LIMIT
+                LIMITS
             ),
             "a leader removed from the voters steps down on a tick"
         );

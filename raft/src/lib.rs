@@ -11,7 +11,8 @@
 //!   traits over it; [`peers`]: forwarded proposals and leader reports between nodes;
 //!   [`handover`]: moving leadership to preferred replicas (ElectLeaders, balancing);
 //!   [`membership`]: nodes joining and leaving, partitions moving between nodes;
-//!   `election_timer`: openraft's election timer, run only in groups that may need it.
+//!   `election_timer`: openraft's election timer, run only in groups that may need it;
+//!   `heartbeat`: every group's heartbeats at once, one message per peer for quiet groups.
 //!
 //! openraft is used with `single-term-leader`, so a term has at most one leader and the
 //! term can serve as the Kafka leader epoch.
@@ -24,6 +25,7 @@ mod codec;
 pub mod controller;
 mod election_timer;
 pub mod handover;
+mod heartbeat;
 pub mod log_store;
 pub mod membership;
 pub mod network;

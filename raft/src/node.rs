@@ -54,7 +54,7 @@ impl RaftTuning {
             // The Raft log is the partition's data and is never purged, so no snapshot is
             // ever needed (see `crate::snapshot`).
             snapshot_policy: SnapshotPolicy::Never,
-            // Heartbeats come from `heartbeat_loop`, for all groups at once.
+            // Heartbeats come from `heartbeat::heartbeat_loop`, for all groups at once.
             enable_heartbeat: false,
             // `election_timer_loop` turns each group's tick on where it may be needed.
             enable_tick: false,
@@ -102,6 +102,8 @@ pub struct RaftNode {
     pub(crate) leaders: LeaderTable,
     /// Partition moves this node is carrying out as their leader.
     pub(crate) moves: crate::membership::MovesInProgress,
+    /// How the groups this node leads were heard from, for the metrics.
+    pub(crate) heartbeats: crate::heartbeat::HeartbeatCounts,
 }
 
 impl RaftNode {
@@ -141,13 +143,14 @@ impl RaftNode {
             partitions: RwLock::new(HashMap::new()),
             leaders: LeaderTable::default(),
             moves: Default::default(),
+            heartbeats: Default::default(),
         });
         tokio::spawn(crate::membership::move_loop(Arc::downgrade(&node)));
         tokio::spawn(crate::election_timer::election_timer_loop(
             Arc::downgrade(&node),
-            crate::election_timer::quiet_limit(&node.config),
+            crate::election_timer::quiet_limits(&node.config),
         ));
-        tokio::spawn(heartbeat_loop(
+        tokio::spawn(crate::heartbeat::heartbeat_loop(
             Arc::downgrade(&node),
             tuning.heartbeat_interval,
         ));
@@ -162,6 +165,12 @@ impl RaftNode {
 
     pub fn id(&self) -> NodeId {
         self.identity.id
+    }
+
+    /// Heartbeats of the groups this node leads since it started, by kind: `(openraft
+    /// appends, quiet)`; see `crate::heartbeat`.
+    pub fn heartbeat_counts(&self) -> (u64, u64) {
+        self.heartbeats.totals()
     }
 
     /// How long a follower refuses to vote after hearing from its leader (openraft's leader
@@ -356,32 +365,6 @@ impl RaftNode {
             let _ = p.replica.raft.shutdown().await;
         }
         let _ = self.controller.replica.raft.shutdown().await;
-    }
-}
-
-/// Sends every group's heartbeats at the same moment, once per interval.
-///
-/// openraft times each group's heartbeats on its own, so a node leading hundreds of groups
-/// would send a lone small message every few hundred microseconds, each its own syscall and
-/// wake-up on both sides. Triggered together, the heartbeats of all groups to one peer
-/// leave in a handful of writes (see `transport`), and the peer handles them in one read.
-async fn heartbeat_loop(node: std::sync::Weak<RaftNode>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let Some(node) = node.upgrade() else { return };
-        // A group being handed over stays silent, so its lease runs out.
-        let leading: Vec<Raft> = node
-            .replicas()
-            .into_iter()
-            .filter(|r| r.leadership().leader == Some(node.id()) && r.handing_over_to().is_none())
-            .map(|r| r.raft)
-            .collect();
-        drop(node);
-        for raft in leading {
-            let _ = raft.trigger().heartbeat().await;
-        }
     }
 }
 

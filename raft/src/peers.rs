@@ -145,7 +145,7 @@ impl RaftNode {
     }
 
     /// The local replica of `group`, if any.
-    fn replica(&self, group: GroupId) -> Option<Replica> {
+    pub(crate) fn replica(&self, group: GroupId) -> Option<Replica> {
         if group == crate::controller::CONTROLLER_GROUP {
             return Some(self.controller.replica.clone());
         }
@@ -189,9 +189,12 @@ impl RaftNode {
                 }
             }
             Request::Vote { group, rpc } => match self.replica(group) {
-                Some(replica) => match replica.raft.vote(rpc).await {
-                    Ok(response) => Reply::Vote(response),
-                    Err(e) => Reply::Refused(e.to_string()),
+                Some(replica) => match self.refuses_vote(&replica, &rpc) {
+                    Some(refusal) => Reply::Vote(refusal),
+                    None => match replica.raft.vote(rpc).await {
+                        Ok(response) => Reply::Vote(response),
+                        Err(e) => Reply::Refused(e.to_string()),
+                    },
                 },
                 None => unknown(group),
             },
@@ -214,6 +217,10 @@ impl RaftNode {
             }
             Request::ControllerMembership(change) => {
                 Reply::Changed(self.change_controller_membership(change).await)
+            }
+            Request::QuietHeartbeats { from, groups } => {
+                self.leaders.heard(from);
+                Reply::QuietConfirmed(self.confirm_quiet(from, &groups))
             }
         }
     }

@@ -59,6 +59,12 @@ pub enum Request {
     Stand { group: GroupId, after_ms: u64 },
     /// Change the controller group's members (on its leader).
     ControllerMembership(crate::membership::ControllerMembership),
+    /// Heartbeats of the quiet groups `from` leads and the receiver follows (see
+    /// `crate::heartbeat`).
+    QuietHeartbeats {
+        from: NodeId,
+        groups: Vec<crate::heartbeat::QuietGroup>,
+    },
 }
 
 /// A peer's answer.
@@ -76,6 +82,8 @@ pub enum Reply {
     Changed(Result<(), String>),
     /// The request could not be handled (unknown group, shutting down).
     Refused(String),
+    /// The quiet groups whose heartbeat the receiver confirmed.
+    QuietConfirmed(Vec<GroupId>),
 }
 
 /// One group a node leads, as it reports it to its peers.
@@ -218,6 +226,15 @@ impl Transport {
     pub(crate) fn accepted_by(&self, group: GroupId, node: NodeId) {
         let mut accepted = self.accepted.lock().expect("accepted lock");
         accepted.insert((group, node), Instant::now());
+    }
+
+    /// Records that `node` just accepted this node as the leader of each of `groups`.
+    pub(crate) fn accepted_by_all(&self, groups: &[GroupId], node: NodeId) {
+        let now = Instant::now();
+        let mut accepted = self.accepted.lock().expect("accepted lock");
+        for group in groups {
+            accepted.insert((*group, node), now);
+        }
     }
 
     /// When `node` last accepted this node as the leader of `group`, if ever.

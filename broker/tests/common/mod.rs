@@ -19,6 +19,8 @@ use strand_protocol::codec;
 pub struct Node {
     pub child: Child,
     pub port: u16,
+    /// Where the node serves `GET /metrics`.
+    metrics_port: u16,
     id: i32,
     _dir: tempfile::TempDir,
 }
@@ -91,10 +93,11 @@ impl Node {
     fn spawn(extra: &[String]) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let metrics_port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_strand"));
         command
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--metrics-listen", "off"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
             .arg("--data-dir")
             .arg(dir.path())
             .args(extra);
@@ -118,6 +121,7 @@ impl Node {
         Node {
             child,
             port,
+            metrics_port,
             id,
             _dir: dir,
         }
@@ -146,6 +150,23 @@ impl Node {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("strand did not start");
+    }
+
+    /// The value of one series from the node's `GET /metrics`, named as it appears there
+    /// (`strand_raft_heartbeats_total{kind="quiet"}`).
+    pub fn metric(&self, series: &str) -> u64 {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in the metrics:\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     pub fn try_connect(&self) -> std::io::Result<Client> {
