@@ -17,6 +17,8 @@
 //! stays off for as long as openraft would wait after an append: the leader lease plus the
 //! minimum election timeout.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -31,10 +33,21 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Per group: when and how this node last heard from the group's leader, and whether the
 /// group's election timer runs. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct ElectionTimer {
-    leader_heard: Arc<Mutex<Option<LeaderContact>>>,
+    contacts: Arc<Mutex<Contacts>>,
     running: Arc<AtomicBool>,
+    /// Added to the wait after a quiet-group heartbeat, drawn once per group and node from
+    /// the spread of openraft's election timeouts, so that the followers of a silent leader
+    /// do not all stand at once and split the vote.
+    quiet_jitter: Duration,
+}
+
+#[derive(Default)]
+struct Contacts {
+    leader: Option<LeaderContact>,
+    /// When this node last granted its vote in the group.
+    vote_granted: Option<Instant>,
 }
 
 /// The last time a follower heard from its leader.
@@ -47,21 +60,48 @@ struct LeaderContact {
 }
 
 impl ElectionTimer {
+    /// `spread`: the range of openraft's randomised election timeout (max - min).
+    pub fn new(spread: Duration) -> ElectionTimer {
+        let random = RandomState::new().build_hasher().finish();
+        let spread_nanos = spread.as_nanos().max(1) as u64;
+        ElectionTimer {
+            contacts: Default::default(),
+            running: Default::default(),
+            quiet_jitter: Duration::from_nanos(random % spread_nanos),
+        }
+    }
+
     /// The leader's append was accepted: its heartbeats are arriving.
     pub fn heard_leader(&self) {
         self.record(true);
     }
 
-    /// A quiet group's heartbeat from the leader was confirmed (see `crate::quiescence`).
+    /// A quiet group's heartbeat from the leader was confirmed (see `crate::heartbeat`).
     pub fn heard_quiet_leader(&self) {
         self.record(false);
     }
 
     fn record(&self, seen_by_openraft: bool) {
-        *self.leader_heard.lock().expect("leader contact lock") = Some(LeaderContact {
+        self.contacts().leader = Some(LeaderContact {
             at: Instant::now(),
             seen_by_openraft,
         });
+    }
+
+    /// This node voted for a candidate: whatever it heard from the old leader no longer
+    /// counts, and for `lease` it confirms no quiet heartbeat (its published vote may lag
+    /// behind the one it just gave).
+    pub fn granted_vote(&self) {
+        let mut contacts = self.contacts();
+        contacts.leader = None;
+        contacts.vote_granted = Some(Instant::now());
+    }
+
+    /// Whether this node may confirm a quiet heartbeat: it has not voted within `lease`.
+    pub fn may_confirm_quiet(&self, lease: Duration) -> bool {
+        self.contacts()
+            .vote_granted
+            .is_none_or(|t| t.elapsed() > lease)
     }
 
     /// Time since the leader's last quiet-group heartbeat, if that was the last contact:
@@ -73,7 +113,11 @@ impl ElectionTimer {
     }
 
     fn contact(&self) -> Option<LeaderContact> {
-        *self.leader_heard.lock().expect("leader contact lock")
+        self.contacts().leader
+    }
+
+    fn contacts(&self) -> std::sync::MutexGuard<'_, Contacts> {
+        self.contacts.lock().expect("leader contact lock")
     }
 }
 
@@ -109,6 +153,8 @@ struct GroupView {
     other_leader: bool,
     /// The last contact with a leader of the group, if any.
     leader_contact: Option<LeaderContact>,
+    /// See [`ElectionTimer::quiet_jitter`].
+    quiet_jitter: Duration,
 }
 
 /// Whether openraft's tick could do anything in this group now.
@@ -117,7 +163,7 @@ fn needs_timer(g: GroupView, limits: QuietLimits) -> bool {
         let limit = if c.seen_by_openraft {
             limits.after_append
         } else {
-            limits.after_quiet_heartbeat
+            limits.after_quiet_heartbeat + g.quiet_jitter
         };
         c.at.elapsed() < limit
     });
@@ -142,6 +188,7 @@ fn view(replica: &Replica) -> GroupView {
             .any(|v| v == m.id),
         other_leader: m.current_leader.is_some_and(|l| l != m.id),
         leader_contact: replica.election_timer.contact(),
+        quiet_jitter: replica.election_timer.quiet_jitter,
     }
 }
 
@@ -189,6 +236,7 @@ mod tests {
             voter: true,
             other_leader,
             leader_contact: silence_ms.map(|ms| contact(ms, true)),
+            quiet_jitter: Duration::ZERO,
         }
     }
 
@@ -219,6 +267,39 @@ mod tests {
         assert!(!needs_timer(quiet(500), LIMITS));
         assert!(!needs_timer(quiet(1400), LIMITS));
         assert!(needs_timer(quiet(1500), LIMITS));
+        let jittered = GroupView {
+            quiet_jitter: Duration::from_millis(300),
+            ..quiet(1600)
+        };
+        assert!(
+            !needs_timer(jittered, LIMITS),
+            "each group waits its jitter too"
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_the_spread_of_election_timeouts() {
+        let spread = Duration::from_millis(500);
+        let jitters: Vec<Duration> = (0..50)
+            .map(|_| ElectionTimer::new(spread).quiet_jitter)
+            .collect();
+        assert!(jitters.iter().all(|j| *j < spread));
+        assert!(
+            jitters.iter().any(|j| *j != jitters[0]),
+            "not random: {jitters:?}"
+        );
+    }
+
+    #[test]
+    fn a_granted_vote_forgets_the_leader_and_holds_off_quiet_confirmations() {
+        let timer = ElectionTimer::new(Duration::from_millis(500));
+        timer.heard_quiet_leader();
+        assert!(timer.quiet_leader_silence().is_some());
+        assert!(timer.may_confirm_quiet(Duration::from_secs(1)));
+        timer.granted_vote();
+        assert!(timer.quiet_leader_silence().is_none());
+        assert!(!timer.may_confirm_quiet(Duration::from_secs(1)));
+        assert!(timer.may_confirm_quiet(Duration::ZERO));
     }
 
     #[test]

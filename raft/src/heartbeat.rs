@@ -9,10 +9,12 @@
 //! leader and its core on each follower, and every wake-up publishes fresh metrics: with a
 //! thousand idle partitions, that was most of an idle node's CPU, spent by groups with
 //! nothing to say. Such a group is *quiet*: its leader has applied its whole log and every
-//! follower has matched it, at this round and the one before, whose openraft heartbeat
-//! carried the commit index to the followers. For its quiet groups a leader sends each
+//! follower has matched it, at this round and at the same log end the round before, whose
+//! openraft heartbeat carried the commit index to the followers. For its quiet groups a
+//! leader sends each
 //! peer one [`Request::QuietHeartbeats`] naming each group's vote and last log index, and
-//! a follower with exactly that vote and log confirms the group. A confirmation stands for
+//! a follower with exactly that vote and log, all applied, confirms the group (unless it
+//! voted in the group within the lease). A confirmation stands for
 //! an accepted append: it keeps the leader's quorum fresh (`Replica::leadership`), the
 //! follower's election timer off, and the leader's node counted alive for fast failover
 //! (`peers`). Anything else (a write, a follower behind or silent, a follower with another
@@ -27,7 +29,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::raft::{VoteRequest, VoteResponse};
 use openraft::{BasicNode, RaftMetrics, ServerState};
@@ -83,12 +85,16 @@ fn caught_up(m: &Metrics, group: GroupId) -> Option<(QuietGroup, Vec<NodeId>)> {
 }
 
 /// Whether a follower with metrics `m` confirms `heartbeat` from `leader`: it follows that
-/// leader with the same vote and has the same log.
+/// leader with the same vote and has the same log, all applied. A follower that has not
+/// applied its whole log has not learnt the commit index yet (its ack or the leader's
+/// next message was lost, or it restarted): not confirming puts openraft's heartbeats,
+/// which carry the commit index, back on.
 fn confirms(m: &Metrics, leader: NodeId, heartbeat: &QuietGroup) -> bool {
     m.state == ServerState::Follower
         && m.current_leader == Some(leader)
         && m.vote == heartbeat.vote
         && m.last_log_index == Some(heartbeat.last_log_index)
+        && m.last_applied.map(|applied| applied.index) == Some(heartbeat.last_log_index)
 }
 
 /// Heartbeats of the groups a node leads since it started, one per group and round.
@@ -118,26 +124,33 @@ struct Round {
     quiet_groups: u64,
     /// Per peer: its address and the quiet groups it follows.
     quiet: HashMap<NodeId, (String, Vec<QuietGroup>)>,
-    /// Groups caught up at this round: quiet at the next one, if still caught up.
-    caught_up: HashSet<GroupId>,
+    /// Groups caught up at this round, with their last log index: quiet at the next
+    /// round if still caught up at the same index.
+    caught_up: HashSet<(GroupId, u64)>,
 }
 
 impl Round {
     /// Decides how `replica`, a group this node leads, is heard from this round.
-    fn add(&mut self, replica: &Replica, caught_up_before: &HashSet<GroupId>, ack_limit: Duration) {
+    fn add(
+        &mut self,
+        replica: &Replica,
+        caught_up_before: &HashSet<(GroupId, u64)>,
+        ack_limit: Duration,
+    ) {
         let caught_up = caught_up(&replica.metrics.borrow(), replica.group);
         let Some((heartbeat, followers)) = caught_up else {
             self.raft_heartbeats.push(replica.raft.clone());
             return;
         };
-        self.caught_up.insert(replica.group);
+        let key = (replica.group, heartbeat.last_log_index);
+        self.caught_up.insert(key);
         let confirmed = |follower: &NodeId| {
             replica
                 .transport
                 .last_accepted(replica.group, *follower)
                 .is_some_and(|t| t.elapsed() < ack_limit)
         };
-        if !caught_up_before.contains(&replica.group) || !followers.iter().all(confirmed) {
+        if !caught_up_before.contains(&key) || !followers.iter().all(confirmed) {
             self.raft_heartbeats.push(replica.raft.clone());
             return;
         }
@@ -210,23 +223,26 @@ async fn send_quiet(
     timeout: Duration,
 ) {
     let request = Request::QuietHeartbeats { from, groups };
+    let sent = Instant::now();
     if let Ok(Reply::QuietConfirmed(confirmed)) =
         transport.call(peer, &addr, &request, timeout).await
     {
-        transport.accepted_by_all(&confirmed, peer);
+        transport.accepted_by_all(&confirmed, peer, sent);
     }
 }
 
 impl RaftNode {
     /// A follower's side of [`Request::QuietHeartbeats`]: the groups it confirms.
     pub(crate) fn confirm_quiet(&self, leader: NodeId, groups: &[QuietGroup]) -> Vec<GroupId> {
+        let lease = self.leader_lease();
         groups
             .iter()
             .filter(|heartbeat| {
                 let Some(replica) = self.replica(heartbeat.group) else {
                     return false;
                 };
-                let confirmed = confirms(&replica.metrics.borrow(), leader, heartbeat);
+                let confirmed = replica.election_timer.may_confirm_quiet(lease)
+                    && confirms(&replica.metrics.borrow(), leader, heartbeat);
                 if confirmed {
                     replica.election_timer.heard_quiet_leader();
                 }
@@ -372,6 +388,12 @@ mod tests {
         let mut behind = follower.clone();
         behind.last_log_index = Some(9);
         assert!(!confirms(&behind, 1, &heartbeat));
+        let mut unapplied = follower.clone();
+        unapplied.last_applied = Some(log_id(2, 9));
+        assert!(
+            !confirms(&unapplied, 1, &heartbeat),
+            "commit index not learnt"
+        );
         let mut newer_vote = follower.clone();
         newer_vote.vote = Vote::new(3, 3);
         assert!(!confirms(&newer_vote, 1, &heartbeat));

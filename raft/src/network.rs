@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Timeout,
@@ -106,10 +106,11 @@ impl RaftNetwork<Types> for PeerClient {
             group: self.group,
             rpc,
         };
+        let sent = Instant::now();
         match self.call(request, RPCTypes::AppendEntries, &option).await? {
             Reply::AppendEntries(r) => {
                 if !matches!(r, AppendEntriesResponse::HigherVote(_)) {
-                    self.transport.accepted_by(self.group, self.target);
+                    self.transport.accepted_by(self.group, self.target, sent);
                 }
                 Ok(r)
             }

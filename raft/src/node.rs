@@ -10,6 +10,7 @@ use openraft::{BasicNode, SnapshotPolicy};
 use strand_storage::Store;
 
 use crate::controller::{ClusterMetadata, ControllerMachine, CONTROLLER_GROUP};
+use crate::election_timer::ElectionTimer;
 use crate::log_store::LogStore;
 use crate::network::NetworkFactory;
 use crate::partition::{PartitionMachine, PartitionReader};
@@ -402,7 +403,9 @@ async fn open_group<M: Machine>(
         transport: transport.clone(),
         lease: Duration::from_millis(config.election_timeout_max),
         restored,
-        election_timer: Default::default(),
+        election_timer: ElectionTimer::new(Duration::from_millis(
+            config.election_timeout_max - config.election_timeout_min,
+        )),
     })
 }
 

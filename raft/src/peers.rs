@@ -192,7 +192,12 @@ impl RaftNode {
                 Some(replica) => match self.refuses_vote(&replica, &rpc) {
                     Some(refusal) => Reply::Vote(refusal),
                     None => match replica.raft.vote(rpc).await {
-                        Ok(response) => Reply::Vote(response),
+                        Ok(response) => {
+                            if response.vote_granted {
+                                replica.election_timer.granted_vote();
+                            }
+                            Reply::Vote(response)
+                        }
                         Err(e) => Reply::Refused(e.to_string()),
                     },
                 },

@@ -222,18 +222,19 @@ impl Transport {
         self.heard.lock().expect("heard lock").get(&node).copied()
     }
 
-    /// Records that `node` just accepted this node as the leader of `group`.
-    pub(crate) fn accepted_by(&self, group: GroupId, node: NodeId) {
-        let mut accepted = self.accepted.lock().expect("accepted lock");
-        accepted.insert((group, node), Instant::now());
+    /// Records that `node` accepted this node as the leader of `group` in answer to a
+    /// request sent at `sent`. The lease counts from the sending: the follower's own lease,
+    /// the time it refuses other candidates, ran from when it received the request.
+    pub(crate) fn accepted_by(&self, group: GroupId, node: NodeId, sent: Instant) {
+        self.accepted_by_all(&[group], node, sent);
     }
 
-    /// Records that `node` just accepted this node as the leader of each of `groups`.
-    pub(crate) fn accepted_by_all(&self, groups: &[GroupId], node: NodeId) {
-        let now = Instant::now();
+    /// [`Self::accepted_by`] for each of `groups`.
+    pub(crate) fn accepted_by_all(&self, groups: &[GroupId], node: NodeId, sent: Instant) {
         let mut accepted = self.accepted.lock().expect("accepted lock");
         for group in groups {
-            accepted.insert((*group, node), now);
+            let at = accepted.entry((*group, node)).or_insert(sent);
+            *at = (*at).max(sent);
         }
     }
 
