@@ -11,11 +11,10 @@
 //! nothing to say. Such a group is *quiet*: its leader has applied its whole log and every
 //! follower has matched it, at this round and at the same log end the round before, whose
 //! openraft heartbeat carried the commit index to the followers. For its quiet groups a
-//! leader sends each
-//! peer one [`Request::QuietHeartbeats`] naming each group's vote and last log index, and
-//! a follower with exactly that vote and log, all applied, confirms the group (unless it
-//! voted in the group within the lease). A confirmation stands for
-//! an accepted append: it keeps the leader's quorum fresh (`Replica::leadership`), the
+//! leader sends each peer one [`Request::QuietHeartbeats`] naming each group's vote and
+//! last log index, and a follower with exactly that vote and log, all applied, confirms
+//! the group (unless it voted in the group within the lease). A confirmation stands for an
+//! accepted append: it keeps the leader's quorum fresh (`Replica::leadership`), the
 //! follower's election timer off, and the leader's node counted alive for fast failover
 //! (`peers`). Anything else (a write, a follower behind or silent, a follower with another
 //! vote or log) and the group gets openraft's heartbeat at the next round, which settles
@@ -183,8 +182,8 @@ pub(crate) async fn heartbeat_loop(node: Weak<RaftNode>, interval: Duration) {
         let mut round = Round::default();
         node.for_each_replica(|replica| {
             // A group being handed over stays silent, so its lease runs out.
-            if replica.leadership().leader == Some(node.id()) && replica.handing_over_to().is_none()
-            {
+            let leading = replica.metrics.borrow().current_leader == Some(node.id());
+            if leading && replica.handing_over_to().is_none() {
                 round.add(replica, &caught_up_before, ack_limit);
             }
         });
