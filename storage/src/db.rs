@@ -83,6 +83,21 @@ fn family(name: &str, write_buffer: usize, blobs: bool) -> ColumnFamilyDescripto
     ColumnFamilyDescriptor::new(name, opts)
 }
 
+/// Whether files under `dir` open with `O_DIRECT` (tmpfs and some FUSE file systems refuse).
+fn supports_direct_io(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = dir.join("DIRECT_IO_PROBE");
+    let opened = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe)
+        .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    opened
+}
+
 impl Store {
     /// Opens (or creates) the database and starts its group-commit flusher.
     pub fn open(options: &StoreOptions) -> Result<Store> {
@@ -96,6 +111,18 @@ impl Store {
         opts.set_max_total_wal_size(options.max_wal_bytes);
         opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
         opts.set_bytes_per_sync(1 << 20);
+        // Flushes write every payload byte a second time (into blob files). Through the page
+        // cache that copy cost half the node's CPU when producing flat out (a VM backs fresh
+        // pages on first touch: 2 GB per core-second); with direct I/O the disk takes it by
+        // DMA. Reads go direct too: through the page cache they would pay the same first
+        // touch for data that was never cached, and catch-up reads measured faster without.
+        // Recent batches are read from the memtables, index blocks from the block cache.
+        let direct = supports_direct_io(&options.path);
+        opts.set_use_direct_io_for_flush_and_compaction(direct);
+        opts.set_use_direct_reads(direct);
+        if !direct {
+            tracing::info!(path = %options.path.display(), "the file system refuses direct I/O: using the page cache");
+        }
         opts.set_enable_pipelined_write(true);
         // RocksDB starts a new info log (LOG, the old one kept as LOG.old.<time>) at every
         // open and keeps 1,000 by default: a node restarted often piles them up.
