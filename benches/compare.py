@@ -18,6 +18,7 @@ Workloads (issue 7):
     python3 benches/compare.py                      # --short: about 10 s of load per run
     python3 benches/compare.py --full --kafka-perf-test
     python3 benches/compare.py --workloads 1,3 --systems strand,kafka
+    python3 benches/compare.py --record-size 100 --partitions 64 --many-partitions 2000
 """
 
 import argparse
@@ -50,19 +51,27 @@ SYSTEM_LABELS = {
 # kafka-producer-perf-test and the OpenMessaging Benchmark's default NO_KEY workloads);
 # linger and batch size as that benchmark's Kafka latency driver, with linger 5 ms (the
 # Java client's default) rather than 1 ms.
-def client(keys=0):
-    return ["--record-size", "1024", "--keys", str(keys), "--linger-ms", "5",
+def client(record_size, keys=0):
+    return ["--record-size", str(record_size), "--keys", str(keys), "--linger-ms", "5",
             "--batch-size", "131072", "--compression", "none", "--producers", "1"]
 
 
-WORKLOADS = {
-    1: {"title": "One node, RF 1, acks=1, 1 KiB records, 16 partitions, flat out", "nodes": 1},
-    2: {"title": "Three nodes, RF 3, acks=all, 1 KiB records, 16 partitions, flat out", "nodes": 3},
-    3: {"title": "Three nodes, RF 3, acks=all, 10,000 records/s of 1 KiB, 16 partitions", "nodes": 3},
-    4: {"title": "Three nodes, 1,000 partitions, RF 3, acks=all, 1,000 records/s over 10,000 keys",
-        "nodes": 3},
-    5: {"title": "One node: a consumer reads from the start of a 16-partition topic", "nodes": 1},
-}
+def size_label(size):
+    return f"{size // 1024:,} KiB" if size % 1024 == 0 else f"{size:,} B"
+
+
+def workloads(record_size, partitions, many_partitions):
+    """Each workload's title and node count. The issue's sizes are the defaults (1 KiB
+    records, 16 partitions, 1,000 for workload 4); flags rerun them with others."""
+    size, n, many = size_label(record_size), f"{partitions:,}", f"{many_partitions:,}"
+    return {
+        1: {"title": f"One node, RF 1, acks=1, {size} records, {n} partitions, flat out", "nodes": 1},
+        2: {"title": f"Three nodes, RF 3, acks=all, {size} records, {n} partitions, flat out", "nodes": 3},
+        3: {"title": f"Three nodes, RF 3, acks=all, 10,000 records/s of {size}, {n} partitions", "nodes": 3},
+        4: {"title": f"Three nodes, {many} partitions, RF 3, acks=all, 1,000 records/s over 10,000 keys",
+            "nodes": 3},
+        5: {"title": f"One node: a consumer reads from the start of a {n}-partition topic", "nodes": 1},
+    }
 
 # prewarm: seconds of the workload's load before each measured run (into the same topic).
 # Kafka's JVMs start cold and reach full speed only after several seconds of load (the
@@ -78,6 +87,10 @@ MODES = {
 class Runner:
     def __init__(self, args, mode, workdir):
         self.args, self.mode, self.workdir = args, mode, Path(workdir)
+        self.partitions = args.partitions
+
+    def client(self, keys=0):
+        return client(self.args.record_size, keys)
 
     def make_system(self, name, nodes, tag):
         if name == "strand":
@@ -105,7 +118,7 @@ class Runner:
             rate_args = ["--rate", rate] if rate else []
             self.loadgen(system, "produce", "--topic", "bench", "--partitions", partitions, "--replication-factor",
                          rf, "--acks", acks, "--seconds", self.mode["prewarm"], "--warmup", 0, *rate_args,
-                         *client(keys), label="(prewarm) ")
+                         *self.client(keys), label="(prewarm) ")
 
     def produce_measured(self, system, command, *args):
         """Runs loadgen while sampling every node; the usage covers exactly this run."""
@@ -119,7 +132,8 @@ class Runner:
         batch size) for about perf_seconds at the rate loadgen just reached."""
         self.create(system, "perf", 16, rf)
         records = max(20_000, int(records_per_s * self.mode["perf_seconds"]))
-        cmd = [str(PERF_TEST), "--topic", "perf", "--num-records", str(records), "--record-size", "1024",
+        cmd = [str(PERF_TEST), "--topic", "perf", "--num-records", str(records),
+               "--record-size", str(self.args.record_size),
                "--throughput", "-1", "--command-property", f"bootstrap.servers={system.bootstrap}",
                f"acks={acks}", "linger.ms=5", "batch.size=131072"]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.mode["perf_seconds"] * 6 + 120)
@@ -162,11 +176,11 @@ def e2e_metrics(result):
 
 def flat_out(runner, system, name, rf, acks):
     m = runner.mode
-    runner.create(system, "bench", 16, rf)
-    runner.prewarm(system, 16, rf, acks)
+    runner.create(system, "bench", runner.partitions, rf)
+    runner.prewarm(system, runner.partitions, rf, acks)
     result, usage = runner.produce_measured(
-        system, "produce", "--topic", "bench", "--partitions", 16, "--replication-factor", rf, "--acks", acks,
-        "--seconds", m["seconds"], "--warmup", m["warmup"], *client())
+        system, "produce", "--topic", "bench", "--partitions", runner.partitions, "--replication-factor", rf,
+        "--acks", acks, "--seconds", m["seconds"], "--warmup", m["warmup"], *runner.client())
     run = {"metrics": publish_metrics(result, usage), "loadgen": result, "usage": usage}
     if runner.args.kafka_perf_test:
         print("    kafka-producer-perf-test...", flush=True)
@@ -189,18 +203,18 @@ def fixed_rate(runner, system, partitions, rate, keys=0):
     runner.prewarm(system, partitions, 3, "all", keys, rate)
     result, usage = runner.produce_measured(
         system, "e2e", "--topic", "bench", "--partitions", partitions, "--replication-factor", 3, "--acks", "all",
-        "--rate", rate, "--seconds", m["seconds"], "--warmup", m["warmup"], *client(keys))
+        "--rate", rate, "--seconds", m["seconds"], "--warmup", m["warmup"], *runner.client(keys))
     metrics = {**publish_metrics(result, usage), **e2e_metrics(result)}
     return {"metrics": metrics, "loadgen": result, "usage": usage, "topic_create_s": create_s}
 
 
 def workload_3(runner, system, name):
-    return fixed_rate(runner, system, 16, 10_000)
+    return fixed_rate(runner, system, runner.partitions, 10_000)
 
 
 def workload_4(runner, system, name):
     # 10,000 keys, so that records reach nearly all 1,000 partitions, not a sticky few.
-    run = fixed_rate(runner, system, 1000, 1_000, keys=10_000)
+    run = fixed_rate(runner, system, runner.args.many_partitions, 1_000, keys=10_000)
     for key in ("mb_per_s", "cpu_s_per_gb", "disk_per_byte"):  # too little data to mean much
         run["metrics"].pop(key)
     run["metrics"]["topic_create_s"] = run["topic_create_s"]
@@ -222,10 +236,10 @@ CATCH_UP_READS = 3
 
 def workload_5(runner, system, name):
     target = runner.mode["consume_mb"] * 1_000_000
-    runner.create(system, "bench", 16, 1)
+    runner.create(system, "bench", runner.partitions, 1)
     fill, _ = runner.produce_measured(
-        system, "produce", "--topic", "bench", "--partitions", 16, "--replication-factor", 1, "--acks", "1",
-        "--records", target // 1024 + 1000, "--warmup", 0, *client())
+        system, "produce", "--topic", "bench", "--partitions", runner.partitions, "--replication-factor", 1,
+        "--acks", "1", "--records", target // runner.args.record_size + 1000, "--warmup", 0, *runner.client())
     time.sleep(2)
     # A read of a few hundred MB lasts a second or two, so one stall of the shared machine
     # swings it by half: read it CATCH_UP_READS times, each by a new consumer, and keep the
@@ -284,6 +298,11 @@ def main():
                     help="Strand node N serves Kafka on this + N - 1 (Raft +100, metrics +200)")
     ap.add_argument("--seconds", type=float, help="override the measured seconds of each run")
     ap.add_argument("--prewarm", type=float, help="override the seconds of load before each measured run")
+    ap.add_argument("--record-size", type=int, default=1024, help="bytes per record (the issue's: 1024)")
+    ap.add_argument("--partitions", type=int, default=16,
+                    help="partitions of workloads 1, 2, 3 and 5 (the issue's: 16)")
+    ap.add_argument("--many-partitions", type=int, default=1000,
+                    help="partitions of workload 4 (the issue's: 1,000)")
     ap.add_argument("--keep-others", action="store_true",
                     help="keep the other workloads' results from the existing latest.json (re-run one workload)")
     args = ap.parse_args()
@@ -294,7 +313,14 @@ def main():
     if args.prewarm is not None:
         mode["prewarm"] = args.prewarm
 
-    workloads = [int(w) for w in args.workloads.split(",")]
+    if args.record_size < 16 or args.partitions < 1 or args.many_partitions < 1:
+        sys.exit("--record-size must be at least 16 (end-to-end latency carries a timestamp in each record), "
+                 "--partitions and --many-partitions at least 1")
+    specs = workloads(args.record_size, args.partitions, args.many_partitions)
+    chosen_workloads = [int(w) for w in args.workloads.split(",")]
+    unknown = [w for w in chosen_workloads if w not in specs]
+    if unknown:
+        sys.exit(f"unknown workload(s) {unknown}: choose from 1 to 5")
     chosen = [s.strip() for s in args.systems.split(",")]
     for s in chosen:
         if s not in SYSTEM_LABELS:
@@ -309,7 +335,7 @@ def main():
         "meta": {
             "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "mode": mode_name, "settings": mode, "revision": git_revision(), "cpus": os.cpu_count(),
-            "client": client(), "strand": args.strand, "kafka_version": os.environ.get("KAFKA_VERSION", "4.3.1"),
+            "client": client(args.record_size), "strand": args.strand, "kafka_version": os.environ.get("KAFKA_VERSION", "4.3.1"),
             "labels": SYSTEM_LABELS,
         },
         "workloads": {},
@@ -317,12 +343,12 @@ def main():
     previous = out / "latest.json"
     if args.keep_others and previous.exists():
         kept = json.loads(previous.read_text())["workloads"]
-        results["workloads"] = {w: data for w, data in kept.items() if int(w) not in workloads}
+        results["workloads"] = {w: data for w, data in kept.items() if int(w) not in chosen_workloads}
     workdir = tempfile.mkdtemp(prefix="strand-compare-")
     runner = Runner(args, mode, workdir)
     try:
-        for w in workloads:
-            spec = WORKLOADS[w]
+        for w in chosen_workloads:
+            spec = specs[w]
             results["workloads"][str(w)] = {"title": spec["title"], "runs": {},
                                              "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
             for name in systems_for(w, chosen):
