@@ -83,7 +83,8 @@ fn family(name: &str, write_buffer: usize, blobs: bool) -> ColumnFamilyDescripto
     ColumnFamilyDescriptor::new(name, opts)
 }
 
-/// Whether files under `dir` open with `O_DIRECT` (tmpfs and some FUSE file systems refuse).
+/// Whether files under `dir` open with `O_DIRECT` (some FUSE and older tmpfs refuse).
+#[cfg(target_os = "linux")]
 fn supports_direct_io(dir: &Path) -> bool {
     use std::os::unix::fs::OpenOptionsExt;
     let probe = dir.join("DIRECT_IO_PROBE");
@@ -96,6 +97,11 @@ fn supports_direct_io(dir: &Path) -> bool {
         .is_ok();
     let _ = std::fs::remove_file(&probe);
     opened
+}
+
+#[cfg(not(target_os = "linux"))]
+fn supports_direct_io(_dir: &Path) -> bool {
+    false
 }
 
 impl Store {
