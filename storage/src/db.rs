@@ -122,7 +122,8 @@ impl Store {
         // pages on first touch: 2 GB per core-second); with direct I/O the disk takes it by
         // DMA. Reads go direct too: through the page cache they would pay the same first
         // touch for data that was never cached, and catch-up reads measured faster without.
-        // Recent batches are read from the memtables, index blocks from the block cache.
+        // Recent batches are read from the memtables; older ones, and the state family's
+        // index blocks on a block-cache miss, from the disk.
         let direct = supports_direct_io(&options.path);
         opts.set_use_direct_io_for_flush_and_compaction(direct);
         opts.set_use_direct_reads(direct);
