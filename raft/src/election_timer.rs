@@ -11,7 +11,7 @@
 //! own record of the last leader contact: the timer is only ever on earlier than needed,
 //! never later.
 //!
-//! A quiet group (see `crate::quiescence`) hears its leader only through the node-level
+//! A quiet group (see `crate::heartbeat`) hears its leader only through the node-level
 //! heartbeat, which openraft never sees: its record of the last contact goes stale, and
 //! once on, its timer would fire at the first tick. So after such a contact the timer
 //! stays off for as long as openraft would wait after an append: the leader lease plus the
