@@ -57,6 +57,7 @@ impl Broker {
         let db_path = config.data_dir.join("db");
         let mut store_options = StoreOptions::new(&db_path);
         store_options.sync_wal = !config.unsafe_mode.is(UnsafeMode::SkipFsync);
+        store_options.direct_io = config.direct_io;
         let store = Store::open(&store_options).with_context(|| {
             format!(
                 "cannot open the data directory {}: check that it is writable and that no \

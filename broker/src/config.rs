@@ -92,6 +92,11 @@ pub struct Settings {
     #[arg(long, env = "STRAND_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
 
+    /// Direct I/O for the database's flushes, compactions and reads: true or false
+    /// [default: used where the data directory's file system takes it].
+    #[arg(long, env = "STRAND_DIRECT_IO")]
+    pub direct_io: Option<bool>,
+
     /// Cluster id reported to clients [default: strand-cluster].
     #[arg(long, env = "STRAND_CLUSTER_ID")]
     pub cluster_id: Option<String>,
@@ -172,6 +177,7 @@ impl Settings {
                 .or(lower.default_replication_factor),
             max_message_bytes: self.max_message_bytes.or(lower.max_message_bytes),
             max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
+            direct_io: self.direct_io.or(lower.direct_io),
             cluster_id: self.cluster_id.or(lower.cluster_id),
             producer_id_expiration_ms: self
                 .producer_id_expiration_ms
@@ -224,6 +230,8 @@ pub struct Config {
     pub default_replication_factor: i16,
     pub max_message_bytes: i32,
     pub max_request_bytes: usize,
+    /// None: probe the file system.
+    pub direct_io: Option<bool>,
     pub cluster_id: String,
     pub producer_id_expiration: Duration,
     pub raft_heartbeat: Duration,
@@ -445,6 +453,7 @@ impl Config {
             default_replication_factor,
             max_message_bytes,
             max_request_bytes,
+            direct_io: s.direct_io,
             cluster_id: s.cluster_id.unwrap_or_else(|| "strand-cluster".into()),
             producer_id_expiration: Duration::from_millis(
                 s.producer_id_expiration_ms.unwrap_or(86_400_000),
@@ -546,6 +555,7 @@ mod tests {
         assert_eq!(c.metrics_listen.unwrap().to_string(), "127.0.0.1:10092");
         assert_eq!(c.data_dir, PathBuf::from("data"));
         assert!(c.auto_create_topics);
+        assert_eq!(c.direct_io, None, "probed at open");
     }
 
     #[test]
@@ -554,7 +564,7 @@ mod tests {
         let file = dir.path().join("strand.toml");
         std::fs::write(
             &file,
-            "node-id = 7\nlisten = \"127.0.0.1:9500\"\ndefault-partitions = 3\n",
+            "node-id = 7\nlisten = \"127.0.0.1:9500\"\ndefault-partitions = 3\ndirect-io = false\n",
         )
         .unwrap();
         let c = Config::resolve(cli(&[
@@ -567,6 +577,7 @@ mod tests {
         assert_eq!(c.node_id, 7);
         assert_eq!(c.listen.port(), 9500);
         assert_eq!(c.default_partitions, 5);
+        assert_eq!(c.direct_io, Some(false));
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub struct StoreOptions {
     /// Whether group commit fsyncs the WAL. Only the Jepsen self-check's skip-fsync mode
     /// turns it off, to show that the harness notices acknowledged writes lost in a crash.
     pub sync_wal: bool,
+    /// Direct I/O for flushes, compactions and reads: `None` uses it where the file system
+    /// takes it (a probe at open), `Some(false)` never, `Some(true)` always (opening fails
+    /// where the file system refuses it).
+    pub direct_io: Option<bool>,
 }
 
 impl StoreOptions {
@@ -38,6 +42,7 @@ impl StoreOptions {
             memtable_budget_bytes: 256 << 20,
             max_wal_bytes: 1 << 30,
             sync_wal: true,
+            direct_io: None,
         }
     }
 }
@@ -83,25 +88,54 @@ fn family(name: &str, write_buffer: usize, blobs: bool) -> ColumnFamilyDescripto
     ColumnFamilyDescriptor::new(name, opts)
 }
 
-/// Whether files under `dir` open with `O_DIRECT` (some FUSE and older tmpfs refuse).
+/// Whether files under `dir` take direct I/O: a probe file opened with `O_DIRECT` gets one
+/// aligned block written and read back. Only the errors that mean "not supported here"
+/// (some FUSE file systems, older tmpfs) answer `false`; any other is the disk's problem and
+/// is returned.
 #[cfg(target_os = "linux")]
-fn supports_direct_io(dir: &Path) -> bool {
-    use std::os::unix::fs::OpenOptionsExt;
+fn supports_direct_io(dir: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    const BLOCK: usize = 4096;
+    let unsupported = |e: &std::io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+        )
+    };
     let probe = dir.join("DIRECT_IO_PROBE");
-    let opened = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(true)
         .custom_flags(libc::O_DIRECT)
-        .open(&probe)
-        .is_ok();
+        .open(&probe);
+    let result = file.and_then(|file| {
+        // Direct I/O needs a buffer aligned to the block size: take one from a larger one.
+        let mut buffer = vec![0u8; 2 * BLOCK];
+        let start = buffer.as_ptr().align_offset(BLOCK);
+        let block = &mut buffer[start..start + BLOCK];
+        block.fill(0x5a);
+        file.write_all_at(block, 0)?;
+        block.fill(0);
+        file.read_exact_at(block, 0)?;
+        if block.iter().any(|b| *b != 0x5a) {
+            return Err(std::io::Error::other(
+                "a block written with O_DIRECT read back different",
+            ));
+        }
+        Ok(true)
+    });
     let _ = std::fs::remove_file(&probe);
-    opened
+    match result {
+        Err(e) if unsupported(&e) => Ok(false),
+        other => other,
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn supports_direct_io(_dir: &Path) -> bool {
-    false
+fn supports_direct_io(_dir: &Path) -> std::io::Result<bool> {
+    Ok(false)
 }
 
 impl Store {
@@ -124,11 +158,14 @@ impl Store {
         // touch for data that was never cached, and catch-up reads measured faster without.
         // Recent batches are read from the memtables; older ones, and the state family's
         // index blocks on a block-cache miss, from the disk.
-        let direct = supports_direct_io(&options.path);
+        let direct = match options.direct_io {
+            Some(direct) => direct,
+            None => supports_direct_io(&options.path)?,
+        };
         opts.set_use_direct_io_for_flush_and_compaction(direct);
         opts.set_use_direct_reads(direct);
         if !direct {
-            tracing::info!(path = %options.path.display(), "the file system refuses direct I/O: using the page cache");
+            tracing::info!(path = %options.path.display(), "direct I/O is off here: using the page cache");
         }
         opts.set_enable_pipelined_write(true);
         // RocksDB starts a new info log (LOG, the old one kept as LOG.old.<time>) at every
@@ -312,5 +349,23 @@ impl StateBatch {
 
     pub fn is_empty(&self) -> bool {
         self.batch.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_direct_io_probe_reports_a_broken_directory_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        assert!(
+            supports_direct_io(&missing).is_err(),
+            "a directory that cannot be written is an error, not a file system without direct I/O"
+        );
+        supports_direct_io(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

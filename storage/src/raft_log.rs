@@ -244,28 +244,36 @@ mod tests {
     /// system allows it: unaligned sizes and offsets must come back intact after a reopen.
     #[test]
     fn flushed_entries_read_back_after_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
-        let log = store.raft_log(7);
-        // Odd sizes, above the blob threshold, so that no read is aligned by chance.
-        let entries: Vec<(u64, Vec<u8>)> = (1..=50)
-            .map(|i| (i, vec![i as u8; 1000 + 37 * i as usize]))
-            .collect();
-        log.append(entries.iter().map(|(i, e)| (*i, e.as_slice())))
-            .unwrap();
-        store.db.flush_cf(store.cf(crate::db::CF_RAFT_LOG)).unwrap();
-        drop(log);
-        drop(store);
-        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
-        let log = store.raft_log(7);
-        assert_eq!(log.read(1, 51).unwrap(), entries);
-        let some: Vec<Vec<u8>> = log
-            .get_many(&[50, 3])
-            .unwrap()
-            .into_iter()
-            .map(|e| e.unwrap().to_vec())
-            .collect();
-        assert_eq!(some, [entries[49].1.clone(), entries[2].1.clone()]);
+        // Written with direct I/O (where the probe allows it) and read back through the page
+        // cache, and the other way round.
+        for (write_direct, read_direct) in [(None, Some(false)), (Some(false), None)] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = |direct_io| StoreOptions {
+                direct_io,
+                ..StoreOptions::new(dir.path())
+            };
+            let store = Store::open(&options(write_direct)).unwrap();
+            let log = store.raft_log(7);
+            // Odd sizes, above the blob threshold, so that no read is aligned by chance.
+            let entries: Vec<(u64, Vec<u8>)> = (1..=50)
+                .map(|i| (i, vec![i as u8; 1000 + 37 * i as usize]))
+                .collect();
+            log.append(entries.iter().map(|(i, e)| (*i, e.as_slice())))
+                .unwrap();
+            store.db.flush_cf(store.cf(crate::db::CF_RAFT_LOG)).unwrap();
+            drop(log);
+            drop(store);
+            let store = Store::open(&options(read_direct)).unwrap();
+            let log = store.raft_log(7);
+            assert_eq!(log.read(1, 51).unwrap(), entries);
+            let some: Vec<Vec<u8>> = log
+                .get_many(&[50, 3])
+                .unwrap()
+                .into_iter()
+                .map(|e| e.unwrap().to_vec())
+                .collect();
+            assert_eq!(some, [entries[49].1.clone(), entries[2].1.clone()]);
+        }
     }
 
     #[test]
