@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures::StreamExt;
 use openraft::{BasicNode, SnapshotPolicy};
 use strand_storage::Store;
 
@@ -19,6 +20,10 @@ use crate::replica::{ControllerReplica, PartitionReplica, Replica, RestoredLeade
 use crate::state_machine::{Machine, StateMachine};
 use crate::transport::Transport;
 use crate::types::{GroupId, NodeId, Raft};
+
+/// How many partition groups a node opens at once when new ones appear (a topic of
+/// thousands of partitions).
+const OPEN_AT_ONCE: usize = 64;
 
 /// Raft timing and sizing for every group on the node.
 #[derive(Debug, Clone)]
@@ -95,7 +100,7 @@ pub struct NodeIdentity {
 pub struct RaftNode {
     pub(crate) identity: NodeIdentity,
     pub(crate) store: Store,
-    config: Arc<openraft::Config>,
+    pub(crate) config: Arc<openraft::Config>,
     pub(crate) transport: Arc<Transport>,
     pub(crate) controller: ControllerReplica,
     partitions: RwLock<HashMap<GroupId, Arc<PartitionReplica>>>,
@@ -105,6 +110,8 @@ pub struct RaftNode {
     pub(crate) moves: crate::membership::MovesInProgress,
     /// How the groups this node leads were heard from, for the metrics.
     pub(crate) heartbeats: crate::heartbeat::HeartbeatCounts,
+    /// Wakes peer requests waiting for a group this node has not opened yet.
+    pub(crate) partition_opened: tokio::sync::Notify,
 }
 
 impl RaftNode {
@@ -145,6 +152,7 @@ impl RaftNode {
             leaders: LeaderTable::default(),
             moves: Default::default(),
             heartbeats: Default::default(),
+            partition_opened: Default::default(),
         });
         tokio::spawn(crate::membership::move_loop(Arc::downgrade(&node)));
         tokio::spawn(crate::election_timer::election_timer_loop(
@@ -257,31 +265,44 @@ impl RaftNode {
             }
             self.remove_partition(group).await?;
         }
-        for (group, partition) in wanted {
-            if self.partition(group).is_some() {
-                continue;
-            }
-            // Only the replicas the partition was created with start its group; a replica
-            // added later joins as a learner when the leader adds it.
-            let start = partition
-                .initial
-                .contains(&self.identity.id)
-                .then(|| GroupStart {
-                    voters: partition
-                        .initial
-                        .iter()
-                        .map(|id| {
-                            let addr = metadata
-                                .brokers
-                                .get(id)
-                                .map(|b| b.raft_addr.clone())
-                                .unwrap_or_else(|| self.identity.raft_addr.clone());
-                            (*id, BasicNode { addr })
-                        })
-                        .collect(),
-                    preferred_leader: partition.initial[0],
-                });
-            self.open_partition(group, start).await?;
+        let opening: Vec<(GroupId, Option<GroupStart>)> = wanted
+            .into_iter()
+            .filter(|(group, _)| self.partition(*group).is_none())
+            .map(|(group, partition)| {
+                // Only the replicas the partition was created with start its group; a
+                // replica added later joins as a learner when the leader adds it.
+                let start = partition
+                    .initial
+                    .contains(&self.identity.id)
+                    .then(|| GroupStart {
+                        voters: partition
+                            .initial
+                            .iter()
+                            .map(|id| {
+                                let addr = metadata
+                                    .brokers
+                                    .get(id)
+                                    .map(|b| b.raft_addr.clone())
+                                    .unwrap_or_else(|| self.identity.raft_addr.clone());
+                                (*id, BasicNode { addr })
+                            })
+                            .collect(),
+                        preferred_leader: partition.initial[0],
+                    });
+                (group, start)
+            })
+            .collect();
+        // Each new group waits for a WAL sync of its first writes; opened together, they
+        // share the syncs (group commit) instead of paying one each.
+        let (count, started) = (opening.len(), std::time::Instant::now());
+        let mut opened = futures::stream::iter(opening)
+            .map(|(group, start)| self.open_partition(group, start))
+            .buffer_unordered(OPEN_AT_ONCE);
+        while let Some(result) = opened.next().await {
+            result?;
+        }
+        if count > 0 {
+            tracing::info!(count, elapsed = ?started.elapsed(), "partition replicas opened");
         }
         Ok(())
     }
@@ -332,6 +353,7 @@ impl RaftNode {
             .write()
             .expect("partition map lock")
             .insert(group, partition.clone());
+        self.partition_opened.notify_waiters();
         tracing::debug!(group, "partition replica open");
         Ok(partition)
     }

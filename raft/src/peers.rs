@@ -152,6 +152,26 @@ impl RaftNode {
         self.partition(group).map(|p| p.replica.clone())
     }
 
+    /// The local replica of `group`, waiting a little for one this node has not opened
+    /// yet. A new topic's groups open on every node as each applies the topic's creation,
+    /// and the first leader asks for votes as soon as its own replica is open: refused at
+    /// once, it would try again only after an election timeout, which made creating a
+    /// topic of 1,000 partitions take a second.
+    async fn replica_soon(&self, group: GroupId) -> Option<Replica> {
+        let wait = Duration::from_millis(self.config.election_timeout_min / 2);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the check, so an opening between the two is not missed.
+            let opened = self.partition_opened.notified();
+            if let Some(replica) = self.replica(group) {
+                return Some(replica);
+            }
+            if tokio::time::timeout_at(deadline, opened).await.is_err() {
+                return None;
+            }
+        }
+    }
+
     /// Answers one request from a peer.
     pub async fn handle(&self, request: Request) -> Reply {
         let unknown =
@@ -161,7 +181,7 @@ impl RaftNode {
                 if let Some(leader) = rpc.vote.leader_id().voted_for() {
                     self.leaders.heard(leader);
                 }
-                let Some(replica) = self.replica(group) else {
+                let Some(replica) = self.replica_soon(group).await else {
                     return unknown(group);
                 };
                 let carries_entries = !rpc.entries.is_empty();
@@ -188,7 +208,7 @@ impl RaftNode {
                     Err(e) => Reply::Refused(e.to_string()),
                 }
             }
-            Request::Vote { group, rpc } => match self.replica(group) {
+            Request::Vote { group, rpc } => match self.replica_soon(group).await {
                 Some(replica) => match self.refuses_vote(&replica, &rpc) {
                     Some(refusal) => Reply::Vote(refusal),
                     None => match replica.raft.vote(rpc).await {
