@@ -10,7 +10,6 @@
 //! connection after the responses before it have been sent, which is what Kafka does;
 //! nothing a client sends can affect any other connection.
 
-use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +21,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::handlers::{self, Outcome, Pending};
@@ -126,86 +124,22 @@ async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Pend
 }
 
 /// Writes a frame: runs of ready parts with as few system calls as the socket allows, late
-/// parts a chunk at a time. Late parts are read from disk, so each chunk is read on a
-/// blocking thread, never on a runtime worker, where a consumer catching up would hold up
-/// every other connection served by that worker for each millisecond-long read; the next
-/// chunk is read while the one before it is written.
+/// parts a chunk at a time, each chunk read while the client takes in the ones before.
 async fn write_frame(socket: &mut OwnedWriteHalf, frame: OutFrame) -> std::io::Result<()> {
     let mut ready: Vec<Bytes> = Vec::new();
-    let mut late_parts = VecDeque::new();
-    let mut order = Vec::new();
     for part in frame.into_parts() {
         match part {
-            Part::Ready(bytes) => order.push(Some(bytes)),
+            Part::Ready(bytes) => ready.push(bytes),
             Part::Late(late) => {
-                late_parts.push_back(LateChunks::new(late));
-                order.push(None);
-            }
-        }
-    }
-    let mut read_ahead = ReadAhead::start(late_parts);
-    for part in order {
-        match part {
-            Some(bytes) => ready.push(bytes),
-            None => {
                 write_ready(socket, &ready).await?;
                 ready.clear();
-                while let Some(chunk) = read_ahead.next_chunk().await? {
-                    socket.write_all(&chunk).await?;
+                for chunk in LateChunks::new(late) {
+                    socket.write_all(&chunk.map_err(cannot_finish)?).await?;
                 }
             }
         }
     }
     write_ready(socket, &ready).await
-}
-
-/// The chunks of a frame's late parts, in order, each read on a blocking thread as soon as
-/// the one before it has been taken, so at most one read is under way per connection and
-/// no thread waits on a slow client.
-struct ReadAhead {
-    reading: Option<JoinHandle<(VecDeque<LateChunks>, LateStep)>>,
-}
-
-/// What one read produced: a chunk of the current late part, or its end.
-type LateStep = std::io::Result<Option<Bytes>>;
-
-impl ReadAhead {
-    fn start(parts: VecDeque<LateChunks>) -> ReadAhead {
-        let mut read_ahead = ReadAhead { reading: None };
-        if !parts.is_empty() {
-            read_ahead.read_next(parts);
-        }
-        read_ahead
-    }
-
-    fn read_next(&mut self, mut parts: VecDeque<LateChunks>) {
-        self.reading = Some(tokio::task::spawn_blocking(move || {
-            let step = match parts.front_mut().and_then(Iterator::next) {
-                Some(chunk) => chunk.map(Some),
-                None => {
-                    parts.pop_front();
-                    Ok(None)
-                }
-            };
-            (parts, step)
-        }));
-    }
-
-    /// The current late part's next chunk, `None` at its end (and the next part's first
-    /// read starts). An error ends the frame.
-    async fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
-        let reading = self.reading.take().ok_or_else(|| {
-            std::io::Error::other("a late part was written after the frame's last one")
-        })?;
-        let (parts, step) = reading
-            .await
-            .map_err(|e| cannot_finish(std::io::Error::other(e)))?;
-        let chunk = step.map_err(cannot_finish)?;
-        if !parts.is_empty() {
-            self.read_next(parts);
-        }
-        Ok(chunk)
-    }
 }
 
 /// A late part that cannot be produced leaves its frame half sent, and the connection is

@@ -298,8 +298,16 @@ impl RaftNode {
         let mut opened = futures::stream::iter(opening)
             .map(|(group, start)| self.open_partition(group, start))
             .buffer_unordered(OPEN_AT_ONCE);
+        // Every opening runs to its end, even after one fails: one dropped halfway could
+        // leave a group running that the node does not know it has.
+        let mut first_error = None;
         while let Some(result) = opened.next().await {
-            result?;
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         if count > 0 {
             tracing::info!(count, elapsed = ?started.elapsed(), "partition replicas opened");
