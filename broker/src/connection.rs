@@ -134,7 +134,7 @@ async fn write_frame(socket: &mut OwnedWriteHalf, frame: OutFrame) -> std::io::R
                 write_ready(socket, &ready).await?;
                 ready.clear();
                 for chunk in LateChunks::new(late) {
-                    socket.write_all(&chunk.map_err(cannot_finish)?).await?;
+                    write_ready(socket, &chunk.map_err(cannot_finish)?).await?;
                 }
             }
         }

@@ -408,15 +408,15 @@ mod tests {
         assert!(matches!(req.body, RequestKind::Metadata(_)));
     }
 
-    /// Records produced in chunks as the frame is written.
-    struct Chunks(Vec<Bytes>);
+    /// Records produced in chunks, each in pieces, as the frame is written.
+    struct Chunks(Vec<Vec<Bytes>>);
 
     impl LateBytes for Chunks {
         fn len(&self) -> usize {
-            self.0.iter().map(Bytes::len).sum()
+            self.0.iter().flatten().map(Bytes::len).sum()
         }
 
-        fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+        fn next_chunk(&mut self) -> std::io::Result<Option<Vec<Bytes>>> {
             Ok((!self.0.is_empty()).then(|| self.0.remove(0)))
         }
     }
@@ -453,7 +453,10 @@ mod tests {
         let expected = response(late.clone());
         let with_stand_in = response(late_records(late.len()).unwrap());
         for version in [4, 11, 12, 16] {
-            let chunks = Chunks(vec![late.slice(..1000), late.slice(1000..)]);
+            let chunks = Chunks(vec![
+                vec![late.slice(..10), late.slice(10..1000)],
+                vec![late.slice(1000..)],
+            ]);
             let frame =
                 encode_fetch_response(9, version, &with_stand_in, vec![Box::new(chunks)]).unwrap();
             let body = ResponseKind::Fetch(expected.clone());
@@ -507,7 +510,7 @@ mod tests {
                 .with_responses(vec![FetchableTopicResponse::default().with_partitions(
                     vec![PartitionData::default().with_records(late_records(100))],
                 )]);
-        let short = Chunks(vec![Bytes::from_static(b"only ten b")]);
+        let short = Chunks(vec![vec![Bytes::from_static(b"only ten b")]]);
         assert!(encode_fetch_response(1, 12, &fetch, vec![Box::new(short)]).is_err());
         assert!(
             encode_fetch_response(1, 12, &fetch, Vec::new()).is_err(),
@@ -519,11 +522,11 @@ mod tests {
             fn len(&self) -> usize {
                 100
             }
-            fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+            fn next_chunk(&mut self) -> std::io::Result<Option<Vec<Bytes>>> {
                 self.0.next_chunk()
             }
         }
-        let liar = Liar(Chunks(vec![Bytes::from_static(b"only ten b")]));
+        let liar = Liar(Chunks(vec![vec![Bytes::from_static(b"only ten b")]]));
         let frame = encode_fetch_response(1, 12, &fetch, vec![Box::new(liar)]).unwrap();
         assert!(frame.into_bytes().is_err());
     }

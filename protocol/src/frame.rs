@@ -44,6 +44,9 @@ pub fn take_frame(buf: &mut BytesMut, max_size: usize) -> Result<Option<Bytes>, 
 /// read from storage a chunk at a time while the chunks before them are being sent, so the
 /// client receives the first records before the last are read (what Kafka gets from
 /// sendfile). Their total length is known up front, since the frame's size prefix counts it.
+///
+/// A chunk comes in pieces, written out as they are (vectored): records stay in the buffers
+/// storage read them into, and only the few bytes stamped per batch are new.
 pub trait LateBytes: Send {
     /// The bytes all chunks make together.
     fn len(&self) -> usize;
@@ -52,8 +55,8 @@ pub trait LateBytes: Send {
         self.len() == 0
     }
 
-    /// The next chunk; `None` once `len` bytes have been produced.
-    fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>>;
+    /// The next chunk, in pieces; `None` once `len` bytes have been produced.
+    fn next_chunk(&mut self) -> std::io::Result<Option<Vec<Bytes>>>;
 }
 
 /// One part of a frame: bytes at hand, or bytes produced as the part is written.
@@ -123,7 +126,9 @@ impl OutFrame {
                 Part::Ready(bytes) => all.extend_from_slice(&bytes),
                 Part::Late(late) => {
                     for chunk in LateChunks::new(late) {
-                        all.extend_from_slice(&chunk?);
+                        for piece in chunk? {
+                            all.extend_from_slice(&piece);
+                        }
                     }
                 }
             }
@@ -167,7 +172,7 @@ impl LateChunks {
 }
 
 impl Iterator for LateChunks {
-    type Item = std::io::Result<Bytes>;
+    type Item = std::io::Result<Vec<Bytes>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -175,7 +180,7 @@ impl Iterator for LateChunks {
         }
         match self.late.next_chunk() {
             Ok(Some(chunk)) => {
-                self.produced += chunk.len();
+                self.produced += chunk.iter().map(Bytes::len).sum::<usize>();
                 if self.produced > self.promised {
                     return Some(Err(self.broken_promise()));
                 }

@@ -7,7 +7,7 @@
 //! is proposed: every replica applies the same entries in the same order and so assigns
 //! the same offsets, and Raft's own entries (blank, membership) take none. The term of the
 //! entry is the batch's partition leader epoch. The reader stamps both into the batch
-//! header as it copies the batch out.
+//! header as it reads the batch out (into a copy of the header where the rest is shared).
 
 use std::collections::HashMap;
 
@@ -37,6 +37,15 @@ pub fn stamp_batch_header(batch: &mut [u8], base_offset: i64, leader_epoch: i32)
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
     batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
 }
+
+/// The bytes of a batch header that [`stamp_batch_header`] writes to: those before it are
+/// copied per batch when the rest is shared.
+const STAMPED_BYTES: usize = 16;
+
+/// Batches this big or bigger are sent from where storage read them (see
+/// [`PartitionReader::read_located_pieces`]); smaller ones cost less to copy than to send
+/// as pieces of their own.
+const SHARE_FROM: usize = 16 * 1024;
 
 /// Kafka leader epochs are `i32`; Raft terms beyond that range would be a cluster that has
 /// held two billion elections.
@@ -306,14 +315,72 @@ impl PartitionReader {
         &self,
         located: &[(i64, BatchLocation)],
     ) -> Result<ReadBatches, StorageError> {
-        let mut wanted: Vec<u64> = located.iter().map(|(_, l)| l.raft_index).collect();
-        wanted.dedup();
-        let entries = self.entries.get_many(&wanted)?;
-        // One buffer for the whole answer: each batch is copied once, out of RocksDB's
-        // pinned block straight into it, and stamped there.
+        // One buffer for the whole answer: each batch is copied once, out of the entry
+        // RocksDB read, straight into it, and stamped there.
         let total: usize = located.iter().map(|(_, l)| l.len as usize).sum();
         let mut out = BytesMut::with_capacity(total);
         let mut batches = Vec::with_capacity(located.len());
+        self.for_each_located(located, |base_offset, location, entry| {
+            let start = out.len();
+            append_stamped(&mut out, entry, base_offset, location)?;
+            batches.push((base_offset, start..out.len()));
+            Ok(())
+        })?;
+        Ok(ReadBatches {
+            bytes: out.freeze(),
+            batches,
+        })
+    }
+
+    /// The batches [`PartitionReader::read_located`] reads, as pieces to write out one after
+    /// the other, with as few copies as makes sense: a batch of [`SHARE_FROM`] bytes or
+    /// more goes as its stamped header (copied) and the rest of it, shared with the entry
+    /// RocksDB read it into; smaller ones are copied, stamped, into a buffer they share.
+    pub fn read_located_pieces(
+        &self,
+        located: &[(i64, BatchLocation)],
+    ) -> Result<Vec<Bytes>, StorageError> {
+        let copied: usize = located
+            .iter()
+            .map(|(_, l)| match l.len as usize {
+                len if len < SHARE_FROM => len,
+                _ => STAMPED_BYTES,
+            })
+            .sum();
+        let mut small = BytesMut::with_capacity(copied);
+        let mut pieces = Vec::new();
+        self.for_each_located(located, |base_offset, location, entry| {
+            let (range, epoch) = batch_in(entry, location)?;
+            let at = small.len();
+            let copy_to = if range.len() < SHARE_FROM {
+                range.end
+            } else {
+                range.start + STAMPED_BYTES
+            };
+            small.extend_from_slice(&entry[range.start..copy_to]);
+            stamp_batch_header(&mut small[at..], base_offset, epoch);
+            if copy_to < range.end {
+                pieces.push(small.split().freeze());
+                pieces.push(entry.slice(copy_to..range.end));
+            }
+            Ok(())
+        })?;
+        if !small.is_empty() {
+            pieces.push(small.freeze());
+        }
+        Ok(pieces)
+    }
+
+    /// Reads the entries holding `located` (each once) and calls `each` with every batch,
+    /// in order, and the entry it lies in.
+    fn for_each_located(
+        &self,
+        located: &[(i64, BatchLocation)],
+        mut each: impl FnMut(i64, BatchLocation, &Bytes) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let mut wanted: Vec<u64> = located.iter().map(|(_, l)| l.raft_index).collect();
+        wanted.dedup();
+        let entries = self.entries.get_many(&wanted)?;
         let mut next = wanted.iter().zip(entries.iter());
         let mut current = None;
         for &(base_offset, location) in located {
@@ -321,16 +388,11 @@ impl PartitionReader {
                 current = Some(next.next().ok_or_else(|| missing(location))?);
             }
             let entry = current
-                .and_then(|(_, e)| e.as_deref())
+                .and_then(|(_, e)| e.as_ref())
                 .ok_or_else(|| missing(location))?;
-            let start = out.len();
-            append_stamped(&mut out, entry, base_offset, location)?;
-            batches.push((base_offset, start..out.len()));
+            each(base_offset, location, entry)?;
         }
-        Ok(ReadBatches {
-            bytes: out.freeze(),
-            batches,
-        })
+        Ok(())
     }
 
     /// The batches of entries after `applied` (appended here, not yet committed), numbered
@@ -407,18 +469,29 @@ fn append_stamped(
     base_offset: i64,
     location: BatchLocation,
 ) -> Result<(), StorageError> {
+    let (range, epoch) = batch_in(entry, location)?;
+    let at = out.len();
+    out.extend_from_slice(&entry[range]);
+    stamp_batch_header(&mut out[at..], base_offset, epoch);
+    Ok(())
+}
+
+/// Where a located batch lies in its stored entry, and its leader epoch (the entry's term).
+fn batch_in(
+    entry: &[u8],
+    location: BatchLocation,
+) -> Result<(std::ops::Range<usize>, i32), StorageError> {
     let start = location.position as usize;
-    let end = start + location.len as usize;
-    let (Some(bytes), Some(term)) = (entry.get(start..end), codec::entry_term(entry)) else {
-        return Err(StorageError::Corrupt {
+    let range = start..start + location.len as usize;
+    match codec::entry_term(entry) {
+        Some(term) if range.end <= entry.len() && range.len() >= STAMPED_BYTES => {
+            Ok((range, epoch_of(term)))
+        }
+        _ => Err(StorageError::Corrupt {
             what: "partition index",
             detail: format!("{location:?} is outside its entry of {} bytes", entry.len()),
-        });
-    };
-    let at = out.len();
-    out.extend_from_slice(bytes);
-    stamp_batch_header(&mut out[at..], base_offset, epoch_of(term));
-    Ok(())
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -537,6 +610,45 @@ mod tests {
         assert_eq!(log.first_batch_at_or_after(95).unwrap(), Some(0));
         assert_eq!(log.first_batch_at_or_after(100).unwrap(), Some(0));
         assert_eq!(log.first_batch_at_or_after(101).unwrap(), Some(5));
+    }
+
+    /// Read in pieces, big batches shared with the entries read and small ones copied, the
+    /// bytes are those of the copying read: stamped the same, in the same order.
+    #[test]
+    fn pieces_make_the_same_bytes_as_the_copying_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let (mut m, _) = PartitionMachine::open(store.partition_log(1)).unwrap();
+        let big = 2 * SHARE_FROM as i32;
+        apply(
+            &mut m,
+            &store,
+            log_id(2, 1),
+            append_of(&[fake_batch(big, 1)]),
+        );
+        let mixed = [fake_batch(3, 2), fake_batch(big, 3), fake_batch(1, 4)];
+        apply(&mut m, &store, log_id(4, 2), append_of(&mixed));
+        apply(&mut m, &store, log_id(4, 3), append_of(&[fake_batch(2, 5)]));
+        let reader = PartitionReader::new(store.partition_log(1), store.raft_log(1));
+        let end = 2 * big as i64 + 6;
+        let located = reader.locate(0, end, usize::MAX).unwrap();
+        assert_eq!(located.len(), 5);
+        let copied = reader.read_located(&located).unwrap().bytes;
+        let pieces = reader.read_located_pieces(&located).unwrap();
+        assert_eq!(pieces.concat(), copied);
+        assert!(
+            pieces
+                .iter()
+                .any(|p| p.len() == big as usize + 61 - STAMPED_BYTES),
+            "a big batch's body is a piece of its own: {:?}",
+            pieces.iter().map(Bytes::len).collect::<Vec<_>>()
+        );
+        // From the middle of an entry, the located batches only.
+        let located = reader.locate(big as i64 + 3, end, usize::MAX).unwrap();
+        assert_eq!(
+            reader.read_located_pieces(&located).unwrap().concat(),
+            reader.read_located(&located).unwrap().bytes
+        );
     }
 
     #[test]

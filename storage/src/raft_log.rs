@@ -2,8 +2,10 @@
 //! this module only knows where they live and that appends are synced by group commit.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use rocksdb::{DBPinnableSlice, ReadOptions, WriteBatch};
+use bytes::Bytes;
+use rocksdb::{DBPinnableSlice, ReadOptions, WriteBatch, DB};
 
 use crate::db::{CF_RAFT_LOG, CF_RAFT_STATE};
 use crate::keys::{self, GroupId};
@@ -91,8 +93,9 @@ impl RaftLog {
         Ok(out)
     }
 
-    /// The entries at `indexes` (in that order), `None` where there is none, pinned in
-    /// RocksDB's block cache rather than copied out.
+    /// The entries at `indexes` (in that order), `None` where there is none, each kept
+    /// where RocksDB read it (pinned) rather than copied out: slices of them can go to a
+    /// socket as they are.
     ///
     /// This is the read path of Fetch, and it skips RocksDB's checksum of each value: that
     /// CRC32C over every byte read took as much of the broker's CPU in a catch-up read as
@@ -100,7 +103,7 @@ impl RaftLog {
     /// CRC32C, checked when they were produced and again by consumers (the Java client's
     /// `check.crcs`), as with Kafka, which never re-checks a batch it sends. Raft
     /// replication and recovery read with checksums.
-    pub fn get_many(&self, indexes: &[u64]) -> Result<Vec<Option<DBPinnableSlice<'_>>>> {
+    pub fn get_many(&self, indexes: &[u64]) -> Result<Vec<Option<Bytes>>> {
         let keys: Vec<_> = indexes
             .iter()
             .map(|i| keys::raft_log(self.group, *i))
@@ -111,7 +114,7 @@ impl RaftLog {
             .db
             .batched_multi_get_cf_opt(self.store.cf(CF_RAFT_LOG), &keys, false, &unchecked)
             .into_iter()
-            .map(|r| r.map_err(Into::into))
+            .map(|r| Ok(r?.map(|value| PinnedValue::bytes(value, &self.store.db))))
             .collect()
     }
 
@@ -184,6 +187,34 @@ impl RaftLog {
     }
 }
 
+/// A value pinned by RocksDB, owned: it keeps the database open, which is all a pinned
+/// slice needs to stay valid (RocksDB frees what it pins when the slice is dropped).
+struct PinnedValue {
+    // Fields drop in order: the slice before the database it points into.
+    value: DBPinnableSlice<'static>,
+    _db: Arc<DB>,
+}
+
+impl PinnedValue {
+    fn bytes(value: DBPinnableSlice<'_>, db: &Arc<DB>) -> Bytes {
+        // SAFETY: the lifetime of a `DBPinnableSlice` stands only for the database it came
+        // from staying open (it is a `PhantomData<&DB>`); `_db` keeps that database open
+        // until after the slice is dropped. Only the lifetime changes, not the type.
+        let value =
+            unsafe { std::mem::transmute::<DBPinnableSlice<'_>, DBPinnableSlice<'static>>(value) };
+        Bytes::from_owner(PinnedValue {
+            value,
+            _db: db.clone(),
+        })
+    }
+}
+
+impl AsRef<[u8]> for PinnedValue {
+    fn as_ref(&self) -> &[u8] {
+        &self.value
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,13 +239,12 @@ mod tests {
             a.read(2, 10).unwrap(),
             [(2, b"a2".to_vec()), (3, b"a3".to_vec())]
         );
-        let many: Vec<Option<Vec<u8>>> = a
-            .get_many(&[3, 9, 1])
-            .unwrap()
-            .into_iter()
-            .map(|e| e.map(|e| e.to_vec()))
-            .collect();
-        assert_eq!(many, [Some(b"a3".to_vec()), None, Some(b"a1".to_vec())]);
+        let many = a.get_many(&[3, 9, 1]).unwrap();
+        drop((a, b, store));
+        assert_eq!(
+            many,
+            [Some(Bytes::from("a3")), None, Some(Bytes::from("a1"))]
+        );
     }
 
     #[test]
@@ -266,13 +296,16 @@ mod tests {
             let store = Store::open(&options(read_direct)).unwrap();
             let log = store.raft_log(7);
             assert_eq!(log.read(1, 51).unwrap(), entries);
-            let some: Vec<Vec<u8>> = log
+            let some: Vec<Bytes> = log
                 .get_many(&[50, 3])
                 .unwrap()
                 .into_iter()
-                .map(|e| e.unwrap().to_vec())
+                .map(Option::unwrap)
                 .collect();
-            assert_eq!(some, [entries[49].1.clone(), entries[2].1.clone()]);
+            // Pinned values outlive every handle to the store: they keep it open.
+            drop(log);
+            drop(store);
+            assert_eq!(some, [&entries[49].1, &entries[2].1]);
         }
     }
 

@@ -96,7 +96,13 @@ impl ClientArgs {
             .set(
                 "max.partition.fetch.bytes",
                 max_partition_fetch_bytes.to_string(),
-            );
+            )
+            // librdkafka stops fetching a partition while its local queue holds 100,000
+            // records (queued.min.messages) and then waits fetch.queue.backoff.ms (1 s)
+            // before asking again: with 100-byte records one fetch of 10 MiB fills it, and
+            // a catch-up read measured that wait, not the broker (40 MB/s against either
+            // system). The byte limit (queued.max.messages.kbytes, 64 MiB) still bounds it.
+            .set("queued.min.messages", "10000000");
         config
     }
 }

@@ -320,7 +320,7 @@ impl LateBytes for LateRead {
         self.len
     }
 
-    fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+    fn next_chunk(&mut self) -> std::io::Result<Option<Vec<Bytes>>> {
         if self.next == self.located.len() {
             return Ok(None);
         }
@@ -330,12 +330,12 @@ impl LateBytes for LateRead {
             bytes += self.located[end].1.len as usize;
             end += 1;
         }
-        let read = self
+        let pieces = self
             .reader
-            .read_located(&self.located[self.next..end])
+            .read_located_pieces(&self.located[self.next..end])
             .map_err(|e| std::io::Error::other(format!("reading records to send: {e}")))?;
         self.next = end;
-        Ok(Some(read.bytes))
+        Ok(Some(pieces))
     }
 }
 
