@@ -33,6 +33,7 @@ pub mod node;
 pub mod partition;
 pub mod peers;
 pub mod producers;
+pub mod recent_entries;
 pub mod replica;
 pub mod snapshot;
 pub mod state_machine;

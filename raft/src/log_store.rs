@@ -1,6 +1,6 @@
 //! openraft's log storage over a group's [`RaftLog`]: entries are encoded by
 //! [`crate::codec`], appended without syncing, and reported flushed by the node-wide group
-//! commit.
+//! commit. Reads of the entries appended last are answered from [`RecentEntries`].
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -11,17 +11,27 @@ use strand_storage::keys::{RAFT_COMMITTED, RAFT_PURGED, RAFT_VOTE};
 use strand_storage::RaftLog;
 
 use crate::codec;
+use crate::recent_entries::RecentEntries;
 use crate::types::{Entry, LogId, StorageError, Types, Vote};
 
 /// One group's Raft log store. Clones share the same underlying log.
 #[derive(Clone)]
 pub struct LogStore {
     log: RaftLog,
+    recent: RecentEntries,
 }
 
 impl LogStore {
     pub fn new(log: RaftLog) -> LogStore {
-        LogStore { log }
+        LogStore {
+            log,
+            recent: RecentEntries::default(),
+        }
+    }
+
+    /// The entries appended last, for the group's state machine to forget once applied.
+    pub fn recent(&self) -> RecentEntries {
+        self.recent.clone()
     }
 
     fn read_hard_state<T: serde::de::DeserializeOwned>(
@@ -85,6 +95,9 @@ const MAX_APPEND_BYTES: usize = 1 << 20;
 
 impl LogStore {
     fn read(&self, start: u64, end: u64, max_bytes: usize) -> Result<Vec<Entry>, StorageError> {
+        if let Some(entries) = self.recent.read(start, end, max_bytes) {
+            return Ok(entries);
+        }
         let raw = self
             .log
             .read_limited(start, end, max_bytes)
@@ -158,13 +171,15 @@ impl RaftLogStorage<Types> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| (e.log_id.index, codec::encode_entry(&e)))
+            .iter()
+            .map(|e| (e.log_id.index, codec::encode_entry(e)))
             .collect();
         self.log
             .append(encoded.iter().map(|(i, b)| (*i, b.as_slice())))
             .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.recent.appended(&entries);
         self.log
             .store()
             .group_commit()
@@ -175,12 +190,16 @@ impl RaftLogStorage<Types> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.log
             .truncate_from(log_id.index)
-            .map_err(|e| StorageIOError::write_logs(&e).into())
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.recent.truncated_from(log_id.index);
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.log
             .purge_upto(log_id.index, &codec::encode(&log_id))
-            .map_err(|e| StorageIOError::write_logs(&e).into())
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.recent.forget_upto(log_id.index);
+        Ok(())
     }
 }

@@ -411,7 +411,7 @@ async fn open_group<M: Machine>(
     let restored = RestoredLeadership::read(&mut log_store, identity.id)
         .await
         .map_err(|e| NodeError::Raft(format!("group {group}: {e}")))?;
-    let state_machine = StateMachine::open(store.clone(), group, machine)
+    let state_machine = StateMachine::open(store.clone(), group, machine, log_store.recent())
         .map_err(|e| NodeError::Raft(e.to_string()))?;
     let network = NetworkFactory::new(identity.id, group, transport.clone());
     let raft = Raft::new(

@@ -12,6 +12,7 @@ use strand_storage::keys::{self, GroupId};
 use strand_storage::{StateBatch, Store};
 
 use crate::codec;
+use crate::recent_entries::RecentEntries;
 use crate::snapshot::SnapshotData;
 use crate::types::{
     Command, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, Types,
@@ -66,16 +67,26 @@ pub struct StateMachine<M> {
     group: GroupId,
     machine: M,
     applied: AppliedState,
+    /// The group's log store holds entries until they are applied here.
+    recent: RecentEntries,
 }
 
 impl<M: Machine> StateMachine<M> {
-    pub fn open(store: Store, group: GroupId, machine: M) -> Result<Self, StorageError> {
+    /// The state machine of `group`, which lets its log store's `recent` entries go once
+    /// they are applied.
+    pub fn open(
+        store: Store,
+        group: GroupId,
+        machine: M,
+        recent: RecentEntries,
+    ) -> Result<Self, StorageError> {
         let applied = read_applied(&store, group)?;
         Ok(StateMachine {
             store,
             group,
             machine,
             applied,
+            recent,
         })
     }
 }
@@ -119,6 +130,9 @@ impl<M: Machine> RaftStateMachine<Types> for StateMachine<M> {
             .write_state(batch)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.machine.publish();
+        if let Some(applied) = self.applied.0 {
+            self.recent.forget_upto(applied.index);
+        }
         Ok(responses)
     }
 
