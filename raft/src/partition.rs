@@ -340,23 +340,15 @@ impl PartitionReader {
         &self,
         located: &[(i64, BatchLocation)],
     ) -> Result<Vec<Bytes>, StorageError> {
-        let copied: usize = located
-            .iter()
-            .map(|(_, l)| match l.len as usize {
-                len if len < SHARE_FROM => len,
-                _ => STAMPED_BYTES,
-            })
-            .sum();
+        // The bytes of a batch copied: all of a small one, the stamped header of a big one.
+        let copied_of = |len: usize| if len < SHARE_FROM { len } else { STAMPED_BYTES };
+        let copied: usize = located.iter().map(|(_, l)| copied_of(l.len as usize)).sum();
         let mut small = BytesMut::with_capacity(copied);
         let mut pieces = Vec::new();
         self.for_each_located(located, |base_offset, location, entry| {
             let (range, epoch) = batch_in(entry, location)?;
             let at = small.len();
-            let copy_to = if range.len() < SHARE_FROM {
-                range.end
-            } else {
-                range.start + STAMPED_BYTES
-            };
+            let copy_to = range.start + copied_of(range.len());
             small.extend_from_slice(&entry[range.start..copy_to]);
             stamp_batch_header(&mut small[at..], base_offset, epoch);
             if copy_to < range.end {

@@ -65,6 +65,20 @@ impl Held {
         self.entries.clear();
         self.bytes = 0;
     }
+
+    /// Drops the entries from `index` on.
+    fn drop_from(&mut self, index: u64) {
+        while self.entries.back().is_some_and(|e| e.log_id.index >= index) {
+            self.pop_back();
+        }
+    }
+
+    /// Drops the entries up to `index`.
+    fn drop_upto(&mut self, index: u64) {
+        while self.first_index().is_some_and(|first| first <= index) {
+            self.pop_front();
+        }
+    }
 }
 
 impl RecentEntries {
@@ -83,13 +97,7 @@ impl RecentEntries {
         let mut held = self.held();
         // An append overwrites from its first index on; one that leaves a gap after the
         // entries held would break the "end of the log" rule, so they go.
-        while held
-            .entries
-            .back()
-            .is_some_and(|e| e.log_id.index >= first.log_id.index)
-        {
-            held.pop_back();
-        }
+        held.drop_from(first.log_id.index);
         if held
             .entries
             .back()
@@ -108,18 +116,12 @@ impl RecentEntries {
 
     /// The log lost every entry from `index` on.
     pub fn truncated_from(&self, index: u64) {
-        let mut held = self.held();
-        while held.entries.back().is_some_and(|e| e.log_id.index >= index) {
-            held.pop_back();
-        }
+        self.held().drop_from(index);
     }
 
     /// Entries up to `index` are no longer needed here: applied, or purged from the log.
     pub fn forget_upto(&self, index: u64) {
-        let mut held = self.held();
-        while held.first_index().is_some_and(|first| first <= index) {
-            held.pop_front();
-        }
+        self.held().drop_upto(index);
     }
 
     /// The entries from `start` up to (not including) `end`, stopping once they hold
