@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use strand_protocol::codec::decode_request;
-use strand_protocol::frame::{take_frame, LateChunks, OutFrame, Part};
+use strand_protocol::frame::{take_frame, LateBytes, LateChunks, OutFrame, Part};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -123,23 +123,72 @@ async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Pend
     }
 }
 
+/// Late chunks (a megabyte each) read ahead of the socket, per response being written.
+const READ_AHEAD_CHUNKS: usize = 4;
+
 /// Writes a frame: runs of ready parts with as few system calls as the socket allows, late
-/// parts a chunk at a time, each chunk read while the client takes in the ones before.
+/// parts as a blocking reader produces their chunks. The reader runs on its own thread, up
+/// to [`READ_AHEAD_CHUNKS`] ahead: the disk and the socket then work at the same time, and
+/// a read from disk never holds up the runtime's workers (other connections' produces).
 async fn write_frame(socket: &mut OwnedWriteHalf, frame: OutFrame) -> std::io::Result<()> {
-    let mut ready: Vec<Bytes> = Vec::new();
+    // The ready parts in order, `None` for each late one, which its reader gets.
+    let mut steps = Vec::new();
+    let mut late_parts = Vec::new();
     for part in frame.into_parts() {
         match part {
-            Part::Ready(bytes) => ready.push(bytes),
+            Part::Ready(bytes) => steps.push(Some(bytes)),
             Part::Late(late) => {
+                steps.push(None);
+                late_parts.push(late);
+            }
+        }
+    }
+    let mut chunks = read_ahead(late_parts);
+    let mut ready: Vec<Bytes> = Vec::new();
+    for step in steps {
+        match step {
+            Some(bytes) => ready.push(bytes),
+            // The next late part: its chunks, up to the `None` that ends it.
+            None => {
                 write_ready(socket, &ready).await?;
                 ready.clear();
-                for chunk in LateChunks::new(late) {
-                    write_ready(socket, &chunk.map_err(cannot_finish)?).await?;
+                while let Some(chunk) = chunks
+                    .recv()
+                    .await
+                    .unwrap_or_else(|| Err(std::io::Error::other("the late reader stopped")))
+                    .map_err(cannot_finish)?
+                {
+                    write_ready(socket, &chunk).await?;
                 }
             }
         }
     }
     write_ready(socket, &ready).await
+}
+
+/// A chunk of a late part, `None` once the part is done.
+type LateChunk = std::io::Result<Option<Vec<Bytes>>>;
+
+/// Reads the chunks of `late_parts`, in order, on a blocking thread, into a channel that
+/// holds [`READ_AHEAD_CHUNKS`]: each part's chunks, then `None`. A part's chunks are held
+/// to its promised length ([`LateChunks`]); the reader stops at the first error, after
+/// sending it, or once the writer has gone.
+fn read_ahead(late_parts: Vec<Box<dyn LateBytes>>) -> mpsc::Receiver<LateChunk> {
+    let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
+    if !late_parts.is_empty() {
+        tokio::task::spawn_blocking(move || {
+            for late in late_parts {
+                let part = LateChunks::new(late).map(|chunk| chunk.map(Some));
+                for chunk in part.chain([Ok(None)]) {
+                    let failed = chunk.is_err();
+                    if tx.blocking_send(chunk).is_err() || failed {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    rx
 }
 
 /// A late part that cannot be produced leaves its frame half sent, and the connection is
@@ -182,5 +231,129 @@ async fn write_ready(socket: &mut OwnedWriteHalf, parts: &[Bytes]) -> std::io::R
                 offset = 0;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A late part that promises `promised` bytes and produces `chunks`, whatever they add
+    /// up to.
+    struct Chunks {
+        promised: usize,
+        chunks: VecDeque<Vec<Bytes>>,
+    }
+
+    impl LateBytes for Chunks {
+        fn len(&self) -> usize {
+            self.promised
+        }
+
+        fn next_chunk(&mut self) -> std::io::Result<Option<Vec<Bytes>>> {
+            Ok(self.chunks.pop_front())
+        }
+    }
+
+    fn late(chunks: Vec<Vec<Bytes>>) -> Part {
+        let promised = chunks.iter().flatten().map(Bytes::len).sum();
+        late_promising(promised, chunks)
+    }
+
+    fn late_promising(promised: usize, chunks: Vec<Vec<Bytes>>) -> Part {
+        Part::Late(Box::new(Chunks {
+            promised,
+            chunks: chunks.into(),
+        }))
+    }
+
+    /// Writes `frame` to a loopback socket: what `write_frame` returned and what the
+    /// client received before the connection closed.
+    async fn send(frame: OutFrame) -> (std::io::Result<()>, Vec<u8>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let connecting = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(connecting, listener.accept());
+        let mut client = client.unwrap();
+        let receiving = tokio::spawn(async move {
+            let mut received = Vec::new();
+            client.read_to_end(&mut received).await.unwrap();
+            received
+        });
+        let (read_half, mut write_half) = accepted.unwrap().0.into_split();
+        let outcome = write_frame(&mut write_half, frame).await;
+        drop((read_half, write_half));
+        (outcome, receiving.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn late_parts_go_out_in_place_however_far_their_reader_gets_ahead() {
+        // Twelve chunks of two pieces each, a megabyte and more, so that the reader has to
+        // wait for the socket: more chunks than it may read ahead.
+        let big: Vec<Vec<Bytes>> = (0..12u8)
+            .map(|i| {
+                vec![
+                    Bytes::from(vec![i; 16]),
+                    Bytes::from(vec![i; 100_000 + i as usize]),
+                ]
+            })
+            .collect();
+        let expected: Vec<u8> = [b"head".as_slice()]
+            .into_iter()
+            .chain(big.iter().flatten().map(|b| &b[..]))
+            .chain([b"middle".as_slice(), b"small", b"tail"])
+            .flatten()
+            .copied()
+            .collect();
+        let frame = OutFrame::from(vec![
+            Part::Ready(Bytes::from_static(b"head")),
+            late(big),
+            Part::Ready(Bytes::from_static(b"middle")),
+            late(vec![vec![Bytes::from_static(b"small")]]),
+            Part::Ready(Bytes::from_static(b"tail")),
+        ]);
+        let (outcome, received) = send(frame).await;
+        outcome.unwrap();
+        assert_eq!(received.len(), expected.len());
+        assert!(received == expected, "the bytes arrive in frame order");
+    }
+
+    #[tokio::test]
+    async fn a_late_part_that_falls_short_ends_the_frame_with_an_error() {
+        let frame = OutFrame::from(vec![
+            Part::Ready(Bytes::from_static(b"head")),
+            late_promising(10, vec![vec![Bytes::from_static(b"four")]]),
+            Part::Ready(Bytes::from_static(b"tail")),
+        ]);
+        let (outcome, received) = send(frame).await;
+        assert!(
+            outcome.is_err(),
+            "a frame that cannot be finished is an error"
+        );
+        assert_eq!(
+            received, b"headfour",
+            "nothing after the broken part is sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_late_part_that_overruns_sends_none_of_the_overrun() {
+        let frame = OutFrame::from(vec![
+            Part::Ready(Bytes::from_static(b"head")),
+            late_promising(
+                4,
+                vec![
+                    vec![Bytes::from_static(b"four")],
+                    vec![Bytes::from_static(b"more")],
+                ],
+            ),
+            Part::Ready(Bytes::from_static(b"tail")),
+        ]);
+        let (outcome, received) = send(frame).await;
+        assert!(outcome.is_err());
+        assert_eq!(received, b"headfour");
     }
 }
