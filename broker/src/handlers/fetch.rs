@@ -7,10 +7,11 @@
 //! `min_bytes` is available the request waits, up to `max_wait_ms`, for any of its
 //! partitions' high watermarks to move.
 //!
-//! Large record sets are only located here (their lengths are in the index) and read as
-//! the response is written, a chunk at a time ([`LateRead`]): the client receives the first
+//! Once a response holds [`LATE_READ_MIN`] bytes of records, its record sets are only
+//! located here (their lengths are in the index) and read as the response is written, a
+//! chunk at a time on a blocking thread ([`LateRead`]): the client receives the first
 //! megabyte while the broker reads the next, instead of waiting for the whole response to be
-//! read first.
+//! read first, and no read from disk holds up the runtime.
 //!
 //! Fetch sessions (KIP-227) are not kept: every request is answered in full, with session
 //! id 0, which tells clients to keep sending full requests.
@@ -147,8 +148,7 @@ fn read_once(
     for (name, wanted) in topics.iter_mut() {
         let mut partitions = Vec::with_capacity(wanted.len());
         for w in wanted.iter_mut() {
-            let first_data = total == 0;
-            let data = match read_partition(broker, w, budget, first_data, read_committed) {
+            let data = match read_partition(broker, w, budget, total, read_committed) {
                 Ok(answer) => {
                     total += answer.len;
                     budget = budget.saturating_sub(answer.len);
@@ -206,9 +206,10 @@ fn read_partition(
     broker: &Broker,
     w: &mut Wanted,
     budget: usize,
-    first_data: bool,
+    earlier_bytes: usize,
     read_committed: bool,
 ) -> Result<PartitionAnswer, PartitionError> {
+    let first_data = earlier_bytes == 0;
     let (replica, status) = w.source.as_mut().map_err(|e| *e)?;
     let leadership = replica.replica.leadership();
     if !leadership.serving {
@@ -262,7 +263,9 @@ fn read_partition(
         let too_big = located.first().is_some_and(|(_, l)| l.len as usize > limit);
         if !first_data && too_big {
             Bytes::new()
-        } else if let Some(stand_in) = late_records(len).filter(|_| len >= LATE_READ_MIN) {
+        } else if let Some(stand_in) =
+            late_records(len).filter(|_| len > 0 && earlier_bytes + len >= LATE_READ_MIN)
+        {
             late = Some(Box::new(LateRead {
                 reader: replica.reader.clone(),
                 located,
@@ -299,8 +302,10 @@ fn out_of_range(offset: i64, log_start: i64, end: i64, log_holds_unapplied: bool
     offset < log_start || (offset > end && !log_holds_unapplied)
 }
 
-/// Record sets smaller than this are read at once: they cost little to read before the
-/// response goes out.
+/// Record sets are read at once while the response's records stay under this many bytes:
+/// they cost little to read before it goes out. From there on they are read as the
+/// response is written, on a blocking thread: a fetch of many small record sets from disk
+/// would otherwise hold up a runtime worker for all of them.
 const LATE_READ_MIN: usize = 256 * 1024;
 
 /// How much a late read reads at a time.
