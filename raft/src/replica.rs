@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use openraft::error::ClientWriteError;
 use openraft::raft::responder::Responder;
 use openraft::storage::RaftLogStorage;
-use openraft::{BasicNode, RaftMetrics};
+use openraft::{BasicNode, Membership, RaftMetrics};
 use tokio::sync::watch;
 
 use crate::controller::{ClusterMetadata, GroupOffsets, SharedOffsets};
@@ -146,26 +146,29 @@ impl Replica {
     pub fn leadership(&self) -> Leadership {
         let m = self.metrics.borrow();
         let is_self = m.current_leader == Some(self.node_id);
-        let quorum = is_self && {
-            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
-            let in_contact = voters
-                .iter()
-                .filter(|v| {
-                    **v == self.node_id
-                        || self
-                            .transport
-                            .last_accepted(self.group, **v)
-                            .is_some_and(|t| t.elapsed() < self.lease)
-                })
-                .count();
-            in_contact * 2 > voters.len()
-        };
+        let quorum = is_self && self.majorities_in_contact(m.membership_config.membership());
         Leadership {
             leader: m.current_leader,
             term: m.current_term,
             quorum,
             serving: quorum && self.serves_whole_log(&m),
         }
+    }
+
+    /// Whether, in each voter configuration of `membership` (two while it changes), a
+    /// majority has accepted this node's appends within the lease, this node counting for
+    /// itself: what committing an entry takes. Called for every partition a fetch names,
+    /// so it reads the configurations in place.
+    fn majorities_in_contact(&self, membership: &Membership<NodeId, BasicNode>) -> bool {
+        let now = Instant::now();
+        membership.get_joint_config().iter().all(|voters| {
+            let others = voters.iter().filter(|v| **v != self.node_id);
+            let in_contact = usize::from(voters.contains(&self.node_id))
+                + self
+                    .transport
+                    .accepted_within(self.group, others, now, self.lease);
+            in_contact * 2 > voters.len()
+        })
     }
 
     /// Resolves once this node no longer leads the group with a quorum (see

@@ -244,6 +244,26 @@ impl Transport {
         accepted.get(&(group, node)).copied()
     }
 
+    /// How many of `nodes` accepted this node as the leader of `group` less than `within`
+    /// before `now`.
+    pub(crate) fn accepted_within<'a>(
+        &self,
+        group: GroupId,
+        nodes: impl IntoIterator<Item = &'a NodeId>,
+        now: Instant,
+        within: Duration,
+    ) -> usize {
+        let accepted = self.accepted.lock().expect("accepted lock");
+        nodes
+            .into_iter()
+            .filter(|node| {
+                accepted
+                    .get(&(group, **node))
+                    .is_some_and(|t| now.saturating_duration_since(*t) < within)
+            })
+            .count()
+    }
+
     /// Sends `request` to `node` at `addr` and waits up to `timeout` for its reply.
     pub async fn call(
         &self,
