@@ -11,10 +11,14 @@
 //! - `raft_state`: each group's vote, committed index and purge point, through the WAL.
 //! - `state`: what the state machines derive by applying entries: for a partition, where
 //!   each batch is (offset → entry, position, length), the time index and the leader-epoch
-//!   history; for the controller, cluster metadata. Small, and written **without** the
-//!   WAL: the Raft log already holds every applied entry, so after a crash the state rolls
-//!   back to its last memtable flush and Raft re-applies the rest, giving identical
-//!   results. Nothing is purged from the Raft log, so the entries are always there.
+//!   history; for the controller, cluster metadata. Small, and written through the WAL
+//!   but never synced for itself: the Raft log already holds every applied entry, so
+//!   after a crash the state rolls back to the last synced WAL record and Raft re-applies
+//!   the rest, giving identical results. The WAL keeps order, so a state write that
+//!   survives a crash comes with the log entries it was applied from. (Writes skipping the
+//!   WAL would be cheaper still, but RocksDB recycles WAL files only when none do.)
+//!   Nothing is purged from the Raft log before the state is flushed, so the entries are
+//!   always there.
 //!
 //! Durability comes from [`GroupCommit`]: appends of every group are written unsynced and
 //! one `fsync` of the shared WAL then makes a whole round of them durable at once.
