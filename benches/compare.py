@@ -266,6 +266,30 @@ def workload_5(runner, system, name):
 RUNS = {1: workload_1, 2: workload_2, 3: workload_3, 4: workload_4, 5: workload_5}
 
 
+def cpu_busy(seconds):
+    """The fraction of all CPUs' time spent busy over the next `seconds` (/proc/stat)."""
+    def sample():
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle, iowait
+        return sum(fields), idle
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def settle(limit_s=90):
+    """Waits, up to `limit_s`, until the machine is quiet: the page cache written back, then
+    the CPUs at least 85% idle over two seconds. What the previous run leaves behind (a JVM
+    exiting, its files still being written back) would otherwise load the next system's run
+    and not its own. Returns the seconds waited."""
+    started = time.monotonic()
+    os.sync()
+    while time.monotonic() - started < limit_s and cpu_busy(2.0) > 0.15:
+        pass
+    return round(time.monotonic() - started, 1)
+
+
 def systems_for(workload, chosen):
     # Reading back does not depend on when Kafka fsyncs, and filling 1 GB durably on one
     # node takes minutes, so workload 5 compares Strand with Kafka's default only.
@@ -358,6 +382,7 @@ def main():
                 print(f"== workload {w}: {spec['title']} -- {SYSTEM_LABELS[name]}", flush=True)
                 tag = f"w{w}-{name}"
                 system = runner.make_system(name, spec["nodes"], tag)
+                settled_s = settle()
                 load_before = os.getloadavg()[0]
                 if load_before > (os.cpu_count() or 1):
                     print(f"    note: load average {load_before:.1f} before the run: the machine is busy", flush=True)
@@ -374,6 +399,7 @@ def main():
                     shutil.rmtree(runner.workdir / tag, ignore_errors=True)
                 run["durability"] = system.durability
                 run["load_average_before"] = round(load_before, 2)
+                run["settled_s"] = settled_s
                 run.setdefault("metrics", {})["load_average"] = round(load_before, 2)
                 run["wall_s"] = round(time.monotonic() - started, 1)
                 results["workloads"][str(w)]["runs"][name] = run

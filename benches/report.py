@@ -97,7 +97,8 @@ def header(results):
         f"finished {meta.get('finished', 'not yet')}; each workload says when it ran), Strand at "
         f"{meta['revision']}, "
         f"Apache Kafka {meta['kafka_version']}. The machine has {meta['cpus']} CPUs, shared by every "
-        "node and the load generator, so each system runs alone and starts fresh for every workload; "
+        "node and the load generator, so each system runs alone and starts fresh for every workload, "
+        "after the machine has settled (page cache written back, CPUs 85% idle; up to 90 s); "
         "the load average before each run is in `latest.json`.",
         "",
         "Durability, and how to read the ratios (Strand ÷ Kafka):",
