@@ -430,6 +430,7 @@ mod tests {
                 "--nocapture",
             ])
             .env(CRASH_DIR, dir.path())
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
             .unwrap();
