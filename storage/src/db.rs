@@ -220,8 +220,8 @@ impl Store {
         PartitionLog::new(self.clone(), group)
     }
 
-    /// Writes to the Raft families go through the WAL but are not synced here; durability
-    /// comes from [`GroupCommit`].
+    /// Writes through the WAL, not synced here: durability comes from [`GroupCommit`] (for
+    /// state-machine writes, from the Raft log entries ahead of them in the WAL).
     pub(crate) fn write_logged(&self, batch: WriteBatch) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(false);
@@ -242,13 +242,10 @@ impl Store {
     /// log is what makes them durable, and [`Store::flush_state`] runs before any of it is
     /// purged).
     pub fn write_state(&self, batch: StateBatch) -> Result<()> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(false);
         self.stats
             .state_bytes
             .fetch_add(batch.bytes as u64, Ordering::Relaxed);
-        self.db.write_opt(batch.batch, &wo)?;
-        Ok(())
+        self.write_logged(batch.batch)
     }
 
     /// Persists every state-machine write made so far (a memtable flush), so the Raft log
