@@ -136,7 +136,13 @@ class Runner:
                "--record-size", str(self.args.record_size),
                "--throughput", "-1", "--command-property", f"bootstrap.servers={system.bootstrap}",
                f"acks={acks}", "linger.ms=5", "batch.size=131072"]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.mode["perf_seconds"] * 6 + 120)
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.mode["perf_seconds"] * 6 + 120)
+        except subprocess.TimeoutExpired as e:
+            # Its progress lines (one per 5 s) say whether it stalled or crawled.
+            progress = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            last = progress.strip().splitlines()[-3:]
+            raise RuntimeError(f"timed out after {e.timeout:.0f} s; last progress: {' | '.join(last) or 'none'}")
         return parse_perf_test(out.stdout + out.stderr)
 
 

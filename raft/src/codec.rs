@@ -129,7 +129,11 @@ pub fn decode_entry(stored: Vec<u8>) -> Result<Entry, DecodeError> {
                 })
                 .collect();
             let data = Bytes::from(stored).slice(data_start..);
-            EntryPayload::Normal(Command::Append(AppendBatches { data, batches }))
+            EntryPayload::Normal(Command::Append(AppendBatches {
+                data,
+                batches,
+                ..AppendBatches::default()
+            }))
         }
         _ => return Err(DecodeError::Entry("unknown entry kind")),
     };
@@ -172,6 +176,7 @@ mod tests {
             payload: EntryPayload::Normal(Command::Append(AppendBatches {
                 data: data.clone(),
                 batches: batches.clone(),
+                ..AppendBatches::default()
             })),
         };
         let stored = encode_entry(&entry);

@@ -519,6 +519,7 @@ mod tests {
                     .collect::<Vec<_>>(),
             ),
             batches: batches.iter().map(|(_, s)| *s).collect(),
+            ..AppendBatches::default()
         })
     }
 

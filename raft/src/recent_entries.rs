@@ -168,6 +168,7 @@ mod tests {
                     producer_epoch: -1,
                     base_sequence: -1,
                 }],
+                ..AppendBatches::default()
             })),
         }
     }

@@ -7,14 +7,14 @@ use openraft::error::ClientWriteError;
 use openraft::raft::responder::Responder;
 use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Membership, RaftMetrics};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::controller::{ClusterMetadata, GroupOffsets, SharedOffsets};
 use crate::election_timer::ElectionTimer;
 use crate::log_store::LogStore;
 use crate::partition::{PartitionReader, PartitionStatus};
 use crate::transport::Transport;
-use crate::types::{Command, GroupId, NodeId, Raft, Response, StorageError, Types};
+use crate::types::{AppliedReply, Command, GroupId, NodeId, Raft, Response, StorageError, Types};
 
 type ResponderReceiverOf<C> =
     <<C as openraft::RaftTypeConfig>::Responder as Responder<C>>::Receiver;
@@ -266,14 +266,22 @@ impl Replica {
     /// returned [`Proposal`]. Commands submitted one after another from one task are
     /// appended in that order. During a hand-over nothing new is appended: an append
     /// would reach the other voters and so renew the lease that keeps them from voting.
-    pub async fn submit(&self, command: Command) -> Result<Proposal, ProposeError> {
+    pub async fn submit(&self, mut command: Command) -> Result<Proposal, ProposeError> {
         if let Some(to) = self.handing_over_to() {
             return Err(ProposeError::NotLeader { leader: Some(to) });
         }
+        let applied = match &mut command {
+            Command::Append(append) => {
+                let (reply, receiver) = AppliedReply::channel();
+                append.reply = reply;
+                Some(receiver)
+            }
+            _ => None,
+        };
         self.raft
             .client_write_ff(command)
             .await
-            .map(Proposal)
+            .map(|committed| Proposal { committed, applied })
             .map_err(|e| ProposeError::Unavailable(e.to_string()))
     }
 
@@ -295,12 +303,32 @@ impl Replica {
 }
 
 /// A submitted command, waiting to be committed and applied.
-pub struct Proposal(ResponderReceiverOf<Types>);
+pub struct Proposal {
+    /// openraft's answer: the result, or why the command was not committed.
+    committed: ResponderReceiverOf<Types>,
+    /// The state machine's direct answer (appends only; see [`AppliedReply`]).
+    applied: Option<oneshot::Receiver<Response>>,
+}
 
 impl Proposal {
     /// The command's result once it is committed and applied.
     pub async fn outcome(self) -> Result<Response, ProposeError> {
-        match self.0.await {
+        let mut committed = self.committed;
+        if let Some(applied) = self.applied {
+            tokio::select! {
+                biased;
+                // A dropped sender (the entry was not applied here) disables this branch.
+                Ok(response) = applied => return Ok(response),
+                result = &mut committed => return Self::committed(result),
+            }
+        }
+        Self::committed(committed.await)
+    }
+
+    fn committed(
+        result: <ResponderReceiverOf<Types> as std::future::Future>::Output,
+    ) -> Result<Response, ProposeError> {
+        match result {
             Ok(Ok(written)) => Ok(written.data),
             Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ProposeError::NotLeader {
                 leader: f.leader_id,

@@ -15,7 +15,8 @@ use crate::codec;
 use crate::recent_entries::RecentEntries;
 use crate::snapshot::SnapshotData;
 use crate::types::{
-    Command, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, Types,
+    AppliedReply, Command, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership,
+    Types,
 };
 
 /// A deterministic state machine: the same commands in the same order give the same
@@ -105,13 +106,22 @@ impl<M: Machine> RaftStateMachine<Types> for StateMachine<M> {
     {
         let mut batch = self.store.state_batch();
         let mut responses = Vec::new();
+        let mut replies = Vec::new();
         for entry in entries {
             self.machine
                 .observe_term(entry.log_id.leader_id.term, &mut batch);
             let response = match entry.payload {
                 EntryPayload::Blank => Response::None,
-                EntryPayload::Normal(command) => {
-                    self.machine.apply(&entry.log_id, command, &mut batch)
+                EntryPayload::Normal(mut command) => {
+                    let reply = match &mut command {
+                        Command::Append(append) => std::mem::take(&mut append.reply),
+                        _ => AppliedReply::default(),
+                    };
+                    let response = self.machine.apply(&entry.log_id, command, &mut batch);
+                    if reply.is_wanted() {
+                        replies.push((reply, response.clone()));
+                    }
+                    response
                 }
                 EntryPayload::Membership(membership) => {
                     self.applied.1 = StoredMembership::new(Some(entry.log_id), membership);
@@ -130,6 +140,10 @@ impl<M: Machine> RaftStateMachine<Types> for StateMachine<M> {
             .write_state(batch)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.machine.publish();
+        // Only now: a producer that has its answer must find the records when it reads.
+        for (reply, response) in replies {
+            reply.send(response);
+        }
         if let Some(applied) = self.applied.0 {
             self.recent.forget_upto(applied.index);
         }
@@ -180,5 +194,81 @@ impl RaftSnapshotBuilder<Types> for SnapshotBuilder {
             meta: snapshot_meta(&applied),
             snapshot: Box::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::PartitionMachine;
+    use crate::types::{AppendBatches, BatchSummary};
+    use bytes::Bytes;
+    use openraft::CommittedLeaderId;
+    use strand_storage::StoreOptions;
+    use tokio::sync::oneshot::error::TryRecvError;
+
+    /// An append of one batch of `records` records, as the leader proposes it.
+    fn append(records: i32) -> (Entry, tokio::sync::oneshot::Receiver<Response>) {
+        let mut batch = vec![0u8; 61 + records as usize];
+        batch[23..27].copy_from_slice(&(records - 1).to_be_bytes());
+        let (reply, receiver) = AppliedReply::channel();
+        let command = Command::Append(AppendBatches {
+            batches: vec![BatchSummary {
+                len: batch.len() as u32,
+                last_offset_delta: records - 1,
+                max_timestamp: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+            }],
+            data: Bytes::from(batch),
+            reply,
+        });
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Normal(command),
+        };
+        (entry, receiver)
+    }
+
+    #[tokio::test]
+    async fn the_proposer_gets_the_result_once_the_append_is_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let (machine, status) = PartitionMachine::open(store.partition_log(1)).unwrap();
+        let mut sm =
+            StateMachine::open(store.clone(), 1, machine, RecentEntries::default()).unwrap();
+        let (entry, mut receiver) = append(3);
+        // What followers and readers of the stored log get: the same entry, no reply.
+        let sent = codec::decode_entry(codec::encode_entry(&entry)).unwrap();
+        assert!(
+            matches!(&sent.payload, EntryPayload::Normal(Command::Append(a)) if !a.reply.is_wanted())
+        );
+        store
+            .raft_log(1)
+            .append([(1, codec::encode_entry(&entry).as_slice())])
+            .unwrap();
+        assert_eq!(receiver.try_recv(), Err(TryRecvError::Empty));
+
+        let responses = sm.apply([entry]).await.unwrap();
+        let expected = Response::Appended {
+            base_offset: 0,
+            log_start_offset: 0,
+        };
+        assert_eq!(responses, std::slice::from_ref(&expected));
+        assert_eq!(receiver.try_recv(), Ok(expected));
+        assert_eq!(status.borrow().high_watermark, 3);
+    }
+
+    /// An entry truncated before it is applied: once the log store's copies are gone the
+    /// proposer's channel closes, and it takes openraft's answer instead.
+    #[tokio::test]
+    async fn a_reply_closes_when_the_last_copy_of_its_entry_is_gone() {
+        let (entry, mut receiver) = append(1);
+        let copy = entry.clone();
+        drop(entry);
+        assert_eq!(receiver.try_recv(), Err(TryRecvError::Empty));
+        drop(copy);
+        assert_eq!(receiver.try_recv(), Err(TryRecvError::Closed));
     }
 }

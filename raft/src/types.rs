@@ -6,9 +6,11 @@
 //! on every replica.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 pub use strand_storage::keys::GroupId;
 
@@ -48,12 +50,63 @@ pub enum Command {
 /// Record batches for one partition, exactly as the producer sent them, with the facts the
 /// broker learnt while validating them. The state machine assigns offsets and stamps each
 /// batch's header when it applies the command.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AppendBatches {
     /// The batches, back to back.
     pub data: Bytes,
     /// One summary per batch, in order.
     pub batches: Vec<BatchSummary>,
+    /// Where the leader that proposed the append wants its result. Kept in memory only:
+    /// entries sent to followers or read back from disk have none.
+    #[serde(skip)]
+    pub reply: AppliedReply,
+}
+
+/// Hands an append's result from the state machine straight to the produce request that
+/// waits for it, as soon as the append is applied and visible to readers. openraft
+/// delivers the same result too, but only after a round trip through the group's core
+/// task, which is busy appending and replicating the group's next entries: the direct
+/// hand-off is what the proposer uses whenever it arrives first. If the entry is never
+/// applied here (truncated after a change of leader), the sender is dropped and openraft's
+/// answer is the one that counts.
+#[derive(Clone, Default)]
+pub struct AppliedReply(Option<Arc<Mutex<Option<oneshot::Sender<Response>>>>>);
+
+impl AppliedReply {
+    pub fn channel() -> (AppliedReply, oneshot::Receiver<Response>) {
+        let (sender, receiver) = oneshot::channel();
+        (
+            AppliedReply(Some(Arc::new(Mutex::new(Some(sender))))),
+            receiver,
+        )
+    }
+
+    /// Whether a proposer waits on this reply (only on the node that proposed it).
+    pub fn is_wanted(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Sends `response`; only the first call of all the entry's copies sends anything.
+    pub fn send(&self, response: Response) {
+        let sender = self
+            .0
+            .as_ref()
+            .and_then(|slot| slot.lock().expect("reply lock").take());
+        if let Some(sender) = sender {
+            // The proposer may have given up (timeout); nothing then waits for it.
+            let _ = sender.send(response);
+        }
+    }
+}
+
+impl std::fmt::Debug for AppliedReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_wanted() {
+            "AppliedReply(wanted)"
+        } else {
+            "AppliedReply(none)"
+        })
+    }
 }
 
 /// What the state machine needs to know of a batch without parsing it.

@@ -330,6 +330,7 @@ async fn submit_partition(
             })
             .collect(),
         data: records.clone(),
+        ..AppendBatches::default()
     });
     let proposal = match replica.replica.submit(command).await {
         Ok(proposal) => proposal,
