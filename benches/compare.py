@@ -136,14 +136,31 @@ class Runner:
                "--record-size", str(self.args.record_size),
                "--throughput", "-1", "--command-property", f"bootstrap.servers={system.bootstrap}",
                f"acks={acks}", "linger.ms=5", "batch.size=131072"]
+        timeout = self.mode["perf_seconds"] * 6 + 120
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=self.mode["perf_seconds"] * 6 + 120)
-        except subprocess.TimeoutExpired as e:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kept = keep_evidence(system, proc.pid)
+            proc.kill()
+            out, _ = proc.communicate()
             # Its progress lines (one per 5 s) say whether it stalled or crawled.
-            progress = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-            last = progress.strip().splitlines()[-3:]
-            raise RuntimeError(f"timed out after {e.timeout:.0f} s; last progress: {' | '.join(last) or 'none'}")
-        return parse_perf_test(out.stdout + out.stderr)
+            last = out.strip().splitlines()[-3:]
+            raise RuntimeError(f"timed out after {timeout} s; last progress: {' / '.join(last) or 'none'}; "
+                               f"node logs and the client's threads in {kept}")
+        return parse_perf_test(out)
+
+
+def keep_evidence(system, java_pid):
+    """Copies the nodes' logs and a thread dump of the stuck client where the run's files
+    being deleted will not take them, and returns that directory."""
+    kept = Path(tempfile.mkdtemp(prefix=f"strand-bench-evidence-{type(system).__name__.lower()}-"))
+    dump = subprocess.run(["jstack", str(java_pid)], capture_output=True, text=True)
+    (kept / "client-threads.txt").write_text(dump.stdout + dump.stderr)
+    for log in Path(system.dir).glob("**/*.log"):
+        if not log.name[0].isdigit():  # Kafka's segments (00000000000000000000.log) are data
+            shutil.copy(log, kept / "-".join(log.relative_to(system.dir).parts))
+    return kept
 
 
 PERF_LINE = re.compile(
