@@ -313,8 +313,9 @@ pub fn check(history: &[Op], options: Options) -> anyhow::Result<Report> {
                                 continue;
                             };
                             if let Some(prev) = last_read.insert(key, i) {
-                                let example = json!({"key": key, "op": op.index,
-                                    "from-index": prev, "to-index": i, "value": value});
+                                let example = json!({"key": key, "process": op.process,
+                                    "op": op.index, "from-index": prev, "to-index": i,
+                                    "value": value});
                                 if i > prev + 1 {
                                     found.add("int-poll-skip", example);
                                 } else if i <= prev {
@@ -336,8 +337,8 @@ pub fn check(history: &[Op], options: Options) -> anyhow::Result<Report> {
                         if i <= prev {
                             found.add(
                                 "int-nonmonotonic-send",
-                                json!({"key": key, "op": op.index, "from-index": prev,
-                                       "to-index": i, "value": value}),
+                                json!({"key": key, "process": op.process, "op": op.index,
+                                       "from-index": prev, "to-index": i, "value": value}),
                             );
                         }
                     }

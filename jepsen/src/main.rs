@@ -290,8 +290,14 @@ fn check_and_record(path: &Path, options: check::Options) -> anyhow::Result<chec
     let results = path.with_file_name("results.json");
     std::fs::write(&results, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("cannot write {}", results.display()))?;
-    report::write(&ops, &report, path.parent().unwrap_or(Path::new(".")))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    report::write(&ops, &report, dir)?;
     println!("{}", report.summary());
+    if !report.valid {
+        // A missing clients.log (a history checked on its own) only shortens the story.
+        let clients_log = std::fs::read_to_string(dir.join("clients.log")).unwrap_or_default();
+        print!("{}", report::explain(&ops, &report, &clients_log));
+    }
     Ok(report)
 }
 

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
+use serde_json::Value;
 
 use crate::check::Report;
 use crate::history::{end_time, Op, OpType, Process};
@@ -260,6 +261,85 @@ fn markdown(report: &Report) -> String {
         "\nRecovery: seconds from the fault's end to the next acknowledged send.\n\n![timeline](timeline.svg)"
     );
     md
+}
+
+/// How far before an anomalous operation [`explain`] looks for faults and client notices.
+const LOOK_BACK_NS: u64 = 10_000_000_000;
+
+/// What an invalid run's log must show for its anomalies to be traced without its
+/// files (CI keeps only the output): for the first examples of each anomaly that makes
+/// the run invalid, the operation's process and time, the faults around it, and that
+/// process's lines of `clients.log` (librdkafka's warnings and seeks) just before it.
+pub fn explain(history: &[Op], report: &Report, clients_log: &str) -> String {
+    let mut out = String::new();
+    for name in &report.bad {
+        let Some(anomaly) = report.anomalies.get(name) else {
+            continue;
+        };
+        let _ = writeln!(out, "{name}: {} in all", anomaly.count);
+        for example in anomaly.examples.iter().take(3) {
+            let _ = writeln!(out, "  example {example}");
+            let Some(op) = example["op"]
+                .as_u64()
+                .and_then(|index| history.iter().find(|op| op.index == index))
+            else {
+                continue;
+            };
+            let (from, to) = (op.time.saturating_sub(LOOK_BACK_NS), op.time);
+            let _ = writeln!(
+                out,
+                "    op {} by process {:?} completed at {:.3} s: {}",
+                op.index,
+                op.process,
+                op.time as f64 / 1e9,
+                reads_of(&op.value, &example["key"])
+            );
+            for w in &report.liveness.windows {
+                if w.start * 1e9 <= to as f64 && w.stop * 1e9 >= from as f64 {
+                    let _ = writeln!(out, "    fault {} {:.3}-{:.3} s", w.kind, w.start, w.stop);
+                }
+            }
+            let process = match op.process {
+                Process::Worker(id) => id.to_string(),
+                Process::Nemesis(_) => continue,
+            };
+            let notices: Vec<&str> = clients_log
+                .lines()
+                .filter(|line| {
+                    let mut fields = line.splitn(3, ' ');
+                    let time = fields.next().and_then(|t| t.parse::<u64>().ok());
+                    time.is_some_and(|t| (from..=to).contains(&t))
+                        && fields.next() == Some(process.as_str())
+                })
+                .collect();
+            for line in &notices[notices.len().saturating_sub(12)..] {
+                let _ = writeln!(out, "    client {line}");
+            }
+        }
+    }
+    out
+}
+
+/// What a completed poll read of `key` (`[[offset, value], ...]`), or the whole value
+/// of any other operation, cut short.
+fn reads_of(value: &Value, key: &Value) -> String {
+    let polled = value.as_array().into_iter().flatten().find_map(|mop| {
+        (mop[0] == "poll").then(|| {
+            mop[1]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|entry| entry[0] == *key)
+        })?
+    });
+    let text = match polled {
+        Some(entry) => format!("key {key} read {}", entry[1]),
+        None => value.to_string(),
+    };
+    match text.char_indices().nth(600) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
 }
 
 /// Writes `report.md` and `timeline.svg` into `dir`.

@@ -323,3 +323,31 @@ fn a_fault_the_nemesis_could_not_carry_out_is_reported_beside_a_valid_history() 
         ["membership failed: node 4 did not start serving"]
     );
 }
+
+#[test]
+fn an_invalid_run_is_explained_with_the_client_notices_just_before_it() {
+    let mut rows = three_values_read_by_process_2();
+    rows.push((json!(1), "ok", "poll", poll(1, &[(1, 11), (0, 10)])));
+    let mut ops = history(&rows);
+    // Late enough in the run for a notice older than the look-back.
+    for op in &mut ops {
+        op.time += 20_000_000_000;
+    }
+    let report = check(&ops, Options::default()).unwrap();
+    let at = ops.last().unwrap().time;
+    let clients_log = format!(
+        "{} 1 Debug SEEK Seek before the look-back\n{} 1 Debug SEEK Seek to offset 0\n\
+         {} 2 Warning another process\n{} 1 Warning after the poll\n",
+        at - 11_000_000_000,
+        at - 1,
+        at - 1,
+        at + 1
+    );
+    let text = strand_jepsen::report::explain(&ops, &report, &clients_log);
+    assert!(text.contains("int-nonmonotonic-poll: 1 in all"), "{text}");
+    assert!(text.contains("key 1 read [[1,11],[0,10]]"), "{text}");
+    assert!(text.contains("Seek to offset 0"), "{text}");
+    for absent in ["before the look-back", "another process", "after the poll"] {
+        assert!(!text.contains(absent), "{absent} in {text}");
+    }
+}
