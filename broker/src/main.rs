@@ -48,6 +48,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("strand: {e:#}");
+            // Without waiting for the runtime's blocking reads, which a failed disk may
+            // hold up.
+            runtime.shutdown_background();
             ExitCode::FAILURE
         }
     }
@@ -81,7 +84,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if config.unsafe_mode != strand_broker::unsafe_modes::UnsafeMode::Off {
         tracing::warn!(mode = ?config.unsafe_mode, "UNSAFE MODE: this node breaks a guarantee on purpose, for the Jepsen self-check");
     }
-    server::run(broker.clone(), listener, shutdown_signal()).await;
+    let mut storage_failure = broker.node.store().failure();
+    tokio::select! {
+        _ = server::run(broker.clone(), listener, shutdown_signal()) => {}
+        failed = storage_failure.wait_for(Option::is_some) => {
+            let error = failed.ok().and_then(|f| f.clone()).unwrap_or_default();
+            let free = match broker.node.store().available_bytes() {
+                Ok(bytes) => format!("{:.1} MiB free there now", bytes as f64 / 1048576.0),
+                Err(e) => format!("free space unknown: {e}"),
+            };
+            // No orderly shutdown: the Raft groups whose writes failed have stopped, and
+            // nothing more can be written. Everything acknowledged is on disk already.
+            anyhow::bail!(
+                "the disk refused a write ({error}). This node stops so that the other \
+                 replicas take over its partitions, as a Kafka broker does when its last log \
+                 directory fails. Free space on (or repair) the disk holding {} ({free}), \
+                 then start the node again: it keeps every record it acknowledged",
+                config.data_dir.display()
+            );
+        }
+    }
     tracing::info!("shutting down");
     broker.node.shutdown().await;
     Ok(())

@@ -9,6 +9,8 @@ use rocksdb::{
     Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
+use tokio::sync::watch;
+
 use crate::group_commit::GroupCommit;
 use crate::keys::{self, GroupId};
 use crate::{PartitionLog, RaftLog, Result};
@@ -60,12 +62,36 @@ pub struct StoreStats {
     pub state_bytes: AtomicU64,
 }
 
+/// The first write the disk refused, for whoever must stop the node (see
+/// [`Store::failure`]).
+#[derive(Clone)]
+pub(crate) struct Failure(Arc<watch::Sender<Option<String>>>);
+
+impl Failure {
+    fn new() -> Failure {
+        Failure(Arc::new(watch::Sender::new(None)))
+    }
+
+    /// Records `error` unless an earlier failure was recorded.
+    pub(crate) fn record(&self, error: &dyn std::fmt::Display) {
+        self.0.send_if_modified(|first| {
+            if first.is_some() {
+                return false;
+            }
+            tracing::error!(%error, "the disk refused a write; this node cannot go on");
+            *first = Some(error.to_string());
+            true
+        });
+    }
+}
+
 /// The node's one RocksDB instance. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) db: Arc<DB>,
     group_commit: GroupCommit,
     stats: Arc<StoreStats>,
+    failure: Failure,
 }
 
 fn family(name: &str, write_buffer: usize, blobs: bool) -> ColumnFamilyDescriptor {
@@ -187,11 +213,14 @@ impl Store {
         )?;
         let db = Arc::new(db);
         let stats = Arc::new(StoreStats::default());
-        let group_commit = GroupCommit::start(&db, stats.clone(), options.sync_wal);
+        let failure = Failure::new();
+        let group_commit =
+            GroupCommit::start(&db, stats.clone(), failure.clone(), options.sync_wal);
         Ok(Store {
             db,
             group_commit,
             stats,
+            failure,
         })
     }
 
@@ -210,6 +239,14 @@ impl Store {
         &self.stats
     }
 
+    /// Becomes `Some(error)` at the first write the disk refuses (a full disk, an I/O
+    /// error). RocksDB then takes no more writes until it is reopened, and the Raft groups
+    /// whose appends failed have stopped, so the node must stop too, as a Kafka broker
+    /// does when its last log directory fails: the other replicas then take over.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.0.subscribe()
+    }
+
     /// A group's Raft log and hard state.
     pub fn raft_log(&self, group: GroupId) -> RaftLog {
         RaftLog::new(self.clone(), group)
@@ -225,8 +262,25 @@ impl Store {
     pub(crate) fn write_logged(&self, batch: WriteBatch) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(false);
-        self.db.write_opt(batch, &wo)?;
+        self.db
+            .write_opt(batch, &wo)
+            .inspect_err(|e| self.failure.record(e))?;
         Ok(())
+    }
+
+    /// Bytes the file system holding the database still offers an unprivileged user, for
+    /// the message that stops a node whose disk refused a write.
+    pub fn available_bytes(&self) -> std::io::Result<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.db.path().as_os_str().as_bytes())?;
+        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `path` is a NUL-terminated string and `stat` a buffer statvfs fills in.
+        if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: statvfs returned 0, so it filled `stat` in.
+        let stat = unsafe { stat.assume_init() };
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
     }
 
     /// A batch of state-machine writes, applied atomically by [`Store::write_state`].
@@ -251,7 +305,9 @@ impl Store {
     /// Persists every state-machine write made so far (a memtable flush), so the Raft log
     /// entries they came from may be purged.
     pub fn flush_state(&self) -> Result<()> {
-        self.db.flush_cf(self.cf(CF_STATE))?;
+        self.db
+            .flush_cf(self.cf(CF_STATE))
+            .inspect_err(|e| self.failure.record(e))?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Weak};
 
 use rocksdb::DB;
 
-use crate::db::StoreStats;
+use crate::db::{Failure, StoreStats};
 use crate::{Result, StorageError};
 
 type Waiter = Box<dyn FnOnce(std::io::Result<()>) + Send>;
@@ -28,12 +28,17 @@ impl GroupCommit {
     /// Starts the flusher. It holds the database weakly, so dropping the store closes it.
     /// With `sync` false the WAL is only written out to the OS, never fsynced (see
     /// [`crate::StoreOptions::sync_wal`]).
-    pub(crate) fn start(db: &Arc<DB>, stats: Arc<StoreStats>, sync: bool) -> GroupCommit {
+    pub(crate) fn start(
+        db: &Arc<DB>,
+        stats: Arc<StoreStats>,
+        failure: Failure,
+        sync: bool,
+    ) -> GroupCommit {
         let (tx, rx) = mpsc::channel::<Waiter>();
         let db = Arc::downgrade(db);
         std::thread::Builder::new()
             .name("wal-sync".into())
-            .spawn(move || run(db, stats, rx, sync))
+            .spawn(move || run(db, stats, failure, rx, sync))
             .expect("spawn the WAL sync thread");
         GroupCommit { tx }
     }
@@ -58,7 +63,13 @@ impl GroupCommit {
     }
 }
 
-fn run(db: Weak<DB>, stats: Arc<StoreStats>, rx: mpsc::Receiver<Waiter>, sync: bool) {
+fn run(
+    db: Weak<DB>,
+    stats: Arc<StoreStats>,
+    failure: Failure,
+    rx: mpsc::Receiver<Waiter>,
+    sync: bool,
+) {
     // Ends when every sender is gone, i.e. the store was dropped.
     while let Ok(first) = rx.recv() {
         let mut round = vec![first];
@@ -73,6 +84,7 @@ fn run(db: Weak<DB>, stats: Arc<StoreStats>, rx: mpsc::Receiver<Waiter>, sync: b
             .fetch_add(round.len() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::error!(error = %e, "WAL sync failed");
+            failure.record(e);
         }
         for waiter in round {
             waiter(match &result {

@@ -1,12 +1,18 @@
-"""kill -9 at any moment loses no acknowledged record, moves none, and invents none."""
+"""kill -9 at any moment, or a full disk, loses no acknowledged record, moves none, and
+invents none."""
 
+import os
 import random
+import subprocess
 import threading
 import time
+
+import pytest
 
 from confluent_kafka import Producer
 
 from clients import consume_confluent, create_topic
+from conftest import Broker
 
 PARTITIONS = 4
 
@@ -92,3 +98,72 @@ def test_acknowledged_records_survive_kill9_at_random_moments(start_broker):
     invented = [v for v in values if v not in sent]
     assert not invented, f"records nobody produced: {invented[:3]}"
     print(f"{len(acked)} acknowledged, {len(values)} stored, {len(sent)} attempted")
+
+
+def test_a_full_disk_stops_the_node_with_a_clear_error_and_loses_nothing(tmp_path):
+    """Kafka halts a broker whose last log directory fails; Strand stops the same way
+    instead of serving partitions it can no longer write, and after space is freed it
+    restarts with every record it acknowledged."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system for the data needs root")
+    node = tmp_path / "node"
+    data = node / "data"
+    data.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(data)], check=True)
+    broker = Broker(node)
+    try:
+        broker.start()
+        topic = "fills-the-disk"
+        create_topic(broker.bootstrap, topic, partitions=2)
+        producer = Producer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "acks": "all",
+                "retries": 0,
+                "enable.idempotence": False,
+                "message.timeout.ms": 5_000,
+                "linger.ms": 5,
+            }
+        )
+        acked, sent = {}, set()
+
+        def on_delivery(err, msg):
+            if err is None:
+                acked[msg.value()] = (msg.partition(), msg.offset())
+
+        padding = b"x" * 2000
+        deadline = time.monotonic() + 120
+        i = 0
+        while broker.alive() and time.monotonic() < deadline:
+            value = b"%08d-" % i + padding
+            try:
+                producer.produce(topic, value=value, partition=i % 2, on_delivery=on_delivery)
+                sent.add(value)
+                i += 1
+            except BufferError:
+                producer.poll(0.01)
+            producer.poll(0)
+        producer.flush(15)
+        assert not broker.alive(), "the node kept running on a full disk"
+        assert broker.proc.returncode != 0
+        log = broker.log_path.read_text(errors="replace")
+        assert "the disk refused a write" in log and "Free space on" in log, broker.log_tail()
+        assert acked, "nothing was acknowledged before the disk filled"
+
+        # Space freed: the node comes back with everything it acknowledged.
+        subprocess.run(["mount", "-o", "remount,size=512m", str(data)], check=True)
+        broker.start()
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "full-disk"})
+        ends = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(2)]
+        c.close()
+        records = consume_confluent(broker.bootstrap, topic, range(2), sum(ends))
+        stored = {(p, o): v for p, o, _, v, _ in records}
+        lost = [(v[:9], where) for v, where in acked.items() if stored.get(where) != v]
+        assert not lost, f"{len(lost)} acknowledged records lost or moved, e.g. {lost[:3]}"
+        assert set(stored.values()) <= sent, "records nobody produced"
+        print(f"{len(acked)} acknowledged before the disk filled, {len(stored)} stored")
+    finally:
+        broker.stop()
+        subprocess.run(["umount", "-l", str(data)], check=False)
