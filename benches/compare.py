@@ -83,6 +83,15 @@ MODES = {
              "perf_seconds": 30},
 }
 
+# Free disk a run needs (GB): a flat-out replicated run writes ~110 MB/s to each of three
+# nodes' disks for its prewarm and measured seconds, plus the perf test's topic. A disk that
+# fills mid-run stops nodes (Strand) or stalls clients, which looks like a slow system.
+MIN_FREE_GB = {"short": 15, "full": 60}
+
+
+def free_gb(path) -> float:
+    return shutil.disk_usage(path).free / 1e9
+
 
 class Runner:
     def __init__(self, args, mode, workdir):
@@ -381,6 +390,11 @@ def main():
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    need = MIN_FREE_GB[mode_name]
+    have = free_gb(tempfile.gettempdir())
+    if have < need:
+        sys.exit(f"only {have:.0f} GB free under {tempfile.gettempdir()}: a {mode_name} run needs {need} GB "
+                 f"(remove old data, e.g. data/ or /tmp/strand-*, or point TMPDIR at a bigger disk)")
     results = {
         "meta": {
             "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -407,6 +421,10 @@ def main():
                 system = runner.make_system(name, spec["nodes"], tag)
                 settled_s = settle()
                 load_before = os.getloadavg()[0]
+                disk_free = free_gb(runner.workdir)
+                if disk_free < need:
+                    print(f"    note: {disk_free:.0f} GB free before the run (wants {need}): it may fill the disk",
+                          flush=True)
                 if load_before > (os.cpu_count() or 1):
                     print(f"    note: load average {load_before:.1f} before the run: the machine is busy", flush=True)
                 started = time.monotonic()
@@ -422,6 +440,7 @@ def main():
                     shutil.rmtree(runner.workdir / tag, ignore_errors=True)
                 run["durability"] = system.durability
                 run["load_average_before"] = round(load_before, 2)
+                run["disk_free_gb_before"] = round(disk_free, 1)
                 run["settled_s"] = settled_s
                 run.setdefault("metrics", {})["load_average"] = round(load_before, 2)
                 run["wall_s"] = round(time.monotonic() - started, 1)
