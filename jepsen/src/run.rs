@@ -224,9 +224,9 @@ fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
 }
 
 /// A consumer's context: counts its rebalances, so that a poll operation can end at one,
-/// and writes to the client log what librdkafka warns of (an offset reset is a warning)
-/// and every seek (validating its position after a leader change, librdkafka moves it
-/// without a warning when the new leader's log ends before it).
+/// and writes to the client log each rebalance, what librdkafka warns of (an offset reset
+/// is a warning) and every seek (validating its position after a leader change, librdkafka
+/// moves it without a warning when the new leader's log ends before it).
 pub struct ConsumerEvents {
     rebalances: AtomicU64,
     process: Value,
@@ -253,8 +253,18 @@ impl ClientContext for ConsumerEvents {
 }
 
 impl ConsumerContext for ConsumerEvents {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.rebalances.fetch_add(1, Ordering::Relaxed);
+        // Which partitions, so that a member's re-read or skip can be traced to one.
+        let partitions = |list: &TopicPartitionList| -> Vec<i32> {
+            list.elements().iter().map(|e| e.partition()).collect()
+        };
+        let what = match rebalance {
+            Rebalance::Assign(list) => format!("rebalance: assigned {:?}", partitions(list)),
+            Rebalance::Revoke(list) => format!("rebalance: revoked {:?}", partitions(list)),
+            Rebalance::Error(e) => format!("rebalance: error {e}"),
+        };
+        self.log.note(&self.process, &what);
     }
 }
 
