@@ -16,6 +16,12 @@ use anyhow::{bail, Context};
 use crate::lazyfs::{LazyFs, LossReport};
 use crate::netns::Network;
 
+/// The nodes' log filter: Strand's default, plus the answers that move a consumer's
+/// position (a fetch out of range, the end of a leader epoch), which an anomaly report
+/// quotes (`report::node_notices`).
+const NODE_LOG: &str = "info,openraft=warn,strand_broker::handlers::fetch=debug,\
+                        strand_broker::handlers::offset_for_leader_epoch=debug";
+
 /// Where the nodes run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Net {
@@ -220,6 +226,7 @@ impl Cluster {
             Command::new(&self.strand)
         };
         let child = command
+            .args(["--log", NODE_LOG])
             .args(["--node-id", &node.id.to_string()])
             .args(["--listen", &node.kafka_addr()])
             .args(["--raft-listen", &node.raft_addr()])

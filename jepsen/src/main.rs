@@ -297,8 +297,45 @@ fn check_and_record(path: &Path, options: check::Options) -> anyhow::Result<chec
         // A missing clients.log (a history checked on its own) only shortens the story.
         let clients_log = std::fs::read_to_string(dir.join("clients.log")).unwrap_or_default();
         print!("{}", report::explain(&ops, &report, &clients_log));
+        print!("{}", node_notices(dir, &report, &clients_log));
     }
     Ok(report)
+}
+
+/// What the nodes' logs (`n*/strand.log` beside the history) say about the partitions of
+/// the anomalies' first examples, timed as the history is when `clients_log` tells the
+/// run's start.
+fn node_notices(dir: &Path, report: &check::Report, clients_log: &str) -> String {
+    let started = clients_log.lines().next().and_then(|line| {
+        let (_, unix) = line.split_once(run::RUN_STARTED)?;
+        unix.trim().parse::<f64>().ok()
+    });
+    let logs: Vec<(String, String)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let text = std::fs::read_to_string(entry.path().join("strand.log")).ok()?;
+            Some((entry.file_name().to_string_lossy().into_owned(), text))
+        })
+        .collect();
+    let mut keys: Vec<u64> = report
+        .bad
+        .iter()
+        .filter_map(|name| report.anomalies.get(name))
+        .flat_map(|a| a.examples.iter().take(3))
+        .filter_map(|example| example["key"].as_u64())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.iter()
+        .map(|key| {
+            format!(
+                "nodes on partition {key}:\n{}",
+                report::node_notices(&logs, *key, started)
+            )
+        })
+        .collect()
 }
 
 /// Checks the history at `path`; after a test run, `made` carries the faults the nemesis

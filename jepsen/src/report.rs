@@ -320,6 +320,78 @@ pub fn explain(history: &[Op], report: &Report, clients_log: &str) -> String {
     out
 }
 
+/// The lines of the nodes' logs (`(node, text)`) about partition `key` that can move a
+/// consumer's position: fetches answered out of range and leader-epoch ends, the last few
+/// per node (see `cluster::NODE_LOG`). Given the run's start (Unix seconds), each line
+/// also gets its time in the history's seconds.
+pub fn node_notices(logs: &[(String, String)], key: u64, started: Option<f64>) -> String {
+    let field = format!("partition={key} ");
+    let mut out = String::new();
+    for (node, text) in logs {
+        let lines: Vec<String> = text
+            .lines()
+            .map(without_colours)
+            .filter(|line| {
+                (line.contains("fetch offset out of range")
+                    || line.contains("offset for leader epoch"))
+                    && line.contains(&field)
+            })
+            .collect();
+        for line in &lines[lines.len().saturating_sub(8)..] {
+            let at = line
+                .split_whitespace()
+                .next()
+                .and_then(unix_seconds)
+                .zip(started)
+                .map(|(t, start)| format!("{:.3} s ", t - start))
+                .unwrap_or_default();
+            let _ = writeln!(out, "    {node} {at}{line}");
+        }
+    }
+    out
+}
+
+/// Seconds since the Unix epoch of a UTC timestamp as the nodes log it,
+/// `2026-11-23T16:12:52.703741Z`.
+fn unix_seconds(stamp: &str) -> Option<f64> {
+    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let mut hms = time.splitn(3, ':');
+    let (h, min) = (
+        hms.next()?.parse::<i64>().ok()?,
+        hms.next()?.parse::<i64>().ok()?,
+    );
+    let sec: f64 = hms.next()?.parse().ok()?;
+    // Days from 1970-01-01 to the date (the proleptic Gregorian calendar, years from March).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some((days * 86_400 + h * 3_600 + min * 60) as f64 + sec)
+}
+
+/// `line` without the ANSI colour sequences the nodes' log lines carry.
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters final-letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// What a completed poll read of `key` (`[[offset, value], ...]`), or the whole value
 /// of any other operation, cut short.
 fn reads_of(value: &Value, key: &Value) -> String {

@@ -173,6 +173,9 @@ impl History {
     }
 }
 
+/// How `clients.log` opens: this, then the Unix time of the history's time 0.
+pub const RUN_STARTED: &str = "started at unix time";
+
 /// What the consumers saw besides records (`clients.log`): the errors their polls return
 /// and librdkafka's warnings, such as an offset reset, each line with the history's time
 /// (ns) and the process, so that an anomaly in the history can be traced to its cause.
@@ -184,10 +187,20 @@ pub struct ClientLog {
 
 impl ClientLog {
     fn create(path: &std::path::Path, start: Instant) -> anyhow::Result<ClientLog> {
-        Ok(ClientLog {
+        let log = ClientLog {
             out: Arc::new(Mutex::new(create_file(path)?)),
             start,
-        })
+        };
+        // The wall clock at the history's time 0, to line the nodes' logs up with it.
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(start.elapsed());
+        log.note(
+            &json!("run"),
+            &format!("{RUN_STARTED} {:.6}", unix.as_secs_f64()),
+        );
+        Ok(log)
     }
 
     fn note(&self, process: &Value, what: &str) {

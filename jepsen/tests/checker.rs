@@ -351,3 +351,28 @@ fn an_invalid_run_is_explained_with_the_client_notices_just_before_it() {
         assert!(!text.contains(absent), "{absent} in {text}");
     }
 }
+
+#[test]
+fn node_notices_quote_the_position_answers_for_one_partition_without_colours() {
+    let line = |partition: u32, message: &str| {
+        format!(
+            "\u{1b}[2m2026-11-23T16:12:52Z\u{1b}[0m \u{1b}[34mDEBUG\u{1b}[0m {message} \
+             \u{1b}[3mpartition\u{1b}[0m\u{1b}[2m=\u{1b}[0m{partition} \u{1b}[3mend\u{1b}[0m=7"
+        )
+    };
+    let text = [
+        line(1, "offset for leader epoch"),
+        line(13, "offset for leader epoch"),
+        line(1, "fetch offset out of range"),
+        line(1, "something else"),
+    ]
+    .join("\n");
+    // The run started 2.5 s before the lines (1795450372 s is 2026-11-23T16:12:52Z).
+    let started = Some(1_795_450_369.5);
+    let notices = strand_jepsen::report::node_notices(&[("n2".to_string(), text)], 1, started);
+    assert_eq!(
+        notices,
+        "    n2 2.500 s 2026-11-23T16:12:52Z DEBUG offset for leader epoch partition=1 end=7\n    \
+         n2 2.500 s 2026-11-23T16:12:52Z DEBUG fetch offset out of range partition=1 end=7\n"
+    );
+}

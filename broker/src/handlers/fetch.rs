@@ -232,6 +232,7 @@ fn read_partition(
     let unapplied = replica.replica.has_unapplied_entries();
     if out_of_range(w.fetch_offset, current.log_start_offset, end, unapplied) {
         tracing::debug!(
+            partition = w.index,
             fetch_offset = w.fetch_offset,
             log_start = current.log_start_offset,
             end,
