@@ -303,8 +303,8 @@ fn check_and_record(path: &Path, options: check::Options) -> anyhow::Result<chec
 }
 
 /// What the nodes' logs (`n*/strand.log` beside the history) say about the partitions of
-/// the anomalies' first examples, timed as the history is when `clients_log` tells the
-/// run's start.
+/// the anomalous operations among the first examples, timed as the history is when
+/// `clients_log` tells the run's start.
 fn node_notices(dir: &Path, report: &check::Report, clients_log: &str) -> String {
     let started = clients_log.lines().next().and_then(|line| {
         let (_, unix) = line.split_once(run::RUN_STARTED)?;
@@ -324,6 +324,8 @@ fn node_notices(dir: &Path, report: &check::Report, clients_log: &str) -> String
         .iter()
         .filter_map(|name| report.anomalies.get(name))
         .flat_map(|a| a.examples.iter().take(3))
+        // Only the anomalies of an operation (a poll, a send) involve a consumer's position.
+        .filter(|example| example["op"].is_u64())
         .filter_map(|example| example["key"].as_u64())
         .collect();
     keys.sort_unstable();
