@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from clients import consume_confluent, create_topic
 from conftest import Broker
@@ -80,8 +80,6 @@ def test_acknowledged_records_survive_kill9_at_random_moments(start_broker):
         broker.start()
 
     # Whatever the log holds must be readable in full and contiguous from offset 0.
-    from confluent_kafka import Consumer, TopicPartition
-
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "durability"})
     ends = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)]
     c.close()
@@ -153,8 +151,6 @@ def test_a_full_disk_stops_the_node_with_a_clear_error_and_loses_nothing(tmp_pat
         # Space freed: the node comes back with everything it acknowledged.
         subprocess.run(["mount", "-o", "remount,size=512m", str(data)], check=True)
         broker.start()
-        from confluent_kafka import Consumer, TopicPartition
-
         c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "full-disk"})
         ends = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(2)]
         c.close()
