@@ -63,6 +63,27 @@ class Writer(threading.Thread):
         self.producer.flush(15)
 
 
+def read_whole_log(bootstrap, topic, partitions):
+    """Every record of `topic` as {(partition, offset): value}, asserting that each
+    partition reads in full and contiguous from offset 0."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "durability"})
+    ends = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)]
+    c.close()
+    records = consume_confluent(bootstrap, topic, range(partitions), sum(ends))
+    log = {(p, o): v for p, o, _, v, _ in records}
+    assert len(log) == sum(ends)
+    for p in range(partitions):
+        assert sorted(o for (q, o) in log if q == p) == list(range(ends[p])), f"partition {p} has gaps"
+    return log
+
+
+def assert_acknowledged_kept(acked, log):
+    """Every acknowledged value ({value: (partition, offset)}) is in `log` where its
+    acknowledgement put it."""
+    lost = [(v[:40], where) for v, where in acked.items() if log.get(where) != v]
+    assert not lost, f"{len(lost)} acknowledged records lost or moved, e.g. {lost[:3]}"
+
+
 def test_acknowledged_records_survive_kill9_at_random_moments(start_broker):
     broker = start_broker()
     topic = "durable"
@@ -79,18 +100,8 @@ def test_acknowledged_records_survive_kill9_at_random_moments(start_broker):
         sent.update(writer.sent)
         broker.start()
 
-    # Whatever the log holds must be readable in full and contiguous from offset 0.
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "durability"})
-    ends = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)]
-    c.close()
-    records = consume_confluent(broker.bootstrap, topic, range(PARTITIONS), sum(ends))
-    log = {(p, o): v for p, o, _, v, _ in records}
-    assert len(log) == sum(ends)
-    for p in range(PARTITIONS):
-        assert sorted(o for (q, o) in log if q == p) == list(range(ends[p])), f"partition {p} has gaps"
-
-    lost = [(v, where) for v, where in acked.items() if log.get(where) != v]
-    assert not lost, f"{len(lost)} acknowledged records lost or moved, e.g. {lost[:3]}"
+    log = read_whole_log(broker.bootstrap, topic, PARTITIONS)
+    assert_acknowledged_kept(acked, log)
     values = list(log.values())
     assert len(values) == len(set(values)), "a record appears twice"
     invented = [v for v in values if v not in sent]
@@ -151,13 +162,8 @@ def test_a_full_disk_stops_the_node_with_a_clear_error_and_loses_nothing(tmp_pat
         # Space freed: the node comes back with everything it acknowledged.
         subprocess.run(["mount", "-o", "remount,size=512m", str(data)], check=True)
         broker.start()
-        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "full-disk"})
-        ends = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(2)]
-        c.close()
-        records = consume_confluent(broker.bootstrap, topic, range(2), sum(ends))
-        stored = {(p, o): v for p, o, _, v, _ in records}
-        lost = [(v[:9], where) for v, where in acked.items() if stored.get(where) != v]
-        assert not lost, f"{len(lost)} acknowledged records lost or moved, e.g. {lost[:3]}"
+        stored = read_whole_log(broker.bootstrap, topic, 2)
+        assert_acknowledged_kept(acked, stored)
         assert set(stored.values()) <= sent, "records nobody produced"
         print(f"{len(acked)} acknowledged before the disk filled, {len(stored)} stored")
     finally:
