@@ -319,22 +319,12 @@ fn node_notices(dir: &Path, report: &check::Report, clients_log: &str) -> String
             Some((entry.file_name().to_string_lossy().into_owned(), text))
         })
         .collect();
-    let mut keys: Vec<u64> = report
-        .bad
-        .iter()
-        .filter_map(|name| report.anomalies.get(name))
-        .flat_map(|a| a.examples.iter().take(3))
-        // Only the anomalies of an operation (a poll, a send) involve a consumer's position.
-        .filter(|example| example["op"].is_u64())
-        .filter_map(|example| example["key"].as_u64())
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys.iter()
+    report::explained_keys(report)
+        .into_iter()
         .map(|key| {
             format!(
                 "nodes on partition {key}:\n{}",
-                report::node_notices(&logs, *key, started)
+                report::node_notices(&logs, key, started)
             )
         })
         .collect()

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::check::Report;
+use crate::check::{Anomaly, Report};
 use crate::history::{end_time, Op, OpType, Process};
 
 const WIDTH: f64 = 1000.0;
@@ -272,12 +272,9 @@ const LOOK_BACK_NS: u64 = 10_000_000_000;
 /// process's lines of `clients.log` (librdkafka's warnings and seeks) just before it.
 pub fn explain(history: &[Op], report: &Report, clients_log: &str) -> String {
     let mut out = String::new();
-    for name in &report.bad {
-        let Some(anomaly) = report.anomalies.get(name) else {
-            continue;
-        };
+    for (name, anomaly, examples) in explained(report) {
         let _ = writeln!(out, "{name}: {} in all", anomaly.count);
-        for example in anomaly.examples.iter().take(3) {
+        for example in examples {
             let _ = writeln!(out, "  example {example}");
             let Some(op) = example["op"]
                 .as_u64()
@@ -318,6 +315,32 @@ pub fn explain(history: &[Op], report: &Report, clients_log: &str) -> String {
         }
     }
     out
+}
+
+/// The anomalies that make the run invalid, each with the examples an explanation
+/// shows: its first three.
+fn explained(report: &Report) -> impl Iterator<Item = (&String, &Anomaly, &[Value])> {
+    report.bad.iter().filter_map(|name| {
+        let anomaly = report.anomalies.get(name)?;
+        Some((
+            name,
+            anomaly,
+            &anomaly.examples[..anomaly.examples.len().min(3)],
+        ))
+    })
+}
+
+/// The partitions (keys) of the anomalous operations (polls, sends) among the examples
+/// [`explain`] shows: the ones whose consumers' positions [`node_notices`] traces.
+pub fn explained_keys(report: &Report) -> Vec<u64> {
+    let mut keys: Vec<u64> = explained(report)
+        .flat_map(|(_, _, examples)| examples)
+        .filter(|example| example["op"].is_u64())
+        .filter_map(|example| example["key"].as_u64())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// The lines of the nodes' logs (`(node, text)`) about partition `key` that can move a
