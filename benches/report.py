@@ -160,7 +160,7 @@ def workload_table(results, workload, data, out_dir):
         lines += ["", "Idle CPU per node (% of a core): " + "; ".join(idle)]
     reads = [f"{s} {r['each_read_mb_per_s']}" for s, r in runs.items() if "each_read_mb_per_s" in r]
     if reads:
-        lines += ["", "Each catch-up read (MB/s): " + "; ".join(reads)]
+        lines += ["", "Each catch-up read in the order read (MB/s; the first one after the fill): " + "; ".join(reads)]
     images = [f"![{kind}]({name})" for kind, name in
               (("latency percentiles", f"w{workload}-latency.png"), ("throughput over time", f"w{workload}-throughput.png"))
               if (Path(out_dir) / name).exists()]

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::controller;
 use crate::groups::{self, Coordinator, GroupLimits};
+use crate::handlers::ReadAheadBudget;
 use crate::metrics::Metrics;
 use crate::producers::{self, ProducerIds};
 use crate::unsafe_modes::UnsafeMode;
@@ -28,6 +29,8 @@ pub struct Broker {
     pub metrics: Metrics,
     pub producer_ids: ProducerIds,
     pub groups: Coordinator,
+    /// What fetch read-ahead may hold across the node's connections.
+    pub read_ahead: Arc<ReadAheadBudget>,
 }
 
 /// Where a partition's requests go, as far as this node knows.
@@ -124,6 +127,7 @@ impl Broker {
             config.offsets_retention,
         );
         let broker = Arc::new(Broker {
+            read_ahead: Arc::new(ReadAheadBudget::new(config.fetch_read_ahead_bytes)),
             config,
             node,
             metrics: Metrics::default(),

@@ -92,6 +92,12 @@ pub struct Settings {
     #[arg(long, env = "STRAND_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
 
+    /// Memory the node may hold, across its connections, for fetch read-ahead: the next
+    /// response of a consumer catching up, read from disk while it parses the last one; 0
+    /// turns it off [default: 268435456].
+    #[arg(long, env = "STRAND_FETCH_READ_AHEAD_BYTES")]
+    pub fetch_read_ahead_bytes: Option<usize>,
+
     /// Direct I/O for the database's flushes, compactions and reads: true or false
     /// [default: used where the data directory's file system takes it].
     #[arg(long, env = "STRAND_DIRECT_IO")]
@@ -177,6 +183,7 @@ impl Settings {
                 .or(lower.default_replication_factor),
             max_message_bytes: self.max_message_bytes.or(lower.max_message_bytes),
             max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
+            fetch_read_ahead_bytes: self.fetch_read_ahead_bytes.or(lower.fetch_read_ahead_bytes),
             direct_io: self.direct_io.or(lower.direct_io),
             cluster_id: self.cluster_id.or(lower.cluster_id),
             producer_id_expiration_ms: self
@@ -230,6 +237,8 @@ pub struct Config {
     pub default_replication_factor: i16,
     pub max_message_bytes: i32,
     pub max_request_bytes: usize,
+    /// 0: no fetch read-ahead.
+    pub fetch_read_ahead_bytes: usize,
     /// None: probe the file system.
     pub direct_io: Option<bool>,
     pub cluster_id: String,
@@ -453,6 +462,7 @@ impl Config {
             default_replication_factor,
             max_message_bytes,
             max_request_bytes,
+            fetch_read_ahead_bytes: s.fetch_read_ahead_bytes.unwrap_or(268_435_456),
             direct_io: s.direct_io,
             cluster_id: s.cluster_id.unwrap_or_else(|| "strand-cluster".into()),
             producer_id_expiration: Duration::from_millis(

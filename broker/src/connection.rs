@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::handlers::{self, Outcome, Pending};
+use crate::handlers::{self, Outcome, Pending, ReadAhead, ReadAheadPlan};
 use crate::Broker;
 
 /// Requests a connection may have in flight before the reader waits for the writer.
@@ -60,6 +60,7 @@ async fn read_requests(
     peer: SocketAddr,
 ) {
     let max_frame = broker.config.max_request_bytes;
+    let read_ahead = ReadAhead::new(broker.read_ahead.clone());
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {
@@ -74,7 +75,7 @@ async fn read_requests(
                 }
             };
             let pending = match decode_request(frame) {
-                Ok(request) => handlers::start(broker, request, peer).await,
+                Ok(request) => handlers::start(broker, request, peer, &read_ahead).await,
                 Err(e) => match e.reply() {
                     Some(reply) => Pending::Ready(Outcome::Reply(reply)),
                     None => {
@@ -110,7 +111,15 @@ async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Pend
         };
         match outcome {
             Outcome::Reply(frame) => {
-                if write_frame(&mut socket, frame).await.is_err() {
+                if write_frame(&mut socket, frame, None).await.is_err() {
+                    return;
+                }
+            }
+            Outcome::ReplyThenReadAhead(frame, read_ahead) => {
+                if write_frame(&mut socket, frame, Some(read_ahead))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -123,14 +132,22 @@ async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Pend
     }
 }
 
-/// Late chunks (a megabyte each) read ahead of the socket, per response being written.
-const READ_AHEAD_CHUNKS: usize = 4;
+/// Late chunks (two megabytes each, or the part of a fetch read ahead) read ahead of the
+/// socket, per response being written: enough for the disk to keep reading while the socket
+/// sends what was read ahead.
+const LATE_CHUNKS_AHEAD: usize = 8;
 
 /// Writes a frame: runs of ready parts with as few system calls as the socket allows, late
 /// parts as a blocking reader produces their chunks. The reader runs on its own thread, up
-/// to [`READ_AHEAD_CHUNKS`] ahead: the disk and the socket then work at the same time, and
+/// to [`LATE_CHUNKS_AHEAD`] ahead: the disk and the socket then work at the same time, and
 /// a read from disk never holds up the runtime's workers (other connections' produces).
-async fn write_frame(socket: &mut OwnedWriteHalf, frame: OutFrame) -> std::io::Result<()> {
+/// `then` runs on that thread once the late parts are read, so the disk goes on to the
+/// read-ahead without a pause while the socket sends the last chunks.
+async fn write_frame(
+    socket: &mut OwnedWriteHalf,
+    frame: OutFrame,
+    then: Option<ReadAheadPlan>,
+) -> std::io::Result<()> {
     // The ready parts in order, `None` for each late one, which its reader gets.
     let mut steps = Vec::new();
     let mut late_parts = Vec::new();
@@ -143,7 +160,7 @@ async fn write_frame(socket: &mut OwnedWriteHalf, frame: OutFrame) -> std::io::R
             }
         }
     }
-    let mut chunks = read_ahead(late_parts);
+    let mut chunks = read_late_parts(late_parts, then);
     let mut ready: Vec<Bytes> = Vec::new();
     for step in steps {
         match step {
@@ -170,24 +187,32 @@ async fn write_frame(socket: &mut OwnedWriteHalf, frame: OutFrame) -> std::io::R
 type LateChunk = std::io::Result<Option<Vec<Bytes>>>;
 
 /// Reads the chunks of `late_parts`, in order, on a blocking thread, into a channel that
-/// holds [`READ_AHEAD_CHUNKS`]: each part's chunks, then `None`. A part's chunks are held
+/// holds [`LATE_CHUNKS_AHEAD`]: each part's chunks, then `None`. A part's chunks are held
 /// to its promised length ([`LateChunks`]); the reader stops at the first error, after
-/// sending it, or once the writer has gone.
-fn read_ahead(late_parts: Vec<Box<dyn LateBytes>>) -> mpsc::Receiver<LateChunk> {
-    let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
-    if !late_parts.is_empty() {
-        tokio::task::spawn_blocking(move || {
-            for late in late_parts {
-                let part = LateChunks::new(late).map(|chunk| chunk.map(Some));
-                for chunk in part.chain([Ok(None)]) {
-                    let failed = chunk.is_err();
-                    if tx.blocking_send(chunk).is_err() || failed {
-                        return;
-                    }
+/// sending it, or once the writer has gone. Then, if all went well, it runs `then`.
+fn read_late_parts(
+    late_parts: Vec<Box<dyn LateBytes>>,
+    then: Option<ReadAheadPlan>,
+) -> mpsc::Receiver<LateChunk> {
+    let (tx, rx) = mpsc::channel(LATE_CHUNKS_AHEAD);
+    if late_parts.is_empty() && then.is_none() {
+        return rx;
+    }
+    tokio::task::spawn_blocking(move || {
+        for late in late_parts {
+            let part = LateChunks::new(late).map(|chunk| chunk.map(Some));
+            for chunk in part.chain([Ok(None)]) {
+                let failed = chunk.is_err();
+                if tx.blocking_send(chunk).is_err() || failed {
+                    return;
                 }
             }
-        });
-    }
+        }
+        drop(tx);
+        if let Some(read_ahead) = then {
+            read_ahead.run();
+        }
+    });
     rx
 }
 
@@ -284,7 +309,7 @@ mod tests {
             received
         });
         let (read_half, mut write_half) = accepted.unwrap().0.into_split();
-        let outcome = write_frame(&mut write_half, frame).await;
+        let outcome = write_frame(&mut write_half, frame, None).await;
         drop((read_half, write_half));
         (outcome, receiving.await.unwrap())
     }

@@ -94,6 +94,16 @@ impl Metrics {
             "Record batch bytes sent to consumers.",
             self.fetched_bytes.load(Relaxed),
         );
+        counter(
+            "strand_fetch_read_ahead_bytes_total",
+            "Record batch bytes read ahead for consumers catching up.",
+            broker.read_ahead.read_bytes.load(Relaxed),
+        );
+        counter(
+            "strand_fetch_read_ahead_served_bytes_total",
+            "Record batch bytes read ahead and then sent.",
+            broker.read_ahead.served_bytes.load(Relaxed),
+        );
         let stats = broker.node.store().stats();
         counter(
             "strand_wal_syncs_total",

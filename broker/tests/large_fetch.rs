@@ -138,3 +138,140 @@ fn a_fetch_of_many_small_record_sets_returns_each_whole() {
     }
     assert_eq!(metadata(&mut c, "small-0").topics[0].error_code, 0);
 }
+
+/// A consumer catching up the way librdkafka does: every partition in each request, each
+/// request starting one partition further down the list, and room in a response for only
+/// some of them. The connection reads each next response ahead while the client "parses";
+/// what it serves must still be exactly the log, including where the client does something
+/// other than what was read ahead for.
+#[test]
+fn a_consumer_catching_up_gets_the_log_whether_or_not_it_was_read_ahead() {
+    let node = Node::start();
+    let mut c = node.try_connect().unwrap();
+    let topics: Vec<String> = (0..4).map(|t| format!("ahead-{t}")).collect();
+    let value = |t: usize, i: i64| format!("{t}:{i}:{}", "z".repeat(60_000));
+    const BATCHES: i64 = 40;
+    for (t, topic) in topics.iter().enumerate() {
+        assert_eq!(metadata(&mut c, topic).topics[0].error_code, 0);
+        for i in 0..BATCHES {
+            let ResponseKind::Produce(r) = c.call(
+                ApiKey::Produce,
+                9,
+                produce_request(topic, batch(&value(t, i))),
+            ) else {
+                unreachable!()
+            };
+            assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        }
+    }
+    // About 600 kB per partition and 1.2 MB per response: two partitions each time.
+    let fetch = |order: &[usize], offsets: &[i64], partition_max_bytes: i32| {
+        RequestKind::Fetch(
+            FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_max_bytes(1_200_000)
+                .with_session_epoch(-1)
+                .with_topics(
+                    order
+                        .iter()
+                        .map(|&t| {
+                            fetch_request::FetchTopic::default()
+                                .with_topic(name(&topics[t]))
+                                .with_partitions(vec![fetch_request::FetchPartition::default()
+                                    .with_partition(0)
+                                    .with_fetch_offset(offsets[t])
+                                    .with_partition_max_bytes(partition_max_bytes)])
+                        })
+                        .collect(),
+                ),
+        )
+    };
+    let mut offsets = vec![0i64; topics.len()];
+    let mut order: Vec<usize> = (0..topics.len()).collect();
+    let mut round = 0;
+    while offsets.iter().any(|&o| o < BATCHES) {
+        round += 1;
+        assert!(round < 500, "no progress: offsets {offsets:?}");
+        // Now and then the client does what was not read ahead for: a smaller limit, a
+        // partition moved back.
+        let limit = if round % 7 == 0 { 200_000 } else { 600_000 };
+        if round == 11 {
+            offsets[order[0]] = 3;
+        }
+        let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 12, fetch(&order, &offsets, limit))
+        else {
+            unreachable!()
+        };
+        for topic in &r.responses {
+            let t = topics
+                .iter()
+                .position(|n| n.as_str() == topic.topic.0.as_str())
+                .unwrap();
+            let p = &topic.partitions[0];
+            assert_eq!(
+                (p.error_code, p.high_watermark),
+                (0, BATCHES),
+                "{}",
+                topic.topic.0
+            );
+            let read = decode(p.records.as_ref().unwrap());
+            let wanted: Vec<(i64, String)> = (offsets[t]..offsets[t] + read.len() as i64)
+                .map(|i| (i, value(t, i)))
+                .collect();
+            assert!(
+                read == wanted,
+                "records of {} from {}",
+                topic.topic.0,
+                offsets[t]
+            );
+            offsets[t] += read.len() as i64;
+        }
+        order.rotate_left(1);
+        // The client parses; the node reads ahead meanwhile.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    let read_ahead = node.metric("strand_fetch_read_ahead_bytes_total");
+    let served = node.metric("strand_fetch_read_ahead_served_bytes_total");
+    assert!(
+        served > 2_000_000,
+        "read ahead {read_ahead} bytes, served {served} of them"
+    );
+    assert!(served <= read_ahead);
+}
+
+#[test]
+fn no_read_ahead_when_its_budget_is_zero() {
+    let node = Node::start_with(&["--fetch-read-ahead-bytes", "0"]);
+    let mut c = node.try_connect().unwrap();
+    assert_eq!(metadata(&mut c, "none-ahead").topics[0].error_code, 0);
+    let filler = "w".repeat(100_000);
+    for i in 0..10 {
+        let ResponseKind::Produce(r) = c.call(
+            ApiKey::Produce,
+            9,
+            produce_request("none-ahead", batch(&format!("{i}:{filler}"))),
+        ) else {
+            unreachable!()
+        };
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let mut offset = 0;
+    while offset < 10 {
+        let request = FetchRequest::default()
+            .with_max_bytes(300_000)
+            .with_session_epoch(-1)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(name("none-ahead"))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(300_000)])]);
+        let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 12, RequestKind::Fetch(request)) else {
+            unreachable!()
+        };
+        let read = decode(r.responses[0].partitions[0].records.as_ref().unwrap());
+        assert_eq!(read[0].0, offset);
+        offset += read.len() as i64;
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    assert_eq!(node.metric("strand_fetch_read_ahead_bytes_total"), 0);
+}

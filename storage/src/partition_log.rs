@@ -192,6 +192,27 @@ impl PartitionLog {
         end: i64,
         max_bytes: usize,
     ) -> Result<Vec<(i64, BatchLocation)>> {
+        self.scan_batches(from, end, max_bytes, true)
+    }
+
+    /// Like [`PartitionLog::locate`], but only batches whose base offset is at least
+    /// `first_base`: what follows a batch already served, whatever offsets that batch held.
+    pub fn locate_from_base(
+        &self,
+        first_base: i64,
+        end: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<(i64, BatchLocation)>> {
+        self.scan_batches(first_base, end, max_bytes, false)
+    }
+
+    fn scan_batches(
+        &self,
+        from: i64,
+        end: i64,
+        max_bytes: usize,
+        with_batch_containing_from: bool,
+    ) -> Result<Vec<(i64, BatchLocation)>> {
         let mut out = Vec::new();
         if from >= end {
             return Ok(out);
@@ -203,7 +224,9 @@ impl PartitionLog {
             .store
             .db
             .raw_iterator_cf_opt(self.store.cf(CF_STATE), ro);
-        iter.seek_for_prev(keys::batch(self.group, from));
+        if with_batch_containing_from {
+            iter.seek_for_prev(keys::batch(self.group, from));
+        }
         if !iter.valid() {
             iter.seek(keys::batch(self.group, from));
         }
@@ -280,6 +303,16 @@ mod tests {
             "one whole batch even when it exceeds max_bytes"
         );
         assert_eq!(bases(log.locate(3, 5, 1 << 20).unwrap()), [0]);
+        assert_eq!(
+            bases(log.locate_from_base(1, 12, 1 << 20).unwrap()),
+            [5, 10]
+        );
+        assert_eq!(bases(log.locate_from_base(5, 12, 150).unwrap()), [5]);
+        assert_eq!(
+            bases(log.locate_from_base(11, 12, 1 << 20).unwrap()),
+            Vec::<i64>::new(),
+            "no batch starts at or after 11"
+        );
         assert_eq!(
             bases(log.locate(12, 12, 1 << 20).unwrap()),
             Vec::<i64>::new()

@@ -45,7 +45,8 @@ def produce_confluent(bootstrap, topic, messages, **config):
     return results
 
 
-def consume_confluent(bootstrap, topic, partitions, expected, start=OFFSET_BEGINNING, timeout=60):
+def consume_confluent(bootstrap, topic, partitions, expected, start=OFFSET_BEGINNING, timeout=60,
+                      **config):
     """Reads `expected` messages from `partitions` starting at `start`; returns a list of
     (partition, offset, key, value, timestamp)."""
     c = Consumer(
@@ -54,6 +55,7 @@ def consume_confluent(bootstrap, topic, partitions, expected, start=OFFSET_BEGIN
             "group.id": "e2e-assign-only",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
+            **config,
         }
     )
     c.assign([TopicPartition(topic, p, start) for p in partitions])

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -44,10 +45,11 @@ class Broker:
         self.data_dir = workdir / "data"
         self.port = free_port()
         self.raft_port = raft_port or free_port()
+        self.metrics_port = free_port()
         self.flags = [
             "--listen", f"127.0.0.1:{self.port}",
             "--raft-listen", f"127.0.0.1:{self.raft_port}",
-            "--metrics-listen", f"127.0.0.1:{free_port()}",
+            "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
             "--data-dir", str(self.data_dir),
             *flags,
         ]
@@ -121,6 +123,16 @@ class Broker:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def metric(self, series: str) -> float:
+        """One series of the node's `GET /metrics`, named as it appears there."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == series:
+                return float(value)
+        raise AssertionError(f"no {series} in the metrics:\n{text}")
 
     def connect(self) -> kafka_wire.Connection:
         return kafka_wire.Connection("127.0.0.1", self.port)

@@ -30,12 +30,16 @@ use strand_protocol::codec::{encode_fetch_response, encode_response, EncodeError
 use strand_protocol::frame::OutFrame;
 use tokio::task::JoinHandle;
 
+pub use self::fetch::read_ahead::{ReadAhead, ReadAheadBudget, ReadAheadPlan};
 use crate::Broker;
 
 /// What the connection does after a request.
 pub enum Outcome {
     /// Send this frame.
     Reply(OutFrame),
+    /// Send this frame, and once its records have been read, this read-ahead (a fetch's
+    /// next response).
+    ReplyThenReadAhead(OutFrame, ReadAheadPlan),
     /// Send nothing (produce with acks=0).
     NoReply,
     /// Close the connection (unreadable input, or an acks=0 produce that failed).
@@ -54,7 +58,12 @@ pub enum Pending {
 /// Starts handling one request. The connection awaits this before reading the next
 /// request, so every request's effects are submitted in the order the client sent them;
 /// only the wait for replication overlaps with later requests.
-pub async fn start(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> Pending {
+pub async fn start(
+    broker: &Arc<Broker>,
+    request: Request,
+    peer: SocketAddr,
+    read_ahead: &ReadAhead,
+) -> Pending {
     let Request {
         api_key,
         version,
@@ -132,9 +141,13 @@ pub async fn start(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> 
             ResponseKind::Metadata(metadata::handle(broker, r, version).await)
         }
         RequestKind::Fetch(r) => {
-            let (response, late) = fetch::handle(broker, r, version).await;
-            let frame = encode_fetch_response(correlation_id, version, &response, late);
-            return Pending::Ready(reply_or_close(frame));
+            let fetched = fetch::handle(broker, r, version, read_ahead).await;
+            let frame =
+                encode_fetch_response(correlation_id, version, &fetched.response, fetched.late);
+            return Pending::Ready(match (reply_or_close(frame), fetched.read_ahead) {
+                (Outcome::Reply(frame), Some(plan)) => Outcome::ReplyThenReadAhead(frame, plan),
+                (outcome, _) => outcome,
+            });
         }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, version).await)

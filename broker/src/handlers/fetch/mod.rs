@@ -10,8 +10,11 @@
 //! Once a response holds [`LATE_READ_MIN`] bytes of records, its record sets are only
 //! located here (their lengths are in the index) and read as the response is written, a
 //! chunk at a time on a blocking thread ([`LateRead`]): the client receives the first
-//! megabyte while the broker reads the next, instead of waiting for the whole response to be
+//! chunk while the broker reads the next, instead of waiting for the whole response to be
 //! read first, and no read from disk holds up the runtime.
+//!
+//! A consumer catching up gets its next response read ahead while it parses this one
+//! ([`read_ahead`]).
 //!
 //! Fetch sessions (KIP-227) are not kept: every request is answered in full, with session
 //! id 0, which tells clients to keep sending full requests.
@@ -34,10 +37,13 @@ use strand_storage::BatchLocation;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use self::read_ahead::{Held, Item, Next, ReadAhead, ReadAheadPlan, Shelved};
 use super::details::{broker_id, check_leader_epoch, leader_epoch};
 use crate::broker::PartitionRoute;
 use crate::unsafe_modes::uncommitted_tail;
 use crate::Broker;
+
+pub mod read_ahead;
 
 const MAX_WAIT_CAP: Duration = Duration::from_secs(300);
 
@@ -48,20 +54,36 @@ struct Wanted {
     partition_max_bytes: usize,
     current_leader_epoch: i32,
     source: Result<(Arc<PartitionReplica>, watch::Receiver<PartitionStatus>), PartitionError>,
+    /// Where its read-ahead would start, and the high watermark it would stop at, as of
+    /// the last pass.
+    next: Option<(Next, i64)>,
 }
 
-/// The response, and the record sets it holds stand-ins for (see
-/// [`strand_protocol::codec::encode_fetch_response`]).
+/// A fetch's answer: the response, the record sets it holds stand-ins for (see
+/// [`strand_protocol::codec::encode_fetch_response`]), and what to read ahead once it has
+/// been sent.
+pub struct Fetched {
+    pub response: FetchResponse,
+    pub late: Vec<Box<dyn LateBytes>>,
+    pub read_ahead: Option<ReadAheadPlan>,
+}
+
 pub async fn handle(
     broker: &Broker,
     request: FetchRequest,
     version: i16,
-) -> (FetchResponse, Vec<Box<dyn LateBytes>>) {
+    read_ahead: &ReadAhead,
+) -> Fetched {
+    let (mut shelved, generation) = read_ahead.take().await;
     if request.session_id != 0 {
-        let refused = FetchResponse::default()
+        let response = FetchResponse::default()
             .with_error_code(ResponseError::FetchSessionIdNotFound.code())
             .with_session_id(0);
-        return (refused, Vec::new());
+        return Fetched {
+            response,
+            late: Vec::new(),
+            read_ahead: None,
+        };
     }
     let read_committed = request.isolation_level == 1;
     let mut topics: Vec<(TopicName, Vec<Wanted>)> = Vec::new();
@@ -93,6 +115,7 @@ pub async fn handle(
                     partition_max_bytes: p.partition_max_bytes.max(0) as usize,
                     current_leader_epoch: p.current_leader_epoch,
                     source,
+                    next: None,
                 }
             })
             .collect();
@@ -107,7 +130,14 @@ pub async fn handle(
         n => n as usize,
     };
     loop {
-        let read = read_once(broker, &mut topics, max_bytes, read_committed, version);
+        let read = read_once(
+            broker,
+            &mut topics,
+            &mut shelved,
+            max_bytes,
+            read_committed,
+            version,
+        );
         if read.bytes >= min_bytes || read.errors || Instant::now() >= deadline {
             broker
                 .metrics
@@ -116,10 +146,41 @@ pub async fn handle(
             let response = FetchResponse::default()
                 .with_session_id(0)
                 .with_responses(read.responses);
-            return (response, read.late);
+            // A response this large says the consumer is behind: it will soon ask for more.
+            let read_ahead = (read.bytes >= LATE_READ_MIN)
+                .then(|| read_ahead.plan(generation, read_ahead_items(&topics), max_bytes))
+                .flatten();
+            return Fetched {
+                response,
+                late: read.late,
+                read_ahead,
+            };
         }
         wait_for_data(&mut topics, deadline).await;
     }
+}
+
+/// What to read ahead for the next fetch, in the order it will most likely list its
+/// partitions: librdkafka starts each fetch one partition further down its list.
+fn read_ahead_items(topics: &[(TopicName, Vec<Wanted>)]) -> Vec<Item> {
+    let mut items: Vec<Item> = topics
+        .iter()
+        .flat_map(|(_, wanted)| wanted)
+        .filter_map(|w| {
+            let (replica, _) = w.source.as_ref().ok()?;
+            let (next, end) = w.next?;
+            Some(Item {
+                replica: replica.clone(),
+                next,
+                end,
+                max_bytes: w.partition_max_bytes,
+            })
+        })
+        .collect();
+    if !items.is_empty() {
+        items.rotate_left(1);
+    }
+    items
 }
 
 /// One pass over every requested partition.
@@ -136,6 +197,7 @@ struct ReadOnce {
 fn read_once(
     broker: &Broker,
     topics: &mut [(TopicName, Vec<Wanted>)],
+    shelved: &mut Shelved,
     max_bytes: usize,
     read_committed: bool,
     version: i16,
@@ -148,7 +210,7 @@ fn read_once(
     for (name, wanted) in topics.iter_mut() {
         let mut partitions = Vec::with_capacity(wanted.len());
         for w in wanted.iter_mut() {
-            let data = match read_partition(broker, w, budget, total, read_committed) {
+            let data = match read_partition(broker, w, shelved, budget, total, read_committed) {
                 Ok(answer) => {
                     total += answer.len;
                     budget = budget.saturating_sub(answer.len);
@@ -205,11 +267,13 @@ struct PartitionAnswer {
 fn read_partition(
     broker: &Broker,
     w: &mut Wanted,
+    shelved: &mut Shelved,
     budget: usize,
     earlier_bytes: usize,
     read_committed: bool,
 ) -> Result<PartitionAnswer, PartitionError> {
     let first_data = earlier_bytes == 0;
+    w.next = None;
     let (replica, status) = w.source.as_mut().map_err(|e| *e)?;
     let leadership = replica.replica.leadership();
     if !leadership.serving {
@@ -243,7 +307,11 @@ fn read_partition(
     }
     let limit = w.partition_max_bytes.min(budget);
     let mut late: Option<Box<dyn LateBytes>> = None;
+    // Where a read-ahead would go on if this partition gets no room here.
+    let unserved = (w.fetch_offset < current.high_watermark)
+        .then_some((Next::At(w.fetch_offset), current.high_watermark));
     let records = if limit == 0 && !first_data {
+        w.next = unserved;
         Bytes::new()
     } else if w.fetch_offset >= current.high_watermark && !uncommitted.is_empty() {
         let mut buf = BytesMut::new();
@@ -262,15 +330,26 @@ fn read_partition(
         let len: usize = located.iter().map(|(_, l)| l.len as usize).sum();
         // Only the first partition with data may exceed the limits, by one batch.
         let too_big = located.first().is_some_and(|(_, l)| l.len as usize > limit);
+        w.next = located
+            .last()
+            .map(|(base, _)| (Next::After(*base), current.high_watermark));
         if !first_data && too_big {
+            w.next = unserved;
             Bytes::new()
-        } else if let Some(stand_in) =
-            late_records(len).filter(|_| len > 0 && earlier_bytes + len >= LATE_READ_MIN)
+        } else if let Some(stand_in) = late_records(len)
+            .filter(|_| len > 0 && (earlier_bytes + len >= LATE_READ_MIN || shelved.holds(replica)))
         {
+            let used = shelved.take(replica, &located);
+            broker
+                .read_ahead
+                .served_bytes
+                .fetch_add(used.bytes as u64, Relaxed);
             late = Some(Box::new(LateRead {
                 reader: replica.reader.clone(),
+                next: used.batches,
                 located,
-                next: 0,
+                ready: used.pieces,
+                _held: used.held,
                 len,
             }));
             stand_in
@@ -309,13 +388,30 @@ fn out_of_range(offset: i64, log_start: i64, end: i64, log_holds_unapplied: bool
 /// would otherwise hold up a runtime worker for all of them.
 const LATE_READ_MIN: usize = 256 * 1024;
 
-/// How much a late read reads at a time.
-const LATE_CHUNK: usize = 1 << 20;
+/// How much a late read reads at a time: one read from disk (RocksDB merges the reads of
+/// adjacent blobs), small enough for the first bytes to leave soon.
+const LATE_CHUNK: usize = 2 << 20;
+
+/// The end of the chunk of `located` that starts at `start`: about `chunk` bytes of
+/// batches, at least one.
+fn chunk_end(located: &[(i64, BatchLocation)], start: usize, chunk: usize) -> usize {
+    let mut end = start;
+    let mut bytes = 0;
+    while end < located.len() && (end == start || bytes < chunk) {
+        bytes += located[end].1.len as usize;
+        end += 1;
+    }
+    end
+}
 
 /// A partition's located batches, read a chunk at a time as the response is written.
 struct LateRead {
     reader: PartitionReader,
     located: Vec<(i64, BatchLocation)>,
+    /// The first batches' pieces, read ahead: sent before anything is read.
+    ready: Vec<Bytes>,
+    /// The read-ahead's hold on the node's budget, until those are sent.
+    _held: Vec<Held>,
     /// The first batch not read yet.
     next: usize,
     len: usize,
@@ -327,15 +423,13 @@ impl LateBytes for LateRead {
     }
 
     fn next_chunk(&mut self) -> std::io::Result<Option<Vec<Bytes>>> {
+        if !self.ready.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.ready)));
+        }
         if self.next == self.located.len() {
             return Ok(None);
         }
-        let mut end = self.next;
-        let mut bytes = 0;
-        while end < self.located.len() && (end == self.next || bytes < LATE_CHUNK) {
-            bytes += self.located[end].1.len as usize;
-            end += 1;
-        }
+        let end = chunk_end(&self.located, self.next, LATE_CHUNK);
         let pieces = self
             .reader
             .read_located_pieces(&self.located[self.next..end])
