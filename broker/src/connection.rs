@@ -109,25 +109,17 @@ async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Pend
                 }
             },
         };
-        match outcome {
-            Outcome::Reply(frame) => {
-                if write_frame(&mut socket, frame, None).await.is_err() {
-                    return;
-                }
-            }
-            Outcome::ReplyThenReadAhead(frame, read_ahead) => {
-                if write_frame(&mut socket, frame, Some(read_ahead))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Outcome::NoReply => {}
+        let (frame, then) = match outcome {
+            Outcome::Reply(frame) => (frame, None),
+            Outcome::ReplyThenReadAhead(frame, read_ahead) => (frame, Some(read_ahead)),
+            Outcome::NoReply => continue,
             Outcome::Close => {
                 let _ = socket.shutdown().await;
                 return;
             }
+        };
+        if write_frame(&mut socket, frame, then).await.is_err() {
+            return;
         }
     }
 }
