@@ -4,7 +4,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{batch, metadata, name, produce_request, Node};
+use common::{batch, metadata, name, produce_request, Client, Node};
 use kafka_protocol::messages::*;
 use kafka_protocol::records::RecordBatchDecoder;
 
@@ -21,23 +21,25 @@ fn decode(records: &Bytes) -> Vec<(i64, String)> {
     out
 }
 
+/// Produces one batch of one record holding `value`, and checks it was accepted.
+fn produce_one(c: &mut Client, topic: &str, value: &str) {
+    let ResponseKind::Produce(r) = c.call(ApiKey::Produce, 9, produce_request(topic, batch(value)))
+    else {
+        unreachable!()
+    };
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+}
+
 #[test]
 fn a_fetch_of_megabytes_returns_every_batch_whole_and_in_order() {
     let node = Node::start();
     let mut c = node.try_connect().unwrap();
     assert_eq!(metadata(&mut c, "large").topics[0].error_code, 0);
-    // 40 batches of one 100 kB record each: 4 MB, four chunks of a late read and more.
+    // 40 batches of one 100 kB record each: 4 MB, two chunks of a late read.
     let filler = "x".repeat(100_000);
     let value = |i: i64| format!("{i}:{filler}");
     for i in 0..40 {
-        let ResponseKind::Produce(r) = c.call(
-            ApiKey::Produce,
-            9,
-            produce_request("large", batch(&value(i))),
-        ) else {
-            unreachable!()
-        };
-        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        produce_one(&mut c, "large", &value(i));
     }
     let fetch = |offset: i64, partition_max_bytes: i32| {
         RequestKind::Fetch(
@@ -93,14 +95,7 @@ fn a_fetch_of_many_small_record_sets_returns_each_whole() {
         assert_eq!(metadata(&mut c, topic).topics[0].error_code, 0);
         // Two batches a piece is shared with the storage read, one small enough to copy.
         for i in 0..3 {
-            let ResponseKind::Produce(r) = c.call(
-                ApiKey::Produce,
-                9,
-                produce_request(topic, batch(&value(t, i))),
-            ) else {
-                unreachable!()
-            };
-            assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+            produce_one(&mut c, topic, &value(t, i));
         }
     }
     let request = FetchRequest::default()
@@ -154,14 +149,7 @@ fn a_consumer_catching_up_gets_the_log_whether_or_not_it_was_read_ahead() {
     for (t, topic) in topics.iter().enumerate() {
         assert_eq!(metadata(&mut c, topic).topics[0].error_code, 0);
         for i in 0..BATCHES {
-            let ResponseKind::Produce(r) = c.call(
-                ApiKey::Produce,
-                9,
-                produce_request(topic, batch(&value(t, i))),
-            ) else {
-                unreachable!()
-            };
-            assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+            produce_one(&mut c, topic, &value(t, i));
         }
     }
     // About 600 kB per partition and 1.2 MB per response: two partitions each time.
@@ -246,14 +234,7 @@ fn no_read_ahead_when_its_budget_is_zero() {
     assert_eq!(metadata(&mut c, "none-ahead").topics[0].error_code, 0);
     let filler = "w".repeat(100_000);
     for i in 0..10 {
-        let ResponseKind::Produce(r) = c.call(
-            ApiKey::Produce,
-            9,
-            produce_request("none-ahead", batch(&format!("{i}:{filler}"))),
-        ) else {
-            unreachable!()
-        };
-        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        produce_one(&mut c, "none-ahead", &format!("{i}:{filler}"));
     }
     let mut offset = 0;
     while offset < 10 {
