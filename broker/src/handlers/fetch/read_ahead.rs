@@ -251,9 +251,12 @@ impl ReadAheadPlan {
         let mut left = self.max_bytes;
         for item in &self.items {
             let reader = &item.replica.reader;
+            if left == 0 {
+                return Ok(());
+            }
             let limit = item.max_bytes.min(left);
             if limit == 0 {
-                return Ok(());
+                continue;
             }
             let located = match item.next {
                 Next::After(base) => reader.locate_from_base(base + 1, item.end, limit)?,
@@ -294,10 +297,11 @@ impl ReadAheadPlan {
     }
 
     /// Marks a chunk as being read until the guard is dropped, unless a later fetch has
-    /// started.
+    /// started or the connection has closed (the plan holds the last reference).
     fn begin_chunk(&self) -> Option<Reading<'_>> {
         let shelf = self.shared.shelf();
-        (shelf.generation == self.generation).then(|| {
+        let wanted = shelf.generation == self.generation && Arc::strong_count(&self.shared) > 1;
+        wanted.then(|| {
             self.shared.reading.send_replace(true);
             Reading(&self.shared)
         })
