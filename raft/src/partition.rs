@@ -308,16 +308,6 @@ impl PartitionReader {
         self.index.locate(from, end, max_bytes)
     }
 
-    /// The batches that follow one already served: see [`PartitionLog::locate_from_base`].
-    pub fn locate_from_base(
-        &self,
-        first_base: i64,
-        end: i64,
-        max_bytes: usize,
-    ) -> Result<Vec<(i64, BatchLocation)>, StorageError> {
-        self.index.locate_from_base(first_base, end, max_bytes)
-    }
-
     /// Reads batches found by [`PartitionReader::locate`]. Committed batches never change,
     /// so they may be read any time after being located (unless retention removed them
     /// meanwhile, which is an error).

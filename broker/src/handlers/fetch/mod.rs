@@ -343,7 +343,7 @@ fn read_partition(
             broker
                 .read_ahead
                 .served_bytes
-                .fetch_add(used.bytes as u64, Relaxed);
+                .fetch_add(used.bytes() as u64, Relaxed);
             late = Some(Box::new(LateRead {
                 reader: replica.reader.clone(),
                 next: used.batches,

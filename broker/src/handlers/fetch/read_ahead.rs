@@ -162,12 +162,18 @@ pub struct Shelved {
 }
 
 /// Batches read ahead that a fetch uses: their pieces, how many of the located batches
-/// they are, their bytes, and their hold on the budget (kept until they are sent).
+/// they are, and their hold on the budget (kept until they are sent).
 pub struct Used {
     pub pieces: Vec<Bytes>,
     pub batches: usize,
-    pub bytes: usize,
     pub held: Vec<Held>,
+}
+
+impl Used {
+    /// The bytes of the batches used.
+    pub fn bytes(&self) -> usize {
+        self.held.iter().map(|h| h.bytes).sum()
+    }
 }
 
 impl Shelved {
@@ -186,7 +192,6 @@ impl Shelved {
         let mut used = Used {
             pieces: Vec::new(),
             batches: 0,
-            bytes: 0,
             held: Vec::new(),
         };
         while let Some(i) = self.chunks.iter().position(|c| {
@@ -194,7 +199,6 @@ impl Shelved {
         }) {
             let chunk = self.chunks.swap_remove(i);
             used.batches += chunk.located.len();
-            used.bytes += chunk.held.bytes;
             used.pieces.extend(chunk.pieces);
             used.held.push(chunk.held);
         }
@@ -259,7 +263,7 @@ impl ReadAheadPlan {
                 continue;
             }
             let located = match item.next {
-                Next::After(base) => reader.locate_from_base(base + 1, item.end, limit)?,
+                Next::After(base) => reader.index().locate_from_base(base + 1, item.end, limit)?,
                 Next::At(offset) => reader.locate(offset, item.end, limit)?,
             };
             let mut start = 0;
