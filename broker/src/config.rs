@@ -92,6 +92,13 @@ pub struct Settings {
     #[arg(long, env = "STRAND_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
 
+    /// Most record bytes in one fetch response, whatever the consumer's fetch.max.bytes
+    /// (Kafka: the broker's fetch.max.bytes, 55 MiB there); a first batch larger than this
+    /// still goes out whole. At 32 MiB a librdkafka consumer reuses its receive buffers:
+    /// larger ones glibc maps afresh for every response [default: 33554432].
+    #[arg(long, env = "STRAND_FETCH_MAX_BYTES")]
+    pub fetch_max_bytes: Option<usize>,
+
     /// Memory the node may hold, across its connections, for fetch read-ahead: the next
     /// response of a consumer catching up, read from disk while it parses the last one; 0
     /// turns it off [default: 268435456].
@@ -183,6 +190,7 @@ impl Settings {
                 .or(lower.default_replication_factor),
             max_message_bytes: self.max_message_bytes.or(lower.max_message_bytes),
             max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
+            fetch_max_bytes: self.fetch_max_bytes.or(lower.fetch_max_bytes),
             fetch_read_ahead_bytes: self.fetch_read_ahead_bytes.or(lower.fetch_read_ahead_bytes),
             direct_io: self.direct_io.or(lower.direct_io),
             cluster_id: self.cluster_id.or(lower.cluster_id),
@@ -237,6 +245,7 @@ pub struct Config {
     pub default_replication_factor: i16,
     pub max_message_bytes: i32,
     pub max_request_bytes: usize,
+    pub fetch_max_bytes: usize,
     /// 0: no fetch read-ahead.
     pub fetch_read_ahead_bytes: usize,
     /// None: probe the file system.
@@ -416,6 +425,14 @@ impl Config {
                 "use at least 1024; Kafka's default is 104857600",
             ));
         }
+        let fetch_max_bytes = s.fetch_max_bytes.unwrap_or(33_554_432);
+        if fetch_max_bytes < 1024 {
+            return Err(invalid(
+                "fetch-max-bytes",
+                fetch_max_bytes,
+                "use at least 1024; the default is 33554432",
+            ));
+        }
         let raft_heartbeat_ms = s.raft_heartbeat_ms.unwrap_or(400);
         let raft_election_timeout_ms = s.raft_election_timeout_ms.unwrap_or(500);
         // A follower of a live leader stands only after a silence of the leader lease (the
@@ -462,6 +479,7 @@ impl Config {
             default_replication_factor,
             max_message_bytes,
             max_request_bytes,
+            fetch_max_bytes,
             fetch_read_ahead_bytes: s.fetch_read_ahead_bytes.unwrap_or(268_435_456),
             direct_io: s.direct_io,
             cluster_id: s.cluster_id.unwrap_or_else(|| "strand-cluster".into()),
@@ -634,6 +652,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("default-partitions"), "{err}");
+
+        let err = Config::resolve(cli(&["--fetch-max-bytes", "100"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fetch-max-bytes") && err.contains("1024"),
+            "{err}"
+        );
 
         let err = Config::resolve(cli(&["--initial-cluster", "2@h:1,3@h:2"]))
             .unwrap_err()

@@ -30,6 +30,23 @@ fn produce_one(c: &mut Client, topic: &str, value: &str) {
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
 }
 
+/// A fetch of partition 0 of `topic` from `offset`, with room for 50 MiB (librdkafka's
+/// default fetch.max.bytes) and `partition_max_bytes` of it for the partition.
+fn fetch_up_to_50_mib(topic: &str, offset: i64, partition_max_bytes: i32) -> RequestKind {
+    RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(50 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(partition_max_bytes)])]),
+    )
+}
+
 #[test]
 fn a_fetch_of_megabytes_returns_every_batch_whole_and_in_order() {
     let node = Node::start();
@@ -41,20 +58,6 @@ fn a_fetch_of_megabytes_returns_every_batch_whole_and_in_order() {
     for i in 0..40 {
         produce_one(&mut c, "large", &value(i));
     }
-    let fetch = |offset: i64, partition_max_bytes: i32| {
-        RequestKind::Fetch(
-            FetchRequest::default()
-                .with_max_wait_ms(0)
-                .with_max_bytes(50 << 20)
-                .with_session_epoch(-1)
-                .with_topics(vec![fetch_request::FetchTopic::default()
-                    .with_topic(name("large"))
-                    .with_partitions(vec![fetch_request::FetchPartition::default()
-                        .with_partition(0)
-                        .with_fetch_offset(offset)
-                        .with_partition_max_bytes(partition_max_bytes)])]),
-        )
-    };
     for (from, max_bytes, expected) in [
         (0, 10 << 20, 0..40),
         (17, 10 << 20, 17..40),
@@ -62,8 +65,8 @@ fn a_fetch_of_megabytes_returns_every_batch_whole_and_in_order() {
         (5, 1 << 20, 5..15),
     ] {
         for version in [4, 12] {
-            let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, version, fetch(from, max_bytes))
-            else {
+            let request = fetch_up_to_50_mib("large", from, max_bytes);
+            let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, version, request) else {
                 unreachable!()
             };
             let p = &r.responses[0].partitions[0];
@@ -255,4 +258,34 @@ fn no_read_ahead_when_its_budget_is_zero() {
         std::thread::sleep(std::time::Duration::from_millis(30));
     }
     assert_eq!(node.metric("strand_fetch_read_ahead_bytes_total"), 0);
+}
+
+/// The node's --fetch-max-bytes bounds a response below what the consumer asked for, in
+/// whole batches; a first batch larger than it still goes out whole, or the consumer
+/// could never get past it.
+#[test]
+fn the_node_limits_a_response_below_what_the_consumer_asks_for() {
+    let filler = "v".repeat(100_000);
+    let value = |i: i64| format!("{i}:{filler}");
+    for (node_limit, expected) in [("250000", [0, 1].as_slice()), ("50000", &[0])] {
+        let node = Node::start_with(&["--fetch-max-bytes", node_limit]);
+        let mut c = node.try_connect().unwrap();
+        assert_eq!(metadata(&mut c, "capped").topics[0].error_code, 0);
+        for i in 0..5 {
+            produce_one(&mut c, "capped", &value(i));
+        }
+        let request = fetch_up_to_50_mib("capped", 0, 10 << 20);
+        let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 12, request) else {
+            unreachable!()
+        };
+        let p = &r.responses[0].partitions[0];
+        assert_eq!((p.error_code, p.high_watermark), (0, 5));
+        let read = decode(p.records.as_ref().unwrap());
+        let wanted: Vec<(i64, String)> = expected.iter().map(|&i| (i, value(i))).collect();
+        assert!(
+            read == wanted,
+            "node limit {node_limit}: offsets {:?}",
+            read.iter().map(|r| r.0).collect::<Vec<_>>()
+        );
+    }
 }

@@ -125,10 +125,12 @@ pub async fn handle(
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
+    // The node's own limit applies too, as Kafka's broker-side fetch.max.bytes does.
     let max_bytes = match request.max_bytes {
         n if n <= 0 => usize::MAX,
         n => n as usize,
-    };
+    }
+    .min(broker.config.fetch_max_bytes);
     loop {
         let read = read_once(
             broker,
