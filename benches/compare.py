@@ -354,7 +354,7 @@ def main():
     ap.add_argument("--strand", default=os.environ.get("STRAND_BIN", str(TARGET / "release" / "strand")))
     ap.add_argument("--loadgen", default=str(TARGET / "release" / "loadgen"))
     ap.add_argument("--out", default=str(REPO / "benches" / "results"))
-    ap.add_argument("--strand-base-port", type=int, default=39092,
+    ap.add_argument("--strand-base-port", type=int, default=systems.STRAND_BASE_PORT,
                     help="Strand node N serves Kafka on this + N - 1 (Raft +100, metrics +200)")
     ap.add_argument("--seconds", type=float, help="override the measured seconds of each run")
     ap.add_argument("--prewarm", type=float, help="override the seconds of load before each measured run")

@@ -22,6 +22,12 @@ from confluent_kafka.admin import AdminClient
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = REPO / "benches" / "kafka" / "cluster.sh"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Below Linux's ephemeral range (32768-60999 by default): a port in that range can be the
+# local end of any outgoing connection (a client's, a Kafka broker's) when a run starts.
+# Kafka's nodes listen from 29092 (benches/kafka/cluster.sh), also below it.
+STRAND_BASE_PORT = 19092
+# How long a run waits for its ports to be released by connections closing.
+PORT_WAIT_S = 30
 
 
 def port_free(port):
@@ -41,7 +47,7 @@ class Strand:
 
     durability = "fsync before ack (its only mode)"
 
-    def __init__(self, binary, workdir, nodes, base_port=39092):
+    def __init__(self, binary, workdir, nodes, base_port=STRAND_BASE_PORT):
         self.binary, self.dir, self.nodes, self.base_port = binary, Path(workdir), nodes, base_port
         self.procs = {}
         self.bootstrap = ",".join(f"127.0.0.1:{self.kafka_port(n)}" for n in self.node_ids())
@@ -60,7 +66,9 @@ class Strand:
 
     def start(self, timeout=90):
         ports = [f(n) for n in self.node_ids() for f in (self.kafka_port, self.raft_port, self.metrics_port)]
-        taken = [p for p in ports if not port_free(p)]
+        deadline = time.monotonic() + PORT_WAIT_S
+        while (taken := [p for p in ports if not port_free(p)]) and time.monotonic() < deadline:
+            time.sleep(1)
         if taken:
             raise RuntimeError(f"ports {taken} are in use: stop what listens there or pass --strand-base-port")
         initial = ",".join(f"{n}@127.0.0.1:{self.raft_port(n)}" for n in self.node_ids())
