@@ -23,10 +23,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use openraft::ServerState;
+use openraft::{BasicNode, RaftMetrics, ServerState};
 
 use crate::node::RaftNode;
-use crate::replica::Replica;
+use crate::replica::{is_voter, Replica};
+use crate::types::NodeId;
+
+type Metrics = RaftMetrics<NodeId, BasicNode>;
 
 /// How often the loop looks at every group.
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -147,8 +150,6 @@ pub(crate) fn quiet_limits(config: &openraft::Config) -> QuietLimits {
 #[derive(Debug, Clone, Copy)]
 struct GroupView {
     state: ServerState,
-    /// This node votes in the group's effective membership.
-    voter: bool,
     /// Another node leads the group, as far as this node knows.
     other_leader: bool,
     /// The last contact with a leader of the group, if any.
@@ -157,8 +158,11 @@ struct GroupView {
     quiet_jitter: Duration,
 }
 
-/// Whether openraft's tick could do anything in this group now.
-fn needs_timer(g: GroupView, limits: QuietLimits) -> bool {
+/// Whether openraft's tick could do anything in this group now. `voter`: whether this node
+/// votes in the group's effective membership, asked only where it matters (not for a
+/// follower hearing its leader, most groups), since reading the membership costs more than
+/// the rest of the decision.
+fn needs_timer(g: GroupView, voter: impl FnOnce() -> bool, limits: QuietLimits) -> bool {
     let recently_heard = g.leader_contact.is_some_and(|c| {
         let limit = if c.seen_by_openraft {
             limits.after_append
@@ -169,23 +173,17 @@ fn needs_timer(g: GroupView, limits: QuietLimits) -> bool {
     });
     match g.state {
         // A leader's tick only steps it down once a membership without it is applied.
-        ServerState::Leader => !g.voter,
+        ServerState::Leader => !voter(),
         ServerState::Follower | ServerState::Candidate => {
-            g.voter && !(g.other_leader && recently_heard)
+            !(g.other_leader && recently_heard) && voter()
         }
         ServerState::Learner | ServerState::Shutdown => false,
     }
 }
 
-fn view(replica: &Replica) -> GroupView {
-    let m = replica.metrics.borrow();
+fn view(m: &Metrics, replica: &Replica) -> GroupView {
     GroupView {
         state: m.state,
-        voter: m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == m.id),
         other_leader: m.current_leader.is_some_and(|l| l != m.id),
         leader_contact: replica.election_timer.contact(),
         quiet_jitter: replica.election_timer.quiet_jitter,
@@ -201,7 +199,10 @@ pub(crate) async fn election_timer_loop(node: Weak<RaftNode>, limits: QuietLimit
         ticker.tick().await;
         let Some(node) = node.upgrade() else { return };
         node.for_each_replica(|replica| {
-            let wanted = needs_timer(view(replica), limits);
+            let m = replica.metrics.borrow();
+            let voter = || is_voter(m.membership_config.membership(), m.id);
+            let wanted = needs_timer(view(&m, replica), voter, limits);
+            drop(m);
             if replica
                 .election_timer
                 .running
@@ -233,7 +234,6 @@ mod tests {
     fn follower(other_leader: bool, silence_ms: Option<u64>) -> GroupView {
         GroupView {
             state: ServerState::Follower,
-            voter: true,
             other_leader,
             leader_contact: silence_ms.map(|ms| contact(ms, true)),
             quiet_jitter: Duration::ZERO,
@@ -242,20 +242,26 @@ mod tests {
 
     #[test]
     fn a_follower_hearing_its_leader_runs_no_timer() {
-        assert!(!needs_timer(follower(true, Some(0)), LIMITS));
-        assert!(!needs_timer(follower(true, Some(450)), LIMITS));
+        assert!(!needs_timer(follower(true, Some(0)), || true, LIMITS));
+        assert!(!needs_timer(follower(true, Some(450)), || true, LIMITS));
     }
 
     #[test]
     fn a_follower_whose_leader_is_quiet_or_unknown_runs_its_timer() {
-        assert!(needs_timer(follower(true, Some(500)), LIMITS));
-        assert!(needs_timer(follower(true, None), LIMITS), "never heard");
-        assert!(needs_timer(follower(false, Some(0)), LIMITS), "no leader");
+        assert!(needs_timer(follower(true, Some(500)), || true, LIMITS));
+        assert!(
+            needs_timer(follower(true, None), || true, LIMITS),
+            "never heard"
+        );
+        assert!(
+            needs_timer(follower(false, Some(0)), || true, LIMITS),
+            "no leader"
+        );
         let candidate = GroupView {
             state: ServerState::Candidate,
             ..follower(false, Some(0))
         };
-        assert!(needs_timer(candidate, LIMITS));
+        assert!(needs_timer(candidate, || true, LIMITS));
     }
 
     #[test]
@@ -264,15 +270,15 @@ mod tests {
             leader_contact: Some(contact(ms, false)),
             ..follower(true, None)
         };
-        assert!(!needs_timer(quiet(500), LIMITS));
-        assert!(!needs_timer(quiet(1400), LIMITS));
-        assert!(needs_timer(quiet(1500), LIMITS));
+        assert!(!needs_timer(quiet(500), || true, LIMITS));
+        assert!(!needs_timer(quiet(1400), || true, LIMITS));
+        assert!(needs_timer(quiet(1500), || true, LIMITS));
         let jittered = GroupView {
             quiet_jitter: Duration::from_millis(300),
             ..quiet(1600)
         };
         assert!(
-            !needs_timer(jittered, LIMITS),
+            !needs_timer(jittered, || true, LIMITS),
             "each group waits its jitter too"
         );
     }
@@ -306,24 +312,32 @@ mod tests {
     fn only_voters_and_removed_leaders_need_a_tick() {
         let learner = GroupView {
             state: ServerState::Learner,
-            voter: false,
             ..follower(false, None)
         };
-        assert!(!needs_timer(learner, LIMITS));
+        assert!(!needs_timer(learner, || false, LIMITS));
+        assert!(
+            !needs_timer(follower(false, None), || false, LIMITS),
+            "not a voter"
+        );
         let leader = GroupView {
             state: ServerState::Leader,
             ..follower(false, None)
         };
-        assert!(!needs_timer(leader, LIMITS));
+        assert!(!needs_timer(leader, || true, LIMITS));
         assert!(
-            needs_timer(
-                GroupView {
-                    voter: false,
-                    ..leader
-                },
-                LIMITS
-            ),
+            needs_timer(leader, || false, LIMITS),
             "a leader removed from the voters steps down on a tick"
         );
+    }
+
+    #[test]
+    fn a_follower_hearing_its_leader_is_not_asked_whether_it_votes() {
+        let asked = std::cell::Cell::new(false);
+        let voter = || {
+            asked.set(true);
+            true
+        };
+        assert!(!needs_timer(follower(true, Some(0)), voter, LIMITS));
+        assert!(!asked.get());
     }
 }

@@ -25,6 +25,7 @@
 //! [`RaftNode::refuses_vote`] stands in for openraft's leader lease, which would otherwise
 //! let a candidate unseat a leader in contact with its quorum.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -35,7 +36,7 @@ use openraft::{BasicNode, RaftMetrics, ServerState};
 use serde::{Deserialize, Serialize};
 
 use crate::node::RaftNode;
-use crate::replica::Replica;
+use crate::replica::{is_voter, voters_of, Replica};
 use crate::transport::{Reply, Request, Transport};
 use crate::types::{GroupId, NodeId, Raft, Vote};
 
@@ -59,7 +60,7 @@ fn caught_up(m: &Metrics, group: GroupId) -> Option<(QuietGroup, Vec<NodeId>)> {
     let membership = m.membership_config.membership();
     let settled =
         membership.get_joint_config().len() == 1 && membership.learner_ids().next().is_none();
-    if !settled || !membership.voter_ids().any(|v| v == m.id) {
+    if !settled || !is_voter(membership, m.id) {
         return None;
     }
     let last = m.last_log_index?;
@@ -68,7 +69,7 @@ fn caught_up(m: &Metrics, group: GroupId) -> Option<(QuietGroup, Vec<NodeId>)> {
     }
     let replication = m.replication.as_ref()?;
     let mut followers = Vec::new();
-    for follower in membership.voter_ids().filter(|v| *v != m.id) {
+    for follower in voters_of(membership).filter(|v| *v != m.id) {
         let matched = replication.get(&follower)?.as_ref()?.index;
         if matched != last {
             return None;
@@ -155,13 +156,15 @@ impl Round {
         }
         self.quiet_groups += 1;
         for follower in followers {
-            let Some(addr) = replica.member_addr(follower) else {
-                continue;
+            let groups = match self.quiet.entry(follower) {
+                Entry::Occupied(peer) => &mut peer.into_mut().1,
+                Entry::Vacant(peer) => {
+                    let Some(addr) = replica.member_addr(follower) else {
+                        continue;
+                    };
+                    &mut peer.insert((addr, Vec::new())).1
+                }
             };
-            let (_, groups) = self
-                .quiet
-                .entry(follower)
-                .or_insert_with(|| (addr, Vec::new()));
             groups.push(heartbeat.clone());
         }
     }
@@ -234,10 +237,11 @@ impl RaftNode {
     /// A follower's side of [`Request::QuietHeartbeats`]: the groups it confirms.
     pub(crate) fn confirm_quiet(&self, leader: NodeId, groups: &[QuietGroup]) -> Vec<GroupId> {
         let lease = self.leader_lease();
+        let replicas = self.replica_map();
         groups
             .iter()
             .filter(|heartbeat| {
-                let Some(replica) = self.replica(heartbeat.group) else {
+                let Some(replica) = replicas.get(heartbeat.group) else {
                     return false;
                 };
                 let confirmed = replica.election_timer.may_confirm_quiet(lease)

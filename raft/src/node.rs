@@ -3,7 +3,7 @@
 //! metadata changes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -20,6 +20,25 @@ use crate::replica::{ControllerReplica, PartitionReplica, Replica, RestoredLeade
 use crate::state_machine::{Machine, StateMachine};
 use crate::transport::Transport;
 use crate::types::{GroupId, NodeId, Raft};
+
+/// See [`RaftNode::replica_map`].
+pub(crate) struct ReplicaMap<'a> {
+    controller: &'a Replica,
+    partitions: RwLockReadGuard<'a, HashMap<GroupId, Arc<PartitionReplica>>>,
+}
+
+impl ReplicaMap<'_> {
+    pub(crate) fn get(&self, group: GroupId) -> Option<&Replica> {
+        if group == CONTROLLER_GROUP {
+            return Some(self.controller);
+        }
+        self.partitions.get(&group).map(|p| &p.replica)
+    }
+
+    pub(crate) fn partition(&self, group: GroupId) -> Option<&PartitionReplica> {
+        self.partitions.get(&group).map(|p| &**p)
+    }
+}
 
 /// How many partition groups a node opens at once when new ones appear (a topic of
 /// thousands of partitions).
@@ -227,6 +246,15 @@ impl RaftNode {
         f(&self.controller.replica);
         for p in self.partitions.read().expect("partition map lock").values() {
             f(&p.replica);
+        }
+    }
+
+    /// The groups on this node, looked up by id under one hold of the partition map's
+    /// lock and without copying them: for handling messages that name many groups.
+    pub(crate) fn replica_map(&self) -> ReplicaMap<'_> {
+        ReplicaMap {
+            controller: &self.controller.replica,
+            partitions: self.partitions.read().expect("partition map lock"),
         }
     }
 

@@ -23,7 +23,7 @@ use openraft::raft::AppendEntriesResponse;
 use tokio::net::TcpListener;
 
 use crate::node::RaftNode;
-use crate::replica::{ProposeError, Replica};
+use crate::replica::{is_voter, voters_of, ProposeError, Replica};
 use crate::transport::{self, LeaderReport, Reply, Request};
 use crate::types::{Command, GroupId, NodeId, Response};
 
@@ -396,12 +396,7 @@ impl RaftNode {
             .last_heard(follower)
             .is_some_and(|t| t.elapsed() < heard_within);
         let metrics = replica.metrics.borrow();
-        let is_voter = metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == follower);
-        if !(heard && is_voter) {
+        if !(heard && is_voter(metrics.membership_config.membership(), follower)) {
             return None;
         }
         let matched = metrics
@@ -415,11 +410,16 @@ impl RaftNode {
     fn leader_reports(&self) -> Vec<LeaderReport> {
         let mut reports = Vec::new();
         self.for_each_replica(|replica| {
-            let leadership = replica.leadership();
-            if leadership.leader == Some(self.id()) {
+            // Who leads, not whether with a quorum (`Replica::leadership`): what the other
+            // nodes would hear from openraft.
+            let (leader, term) = {
+                let m = replica.metrics.borrow();
+                (m.current_leader, m.current_term)
+            };
+            if leader == Some(self.id()) {
                 reports.push(LeaderReport {
                     group: replica.group,
-                    term: leadership.term,
+                    term,
                     in_sync: self.in_sync(replica),
                     voters: committed_voters(replica),
                 });
@@ -440,7 +440,7 @@ fn committed_voters(replica: &Replica) -> Option<Vec<NodeId>> {
             .as_ref()
             .is_some_and(|applied| applied.index >= at.index)
     });
-    committed.then(|| membership.membership().voter_ids().collect())
+    committed.then(|| voters_of(membership.membership()).collect())
 }
 
 /// Whether node `me` keeps its copy of a group that the metadata no longer places on it.
@@ -526,10 +526,7 @@ async fn failover_loop(node: Weak<RaftNode>) {
                 let Some(leader) = metrics.current_leader.filter(|l| silent.contains(l)) else {
                     continue;
                 };
-                let first_survivor = metrics
-                    .membership_config
-                    .membership()
-                    .voter_ids()
+                let first_survivor = voters_of(metrics.membership_config.membership())
                     .filter(|v| *v != leader)
                     .min();
                 (

@@ -63,6 +63,43 @@ pub struct Replica {
     pub(crate) election_timer: ElectionTimer,
 }
 
+/// Whether `id` votes in `membership` (in either configuration while it changes).
+/// openraft's `voter_ids()` builds a new set on every call, too costly for the loops that
+/// visit every group several times a second; these helpers read the configurations in place.
+pub(crate) fn is_voter(membership: &Membership<NodeId, BasicNode>, id: NodeId) -> bool {
+    membership
+        .get_joint_config()
+        .iter()
+        .any(|voters| voters.contains(&id))
+}
+
+/// The voters of `membership`, each once: both configurations' while it changes.
+pub(crate) fn voters_of(
+    membership: &Membership<NodeId, BasicNode>,
+) -> impl Iterator<Item = NodeId> + '_ {
+    let configs = membership.get_joint_config();
+    configs.iter().enumerate().flat_map(move |(i, voters)| {
+        voters
+            .iter()
+            .copied()
+            .filter(move |v| !configs[..i].iter().any(|earlier| earlier.contains(v)))
+    })
+}
+
+/// Whether the voters of `membership` and its members (voters and learners) are both
+/// exactly the nodes in `listed`.
+fn members_are(membership: &Membership<NodeId, BasicNode>, listed: &[NodeId]) -> bool {
+    let distinct = listed
+        .iter()
+        .enumerate()
+        .filter(|(i, id)| !listed[..*i].contains(id))
+        .count();
+    membership.nodes().count() == distinct
+        && membership.nodes().all(|(id, _)| listed.contains(id))
+        && voters_of(membership).count() == distinct
+        && voters_of(membership).all(|id| listed.contains(&id))
+}
+
 /// A leadership openraft 0.9 restores at startup, from a committed vote for this node,
 /// without an election and without a new entry. Its log may hold entries that were
 /// committed, even acknowledged, before the restart but are not applied yet (the applied
@@ -184,12 +221,13 @@ impl Replica {
 
     /// The group's voters, as this node's membership configuration lists them.
     pub fn voters(&self) -> Vec<NodeId> {
-        self.metrics
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect()
+        voters_of(self.metrics.borrow().membership_config.membership()).collect()
+    }
+
+    /// Whether the group's voters and its members (voters and learners) are both exactly
+    /// the nodes in `listed`, as this node's membership configuration has them.
+    pub fn members_are(&self, listed: &[NodeId]) -> bool {
+        members_are(self.metrics.borrow().membership_config.membership(), listed)
     }
 
     /// The group's members, voters and learners, as this node's membership configuration
@@ -384,6 +422,49 @@ mod tests {
     use super::*;
     use crate::types::Vote;
     use strand_storage::{Store, StoreOptions};
+
+    fn membership(configs: &[&[NodeId]], learners: &[NodeId]) -> Membership<NodeId, BasicNode> {
+        let configs = configs
+            .iter()
+            .map(|c| c.iter().copied().collect())
+            .collect();
+        Membership::new(configs, Some(learners.iter().copied().collect()))
+    }
+
+    #[test]
+    fn voters_are_read_in_place_from_one_or_both_configurations() {
+        let settled = membership(&[&[1, 2, 3]], &[4]);
+        assert!(is_voter(&settled, 2));
+        assert!(!is_voter(&settled, 4), "a learner");
+        assert_eq!(voters_of(&settled).collect::<Vec<_>>(), [1, 2, 3]);
+        let joint = membership(&[&[1, 2, 3], &[2, 3, 4]], &[]);
+        assert!(is_voter(&joint, 1) && is_voter(&joint, 4));
+        assert!(!is_voter(&joint, 5));
+        let mut voters: Vec<_> = voters_of(&joint).collect();
+        voters.sort();
+        assert_eq!(voters, [1, 2, 3, 4], "each once");
+        assert_eq!(
+            voters_of(&joint).collect::<std::collections::BTreeSet<_>>(),
+            joint.voter_ids().collect(),
+            "what openraft's voter_ids() gives"
+        );
+    }
+
+    #[test]
+    fn members_are_the_listed_replicas_only_without_learners_or_a_change_under_way() {
+        assert!(members_are(&membership(&[&[1, 2, 3]], &[]), &[3, 1, 2]));
+        assert!(members_are(&membership(&[&[1, 2, 3]], &[]), &[1, 2, 3, 1]));
+        assert!(!members_are(&membership(&[&[1, 2, 3]], &[4]), &[1, 2, 3]));
+        assert!(!members_are(&membership(&[&[1, 2]], &[3]), &[1, 2, 3]));
+        assert!(!members_are(&membership(&[&[1, 2, 3]], &[]), &[1, 2, 4]));
+        assert!(!members_are(&membership(&[&[1, 2, 3]], &[]), &[1, 2]));
+        let joint = membership(&[&[1, 2, 3], &[2, 3, 4]], &[]);
+        assert!(!members_are(&joint, &[2, 3, 4]));
+        assert!(
+            members_are(&joint, &[1, 2, 3, 4]),
+            "as the sets compared before"
+        );
+    }
 
     #[test]
     fn an_elected_leader_serves_once_it_has_applied_an_entry_of_its_term() {
