@@ -464,6 +464,7 @@ async fn open_group<M: Machine>(
         election_timer: ElectionTimer::new(Duration::from_millis(
             config.election_timeout_max - config.election_timeout_min,
         )),
+        quorum_lease: Default::default(),
     })
 }
 

@@ -1,12 +1,13 @@
 //! One Raft group on this node: proposing to it, and who leads it.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::error::ClientWriteError;
 use openraft::raft::responder::Responder;
 use openraft::storage::RaftLogStorage;
-use openraft::{BasicNode, Membership, RaftMetrics};
+use openraft::{BasicNode, Membership, RaftMetrics, StoredMembership};
 use tokio::sync::{oneshot, watch};
 
 use crate::controller::{ClusterMetadata, GroupOffsets, SharedOffsets};
@@ -61,6 +62,21 @@ pub struct Replica {
     pub(crate) restored: Option<RestoredLeadership>,
     /// Whether openraft's election timer runs in this group (see `crate::election_timer`).
     pub(crate) election_timer: ElectionTimer,
+    /// Until when this node, leading, knows it has a quorum (see [`Replica::leadership`]).
+    pub(crate) quorum_lease: Arc<Mutex<Option<QuorumLease>>>,
+}
+
+/// A leader's quorum, known to hold until `until` for the term and membership it was
+/// counted in. Appends are accepted later and later, never earlier, so a majority in
+/// contact now is still in contact then; counting again only once that has passed spares
+/// a fetch naming a thousand partitions a thousand lookups of the followers' contacts.
+#[derive(Debug)]
+pub(crate) struct QuorumLease {
+    term: u64,
+    /// openraft publishes every new membership in a new `Arc`; holding this one keeps its
+    /// address from being reused by a later one.
+    membership: Arc<StoredMembership<NodeId, BasicNode>>,
+    until: Instant,
 }
 
 /// Whether `id` votes in `membership` (in either configuration while it changes).
@@ -84,6 +100,40 @@ pub(crate) fn voters_of(
             .copied()
             .filter(move |v| !configs[..i].iter().any(|earlier| earlier.contains(v)))
     })
+}
+
+/// Until when a majority of each voter configuration in `configs` is in contact with
+/// leader `me`: `me` always, any other voter for `lease` after it last accepted the
+/// leader's appends (`accepted_at`). `None` if a majority is not in contact at `now`.
+fn quorum_until(
+    configs: &[BTreeSet<NodeId>],
+    me: NodeId,
+    accepted_at: impl Fn(NodeId) -> Option<Instant>,
+    lease: Duration,
+    now: Instant,
+) -> Option<Instant> {
+    // A leader that is a majority by itself keeps it; look again a lease from now anyway.
+    let mut until = now + lease;
+    for voters in configs {
+        let majority = voters.len() / 2 + 1;
+        let needed = majority.saturating_sub(usize::from(voters.contains(&me)));
+        if needed == 0 {
+            continue;
+        }
+        let mut contact_ends: Vec<Instant> = voters
+            .iter()
+            .filter(|v| **v != me)
+            .filter_map(|v| accepted_at(*v))
+            .map(|at| at + lease)
+            .filter(|end| *end > now)
+            .collect();
+        if contact_ends.len() < needed {
+            return None;
+        }
+        contact_ends.sort_unstable_by(|a, b| b.cmp(a));
+        until = until.min(contact_ends[needed - 1]);
+    }
+    Some(until)
 }
 
 /// Whether the voters of `membership` and its members (voters and learners) are both
@@ -183,7 +233,7 @@ impl Replica {
     pub fn leadership(&self) -> Leadership {
         let m = self.metrics.borrow();
         let is_self = m.current_leader == Some(self.node_id);
-        let quorum = is_self && self.majorities_in_contact(m.membership_config.membership());
+        let quorum = is_self && self.has_quorum(&m);
         Leadership {
             leader: m.current_leader,
             term: m.current_term,
@@ -192,20 +242,36 @@ impl Replica {
         }
     }
 
-    /// Whether, in each voter configuration of `membership` (two while it changes), a
-    /// majority has accepted this node's appends within the lease, this node counting for
-    /// itself: what committing an entry takes. Called for every partition a fetch names,
-    /// so it reads the configurations in place.
-    fn majorities_in_contact(&self, membership: &Membership<NodeId, BasicNode>) -> bool {
+    /// Whether, in each voter configuration of this leader's membership (two while it
+    /// changes), a majority has accepted its appends within the lease, this node counting
+    /// for itself: what committing an entry takes. Called for every partition a fetch
+    /// names, so the answer is kept until it could change ([`QuorumLease`]).
+    fn has_quorum(&self, m: &RaftMetrics<NodeId, BasicNode>) -> bool {
         let now = Instant::now();
-        membership.get_joint_config().iter().all(|voters| {
-            let others = voters.iter().filter(|v| **v != self.node_id);
-            let in_contact = usize::from(voters.contains(&self.node_id))
-                + self
-                    .transport
-                    .accepted_within(self.group, others, now, self.lease);
-            in_contact * 2 > voters.len()
-        })
+        let mut lease = self.quorum_lease.lock().expect("quorum lease lock");
+        if lease.as_ref().is_some_and(|l| {
+            l.term == m.current_term
+                && Arc::ptr_eq(&l.membership, &m.membership_config)
+                && now < l.until
+        }) {
+            return true;
+        }
+        let configs = m.membership_config.membership().get_joint_config();
+        let others = voters_of(m.membership_config.membership()).filter(|v| *v != self.node_id);
+        let accepted = self.transport.last_accepted_by(self.group, others);
+        let accepted_at = |node| {
+            accepted
+                .iter()
+                .find(|(id, _)| *id == node)
+                .and_then(|(_, at)| *at)
+        };
+        let until = quorum_until(configs, self.node_id, accepted_at, self.lease, now);
+        *lease = until.map(|until| QuorumLease {
+            term: m.current_term,
+            membership: m.membership_config.clone(),
+            until,
+        });
+        until.is_some()
     }
 
     /// Resolves once this node no longer leads the group with a quorum (see
@@ -444,7 +510,7 @@ mod tests {
         voters.sort();
         assert_eq!(voters, [1, 2, 3, 4], "each once");
         assert_eq!(
-            voters_of(&joint).collect::<std::collections::BTreeSet<_>>(),
+            voters_of(&joint).collect::<BTreeSet<_>>(),
             joint.voter_ids().collect(),
             "what openraft's voter_ids() gives"
         );
@@ -463,6 +529,64 @@ mod tests {
         assert!(
             members_are(&joint, &[1, 2, 3, 4]),
             "as the sets compared before"
+        );
+    }
+
+    #[test]
+    fn a_quorum_holds_until_the_majority_s_last_contact_is_a_lease_old() {
+        let lease = Duration::from_millis(1000);
+        let now = Instant::now();
+        let ago = |ms| Some(now - Duration::from_millis(ms));
+        let three: &[BTreeSet<NodeId>] = &[BTreeSet::from([1, 2, 3])];
+        // Leader 1 with followers heard 100 and 700 ms ago: the fresher one is enough.
+        let until = quorum_until(
+            three,
+            1,
+            |v| [None, None, ago(100), ago(700)][v as usize],
+            lease,
+            now,
+        );
+        assert_eq!(until, Some(now + Duration::from_millis(900)));
+        // Neither within the lease, or never heard: no quorum.
+        assert_eq!(
+            quorum_until(
+                three,
+                1,
+                |v| [None, None, ago(1000), ago(1500)][v as usize],
+                lease,
+                now
+            ),
+            None
+        );
+        assert_eq!(quorum_until(three, 1, |_| None, lease, now), None);
+        // Five voters need two followers: the second freshest decides.
+        let five: &[BTreeSet<NodeId>] = &[BTreeSet::from([1, 2, 3, 4, 5])];
+        let heard = |v: NodeId| [None, None, ago(100), ago(300), ago(600), None][v as usize];
+        assert_eq!(
+            quorum_until(five, 1, heard, lease, now),
+            Some(now + Duration::from_millis(700))
+        );
+        // While the voters change, both configurations need a majority.
+        let joint: &[BTreeSet<NodeId>] = &[BTreeSet::from([1, 2, 3]), BTreeSet::from([1, 4, 5])];
+        let heard = |v: NodeId| [None, None, ago(100), None, ago(500), None][v as usize];
+        assert_eq!(
+            quorum_until(joint, 1, heard, lease, now),
+            Some(now + Duration::from_millis(500))
+        );
+        let heard = |v: NodeId| [None, None, ago(100), None, None, None][v as usize];
+        assert_eq!(quorum_until(joint, 1, heard, lease, now), None);
+        // A leader outside the new voters needs a majority of them without itself.
+        let moving: &[BTreeSet<NodeId>] = &[BTreeSet::from([1, 2, 3]), BTreeSet::from([2, 3, 4])];
+        let heard = |v: NodeId| [None, None, ago(100), ago(200), None][v as usize];
+        assert_eq!(
+            quorum_until(moving, 1, heard, lease, now),
+            Some(now + Duration::from_millis(800))
+        );
+        // A leader alone is its own majority.
+        let alone: &[BTreeSet<NodeId>] = &[BTreeSet::from([1])];
+        assert_eq!(
+            quorum_until(alone, 1, |_| None, lease, now),
+            Some(now + lease)
         );
     }
 

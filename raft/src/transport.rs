@@ -244,24 +244,18 @@ impl Transport {
         accepted.get(&(group, node)).copied()
     }
 
-    /// How many of `nodes` accepted this node as the leader of `group` less than `within`
-    /// before `now`.
-    pub(crate) fn accepted_within<'a>(
+    /// When each of `nodes` last accepted this node as the leader of `group`, under one
+    /// hold of the lock; see [`Self::last_accepted`].
+    pub(crate) fn last_accepted_by(
         &self,
         group: GroupId,
-        nodes: impl IntoIterator<Item = &'a NodeId>,
-        now: Instant,
-        within: Duration,
-    ) -> usize {
+        nodes: impl IntoIterator<Item = NodeId>,
+    ) -> Vec<(NodeId, Option<Instant>)> {
         let accepted = self.accepted.lock().expect("accepted lock");
         nodes
             .into_iter()
-            .filter(|node| {
-                accepted
-                    .get(&(group, **node))
-                    .is_some_and(|t| now.saturating_duration_since(*t) < within)
-            })
-            .count()
+            .map(|node| (node, accepted.get(&(group, node)).copied()))
+            .collect()
     }
 
     /// Sends `request` to `node` at `addr` and waits up to `timeout` for its reply.
