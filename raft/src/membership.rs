@@ -161,27 +161,26 @@ pub(crate) async fn move_loop(node: Weak<RaftNode>) {
         // Members that differ from the replicas with no move under way: a move cancelled or
         // retargeted after it added a learner or changed the voters. Put the listed
         // replicas back.
-        let replicas = node.replica_map();
-        let drift_check = round % DRIFT_CHECK_EVERY == 0;
-        for topic in metadata.topics.values().filter(|_| drift_check) {
-            for p in &topic.partitions {
-                if metadata.reassignments.contains_key(&p.group) {
-                    continue;
-                }
-                let Some(partition) = replicas.partition(p.group) else {
-                    continue;
-                };
-                // Only the leader carries out a move (see below): skip the others early,
-                // this runs for every partition twice a second.
-                if partition.replica.metrics.borrow().current_leader != Some(node.id()) {
-                    continue;
-                }
-                if !partition.replica.members_are(&p.replicas) {
-                    moves.push((p.group, p.replicas.clone(), false));
+        if round % DRIFT_CHECK_EVERY == 0 {
+            let replicas = node.replica_map();
+            for topic in metadata.topics.values() {
+                for p in &topic.partitions {
+                    if metadata.reassignments.contains_key(&p.group) {
+                        continue;
+                    }
+                    let Some(partition) = replicas.partition(p.group) else {
+                        continue;
+                    };
+                    // Only the leader carries out a move (see below): skip the others early.
+                    if partition.replica.metrics.borrow().current_leader != Some(node.id()) {
+                        continue;
+                    }
+                    if !partition.replica.members_are(&p.replicas) {
+                        moves.push((p.group, p.replicas.clone(), false));
+                    }
                 }
             }
         }
-        drop(replicas);
         for (group, target, record) in moves {
             let Some(partition) = node.partition(group) else {
                 continue;
