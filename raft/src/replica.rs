@@ -257,14 +257,7 @@ impl Replica {
             return true;
         }
         let configs = m.membership_config.membership().get_joint_config();
-        let others = voters_of(m.membership_config.membership()).filter(|v| *v != self.node_id);
-        let accepted = self.transport.last_accepted_by(self.group, others);
-        let accepted_at = |node| {
-            accepted
-                .iter()
-                .find(|(id, _)| *id == node)
-                .and_then(|(_, at)| *at)
-        };
+        let accepted_at = |node| self.transport.last_accepted(self.group, node);
         let until = quorum_until(configs, self.node_id, accepted_at, self.lease, now);
         *lease = until.map(|until| QuorumLease {
             term: m.current_term,

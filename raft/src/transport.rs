@@ -244,20 +244,6 @@ impl Transport {
         accepted.get(&(group, node)).copied()
     }
 
-    /// When each of `nodes` last accepted this node as the leader of `group`, under one
-    /// hold of the lock; see [`Self::last_accepted`].
-    pub(crate) fn last_accepted_by(
-        &self,
-        group: GroupId,
-        nodes: impl IntoIterator<Item = NodeId>,
-    ) -> Vec<(NodeId, Option<Instant>)> {
-        let accepted = self.accepted.lock().expect("accepted lock");
-        nodes
-            .into_iter()
-            .map(|node| (node, accepted.get(&(group, node)).copied()))
-            .collect()
-    }
-
     /// Sends `request` to `node` at `addr` and waits up to `timeout` for its reply.
     pub async fn call(
         &self,
