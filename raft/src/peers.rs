@@ -146,10 +146,7 @@ impl RaftNode {
 
     /// The local replica of `group`, if any.
     pub(crate) fn replica(&self, group: GroupId) -> Option<Replica> {
-        if group == crate::controller::CONTROLLER_GROUP {
-            return Some(self.controller.replica.clone());
-        }
-        self.partition(group).map(|p| p.replica.clone())
+        self.replica_map().get(group).cloned()
     }
 
     /// The local replica of `group`, waiting a little for one this node has not opened
