@@ -249,6 +249,10 @@ pub fn validate_produce_records(records: &[u8]) -> Result<Vec<BatchHeader>, Batc
     Ok(headers)
 }
 
+/// The header bytes [`patch_header`] writes to (base offset, length, partition leader
+/// epoch): everything before them is the batch's own.
+pub const PATCHED_HEADER_BYTES: usize = 16;
+
 /// Sets the broker-owned header fields of a batch in place. The CRC stays valid because it
 /// does not cover them.
 pub fn patch_header(batch: &mut [u8], base_offset: i64, partition_leader_epoch: i32) {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
-use strand_storage::keys::{self, GroupId};
+use strand_storage::keys::{ControllerRecord, RaftGroupId};
 use strand_storage::{StateBatch, Store};
 use tokio::sync::watch;
 
@@ -25,13 +25,12 @@ use crate::types::{
     TopicPartition,
 };
 
-/// The controller's own Raft group id.
-pub const CONTROLLER_GROUP: GroupId = 0;
+pub use strand_storage::keys::CONTROLLER_GROUP;
 
 /// One partition of a topic: the Raft group that replicates it and the nodes it lives on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionInfo {
-    pub group: GroupId,
+    pub group: RaftGroupId,
     pub replicas: Vec<NodeId>,
     /// The replicas that may start the group: those it was created with, less any removed
     /// since. A replica added later never starts it; the leader adds it.
@@ -52,12 +51,12 @@ pub struct ClusterMetadata {
     pub brokers: BTreeMap<NodeId, BrokerInfo>,
     pub topics: BTreeMap<String, Arc<TopicInfo>>,
     /// The group id the next partition gets.
-    pub next_group: GroupId,
+    pub next_group: RaftGroupId,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
     /// Partitions being moved, by group: the replicas they are moving to. Until the move
     /// completes, a partition is replicated on its old and new replicas together.
-    pub reassignments: BTreeMap<GroupId, Vec<NodeId>>,
+    pub reassignments: BTreeMap<RaftGroupId, Vec<NodeId>>,
 }
 
 impl ClusterMetadata {
@@ -77,7 +76,7 @@ impl ClusterMetadata {
     }
 
     /// The topic and partition index replicated by `group`, if any.
-    pub fn partition_of_group(&self, group: GroupId) -> Option<(&Arc<TopicInfo>, usize)> {
+    pub fn partition_of_group(&self, group: RaftGroupId) -> Option<(&Arc<TopicInfo>, usize)> {
         self.topics.values().find_map(|t| {
             t.partitions
                 .iter()
@@ -92,45 +91,6 @@ pub type GroupOffsets = BTreeMap<String, BTreeMap<TopicPartition, CommittedOffse
 
 /// The committed offsets as this replica has applied them, shared with the broker.
 pub type SharedOffsets = Arc<RwLock<GroupOffsets>>;
-
-const TOPIC_PREFIX: &[u8] = b"topic/";
-const OFFSET_PREFIX: &[u8] = b"offset/";
-const BROKER_PREFIX: &[u8] = b"broker/";
-const REASSIGN_PREFIX: &[u8] = b"reassign/";
-const NEXT_GROUP: &[u8] = b"next_group";
-const NEXT_PRODUCER_ID: &[u8] = b"next_producer_id";
-
-fn named(prefix: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut key = prefix.to_vec();
-    key.extend_from_slice(name);
-    keys::record(CONTROLLER_GROUP, &key)
-}
-
-/// The state key of one committed offset: group and topic are length-prefixed, so any
-/// name (Kafka allows almost any group id) maps to one key and a group's keys are adjacent.
-fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
-    let mut name = OFFSET_PREFIX.to_vec();
-    for part in [group, topic] {
-        name.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        name.extend_from_slice(part.as_bytes());
-    }
-    name.extend_from_slice(&partition.to_be_bytes());
-    keys::record(CONTROLLER_GROUP, &name)
-}
-
-/// The inverse of [`offset_key`] for the part after the prefix.
-fn parse_offset_name(mut name: &[u8]) -> Option<(String, String, i32)> {
-    let take = |name: &mut &[u8]| -> Option<String> {
-        let len = u32::from_be_bytes(name.get(..4)?.try_into().ok()?) as usize;
-        let text = String::from_utf8(name.get(4..4 + len)?.to_vec()).ok()?;
-        *name = &name[4 + len..];
-        Some(text)
-    };
-    let group = take(&mut name)?;
-    let topic = take(&mut name)?;
-    let partition = i32::from_be_bytes(name.try_into().ok()?);
-    Some((group, topic, partition))
-}
 
 pub struct ControllerMachine {
     store: Store,
@@ -174,7 +134,12 @@ impl ControllerMachine {
         let committed = all.entry(group.clone()).or_default();
         for ((topic, partition), offset) in offsets {
             batch.put(
-                &offset_key(&group, &topic, partition),
+                &ControllerRecord::Offset {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition,
+                }
+                .key(),
                 &codec::encode(&offset),
             );
             committed.insert((topic, partition), offset);
@@ -200,7 +165,14 @@ impl ControllerMachine {
                 .collect(),
         };
         for (topic, partition) in &doomed {
-            batch.delete(&offset_key(&group, topic, *partition));
+            batch.delete(
+                &ControllerRecord::Offset {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                }
+                .key(),
+            );
             committed.remove(&(topic.clone(), *partition));
         }
         if committed.is_empty() {
@@ -214,7 +186,7 @@ impl ControllerMachine {
     /// Stores `topic` (new or changed) and publishes it.
     fn put_topic(&mut self, topic: TopicInfo, batch: &mut StateBatch) {
         batch.put(
-            &named(TOPIC_PREFIX, topic.name.as_bytes()),
+            &ControllerRecord::Topic(topic.name.clone()).key(),
             &codec::encode(&topic),
         );
         self.metadata
@@ -224,14 +196,14 @@ impl ControllerMachine {
 
     fn reassign(
         &mut self,
-        group: GroupId,
+        group: RaftGroupId,
         replicas: Option<Vec<NodeId>>,
         batch: &mut StateBatch,
     ) -> Response {
         if self.metadata.partition_of_group(group).is_none() {
             return Response::Rejected(Rejection::UnknownPartition(group));
         }
-        let key = named(REASSIGN_PREFIX, &group.to_be_bytes());
+        let key = ControllerRecord::Reassign(group).key();
         match replicas {
             Some(replicas) => {
                 if let Some(unknown) = replicas
@@ -257,7 +229,7 @@ impl ControllerMachine {
     /// replicas it was created with that remain may still start it; new ones never do.
     fn complete_reassignment(
         &mut self,
-        group: GroupId,
+        group: RaftGroupId,
         replicas: Vec<NodeId>,
         batch: &mut StateBatch,
     ) -> Response {
@@ -272,7 +244,7 @@ impl ControllerMachine {
         partition.initial.retain(|r| replicas.contains(r));
         partition.replicas = replicas;
         self.put_topic(topic, batch);
-        batch.delete(&named(REASSIGN_PREFIX, &group.to_be_bytes()));
+        batch.delete(&ControllerRecord::Reassign(group).key());
         self.metadata.reassignments.remove(&group);
         Response::Done
     }
@@ -289,7 +261,7 @@ impl ControllerMachine {
                 }
             }
         }
-        batch.delete(&named(BROKER_PREFIX, &id.to_be_bytes()));
+        batch.delete(&ControllerRecord::Broker(id).key());
         self.metadata.brokers.remove(&id);
         Response::Done
     }
@@ -310,13 +282,13 @@ impl ControllerMachine {
             .into_iter()
             .enumerate()
             .map(|(i, replicas)| PartitionInfo {
-                group: first + i as GroupId,
+                group: first + i as RaftGroupId,
                 initial: replicas.clone(),
                 replicas,
             })
             .collect();
         let groups = partitions.iter().map(|p| p.group).collect();
-        self.metadata.next_group = first + partitions.len() as GroupId;
+        self.metadata.next_group = first + partitions.len() as RaftGroupId;
         let topic = TopicInfo {
             name,
             id: topic_id,
@@ -325,7 +297,7 @@ impl ControllerMachine {
         };
         self.put_topic(topic, batch);
         batch.put(
-            &keys::record(CONTROLLER_GROUP, NEXT_GROUP),
+            &ControllerRecord::NextGroup.key(),
             &self.metadata.next_group.to_be_bytes(),
         );
         Response::TopicCreated { groups }
@@ -355,10 +327,10 @@ impl Machine for ControllerMachine {
                 let Some(topic) = self.metadata.topics.remove(&name) else {
                     return Response::Rejected(Rejection::UnknownTopic(name));
                 };
-                batch.delete(&named(TOPIC_PREFIX, name.as_bytes()));
+                batch.delete(&ControllerRecord::Topic(name.clone()).key());
                 for p in &topic.partitions {
                     if self.metadata.reassignments.remove(&p.group).is_some() {
-                        batch.delete(&named(REASSIGN_PREFIX, &p.group.to_be_bytes()));
+                        batch.delete(&ControllerRecord::Reassign(p.group).key());
                     }
                 }
                 Response::TopicDeleted
@@ -367,7 +339,7 @@ impl Machine for ControllerMachine {
                 let first = self.metadata.next_producer_id;
                 self.metadata.next_producer_id = first + count as i64;
                 batch.put(
-                    &keys::record(CONTROLLER_GROUP, NEXT_PRODUCER_ID),
+                    &ControllerRecord::NextProducerId.key(),
                     &self.metadata.next_producer_id.to_be_bytes(),
                 );
                 Response::ProducerIds { first, count }
@@ -398,7 +370,7 @@ impl Machine for ControllerMachine {
             }
             ControllerCommand::RegisterBroker(info) => {
                 batch.put(
-                    &named(BROKER_PREFIX, &info.id.to_be_bytes()),
+                    &ControllerRecord::Broker(info.id).key(),
                     &codec::encode(&info),
                 );
                 self.metadata.brokers.insert(info.id, info);
@@ -419,47 +391,51 @@ impl Machine for ControllerMachine {
         let mut metadata = ClusterMetadata::default();
         let mut offsets = GroupOffsets::new();
         let mut corrupt = None;
-        let start = keys::state(CONTROLLER_GROUP, keys::RECORD);
-        let end = keys::state_tag_end(CONTROLLER_GROUP, keys::RECORD);
+        let (start, end) = ControllerRecord::range();
         self.store.scan_state(&start, &end, |k, v| {
-            let name = keys::record_name(k);
-            if let Some(topic) = name.strip_prefix(TOPIC_PREFIX) {
-                match codec::decode::<TopicInfo>(v) {
+            match ControllerRecord::decode(k) {
+                Ok(Some(ControllerRecord::Topic(topic))) => match codec::decode::<TopicInfo>(v) {
                     Ok(t) => {
                         metadata.topics.insert(t.name.clone(), Arc::new(t));
                     }
                     Err(e) => corrupt = Some(format!("topic {topic:?}: {e}")),
-                }
-            } else if name.starts_with(BROKER_PREFIX) {
-                match codec::decode::<BrokerInfo>(v) {
+                },
+                Ok(Some(ControllerRecord::Broker(_))) => match codec::decode::<BrokerInfo>(v) {
                     Ok(b) => {
                         metadata.brokers.insert(b.id, b);
                     }
                     Err(e) => corrupt = Some(format!("broker record: {e}")),
-                }
-            } else if let Some(rest) = name.strip_prefix(OFFSET_PREFIX) {
-                match parse_offset_name(rest).zip(codec::decode::<CommittedOffset>(v).ok()) {
-                    Some(((group, topic, partition), offset)) => {
+                },
+                Ok(Some(ControllerRecord::Offset {
+                    group,
+                    topic,
+                    partition,
+                })) => match codec::decode::<CommittedOffset>(v) {
+                    Ok(offset) => {
                         offsets
                             .entry(group)
                             .or_default()
                             .insert((topic, partition), offset);
                     }
-                    None => corrupt = Some(format!("committed offset {rest:?}")),
-                }
-            } else if let Some(group) = name.strip_prefix(REASSIGN_PREFIX) {
-                let group = group.try_into().map(GroupId::from_be_bytes);
-                match group.ok().zip(codec::decode::<Vec<NodeId>>(v).ok()) {
-                    Some((group, replicas)) => {
-                        metadata.reassignments.insert(group, replicas);
+                    Err(e) => corrupt = Some(format!("committed offset of {group:?}: {e}")),
+                },
+                Ok(Some(ControllerRecord::Reassign(group))) => {
+                    match codec::decode::<Vec<NodeId>>(v) {
+                        Ok(replicas) => {
+                            metadata.reassignments.insert(group, replicas);
+                        }
+                        Err(e) => corrupt = Some(format!("reassignment record: {e}")),
                     }
-                    None => corrupt = Some("reassignment record".to_string()),
                 }
-            } else if name == NEXT_GROUP {
-                metadata.next_group = v.try_into().map(u64::from_be_bytes).unwrap_or_default();
-            } else if name == NEXT_PRODUCER_ID {
-                metadata.next_producer_id =
-                    v.try_into().map(i64::from_be_bytes).unwrap_or_default();
+                Ok(Some(ControllerRecord::NextGroup)) => {
+                    metadata.next_group = v.try_into().map(u64::from_be_bytes).unwrap_or_default();
+                }
+                Ok(Some(ControllerRecord::NextProducerId)) => {
+                    metadata.next_producer_id =
+                        v.try_into().map(i64::from_be_bytes).unwrap_or_default();
+                }
+                Ok(None) => {}
+                Err(detail) => corrupt = Some(detail),
             }
             true
         })?;

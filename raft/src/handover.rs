@@ -14,12 +14,10 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
+use crate::messages::{HandoverError, Reply, Request};
 use crate::node::RaftNode;
 use crate::replica::Handover;
-use crate::transport::{Reply, Request};
-use crate::types::{GroupId, NodeId};
+use crate::types::{NodeId, RaftGroupId};
 
 /// How long a leader stays silent for a hand-over before it gives up and carries on.
 const HANDOVER_LIMIT: Duration = Duration::from_secs(4);
@@ -36,23 +34,14 @@ const CATCH_UP_LIMIT: Duration = Duration::from_secs(2);
 /// after a restart takes its leaderships back in waves rather than all at once.
 const HANDOVERS_PER_ROUND: usize = 64;
 
-/// Why leadership was not handed over.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum HandoverError {
-    #[error("node {0} already leads the partition")]
-    NotNeeded(NodeId),
-    #[error("node {0} is not an in-sync replica of the partition")]
-    NotInSync(NodeId),
-    #[error("the partition has no leader right now")]
-    NoLeader,
-    #[error("{0}")]
-    Unavailable(String),
-}
-
 impl RaftNode {
     /// Makes `to` the leader of `group`, wherever its current leader is. Returns once the
     /// hand-over has started; [`RaftNode::leader_of`] shows when it is done.
-    pub async fn elect_preferred(&self, group: GroupId, to: NodeId) -> Result<(), HandoverError> {
+    pub async fn elect_preferred(
+        &self,
+        group: RaftGroupId,
+        to: NodeId,
+    ) -> Result<(), HandoverError> {
         let leader = self.leader_of(group).ok_or(HandoverError::NoLeader)?;
         if leader.node == to {
             return Err(HandoverError::NotNeeded(to));
@@ -83,7 +72,11 @@ impl RaftNode {
     }
 
     /// Starts handing `group`, which this node leads, over to `to`.
-    pub(crate) async fn hand_over(&self, group: GroupId, to: NodeId) -> Result<(), HandoverError> {
+    pub(crate) async fn hand_over(
+        &self,
+        group: RaftGroupId,
+        to: NodeId,
+    ) -> Result<(), HandoverError> {
         let replica = self
             .partition(group)
             .map(|p| p.replica.clone())
@@ -116,7 +109,7 @@ impl RaftNode {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let stand = Request::Stand {
+        let stand = Request::StartElection {
             group,
             after_ms: (self.leader_lease() + STAND_MARGIN).as_millis() as u64,
         };
@@ -133,7 +126,7 @@ impl RaftNode {
     }
 
     /// Stands for election in `group` after `after` (asked by its leader).
-    pub(crate) fn stand_after(&self, group: GroupId, after: Duration) {
+    pub(crate) fn stand_after(&self, group: RaftGroupId, after: Duration) {
         let Some(partition) = self.partition(group) else {
             return;
         };
@@ -154,7 +147,7 @@ pub(crate) async fn balance_loop(node: Weak<RaftNode>, interval: Duration) {
             return;
         };
         let metadata = node.controller.metadata();
-        let candidates: Vec<(GroupId, NodeId)> = metadata
+        let candidates: Vec<(RaftGroupId, NodeId)> = metadata
             .topics
             .values()
             .flat_map(|topic| &topic.partitions)

@@ -33,27 +33,20 @@ use std::time::{Duration, Instant};
 
 use openraft::raft::{VoteRequest, VoteResponse};
 use openraft::{BasicNode, RaftMetrics, ServerState};
-use serde::{Deserialize, Serialize};
 
+use crate::contacts::QuorumContacts;
+use crate::messages::{QuietGroup, Reply, Request};
 use crate::node::RaftNode;
 use crate::replica::{is_voter, voters_of, Replica};
-use crate::transport::{Reply, Request, Transport};
-use crate::types::{GroupId, NodeId, Raft, Vote};
+use crate::transport::Transport;
+use crate::types::{NodeId, Raft, RaftGroupId};
 
 type Metrics = RaftMetrics<NodeId, BasicNode>;
-
-/// One group in a [`Request::QuietHeartbeats`]: its leader's vote and last log index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QuietGroup {
-    pub group: GroupId,
-    pub vote: Vote,
-    pub last_log_index: u64,
-}
 
 /// If this node leads `group` and has nothing to replicate (its whole log applied, every
 /// follower matched, no learners, no membership change): the group's quiet heartbeat and
 /// the followers to send it to.
-fn caught_up(m: &Metrics, group: GroupId) -> Option<(QuietGroup, Vec<NodeId>)> {
+fn caught_up(m: &Metrics, group: RaftGroupId) -> Option<(QuietGroup, Vec<NodeId>)> {
     if m.state != ServerState::Leader || m.current_leader != Some(m.id) {
         return None;
     }
@@ -126,7 +119,7 @@ struct Round {
     quiet: HashMap<NodeId, (String, Vec<QuietGroup>)>,
     /// Groups caught up at this round, with their last log index: quiet at the next
     /// round if still caught up at the same index.
-    caught_up: HashSet<(GroupId, u64)>,
+    caught_up: HashSet<(RaftGroupId, u64)>,
 }
 
 impl Round {
@@ -134,7 +127,7 @@ impl Round {
     fn add(
         &mut self,
         replica: &Replica,
-        caught_up_before: &HashSet<(GroupId, u64)>,
+        caught_up_before: &HashSet<(RaftGroupId, u64)>,
         ack_limit: Duration,
     ) {
         let caught_up = caught_up(&replica.metrics.borrow(), replica.group);
@@ -146,7 +139,7 @@ impl Round {
         self.caught_up.insert(key);
         let confirmed = |follower: &NodeId| {
             replica
-                .transport
+                .contacts
                 .last_accepted(replica.group, *follower)
                 .is_some_and(|t| t.elapsed() < ack_limit)
         };
@@ -200,6 +193,7 @@ pub(crate) async fn heartbeat_loop(node: Weak<RaftNode>, interval: Duration) {
         for (peer, (addr, groups)) in round.quiet {
             tokio::spawn(send_quiet(
                 node.transport.clone(),
+                node.contacts.clone(),
                 node.id(),
                 peer,
                 addr,
@@ -218,6 +212,7 @@ pub(crate) async fn heartbeat_loop(node: Weak<RaftNode>, interval: Duration) {
 /// confirmed.
 async fn send_quiet(
     transport: Arc<Transport>,
+    contacts: Arc<QuorumContacts>,
     from: NodeId,
     peer: NodeId,
     addr: String,
@@ -229,13 +224,13 @@ async fn send_quiet(
     if let Ok(Reply::QuietConfirmed(confirmed)) =
         transport.call(peer, &addr, &request, timeout).await
     {
-        transport.accepted_by_all(&confirmed, peer, sent);
+        contacts.accepted_by_all(&confirmed, peer, sent);
     }
 }
 
 impl RaftNode {
     /// A follower's side of [`Request::QuietHeartbeats`]: the groups it confirms.
-    pub(crate) fn confirm_quiet(&self, leader: NodeId, groups: &[QuietGroup]) -> Vec<GroupId> {
+    pub(crate) fn confirm_quiet(&self, leader: NodeId, groups: &[QuietGroup]) -> Vec<RaftGroupId> {
         let lease = self.leader_lease();
         let replicas = self.replica_map();
         groups
@@ -312,6 +307,7 @@ mod tests {
     use openraft::{CommittedLeaderId, LogId, Membership, StoredMembership};
 
     use super::*;
+    use crate::types::Vote;
 
     fn log_id(term: u64, index: u64) -> LogId<NodeId> {
         LogId::new(CommittedLeaderId::new(term, 1), index)

@@ -22,33 +22,34 @@
 #![allow(clippy::result_large_err)]
 
 mod codec;
-pub mod controller;
+mod contacts;
+mod controller;
 mod election_timer;
-pub mod handover;
+mod handover;
 mod heartbeat;
-pub mod log_store;
-pub mod membership;
-pub mod network;
-pub mod node;
-pub mod partition;
-pub mod peers;
-pub mod producers;
-pub mod recent_entries;
-pub mod replica;
-pub mod snapshot;
-pub mod state_machine;
-pub mod transport;
-pub mod types;
+mod log_store;
+mod membership;
+mod messages;
+mod network;
+mod node;
+mod partition;
+mod peers;
+mod producer_state;
+mod recent_entries;
+mod replica;
+mod snapshot;
+mod state_machine;
+mod transport;
+mod types;
 
 pub use controller::{ClusterMetadata, GroupOffsets, PartitionInfo, TopicInfo, CONTROLLER_GROUP};
-pub use handover::HandoverError;
-pub use membership::ControllerMembership;
+pub use messages::{ControllerMembership, HandoverError};
 pub use node::{NodeError, NodeIdentity, RaftNode, RaftTuning};
 pub use partition::{PartitionReader, PartitionStatus, StoredBatch};
 pub use peers::KnownLeader;
 pub use replica::{Leadership, PartitionReplica, Proposal, ProposeError, Replica};
 pub use transport::Transport;
 pub use types::{
-    AppendBatches, BatchSummary, BrokerInfo, Command, CommittedOffset, ControllerCommand, GroupId,
-    NodeId, Rejection, Response, TopicPartition,
+    AppendBatches, BatchSummary, BrokerInfo, Command, CommittedOffset, ControllerCommand, NodeId,
+    RaftGroupId, Rejection, Response, TopicPartition,
 };

@@ -22,10 +22,10 @@ use std::time::Duration;
 use openraft::{BasicNode, ChangeMembers};
 
 use crate::controller::{ClusterMetadata, CONTROLLER_GROUP};
+use crate::messages::{ControllerMembership, Reply, Request};
 use crate::node::{NodeError, RaftNode};
 use crate::replica::Replica;
-use crate::transport::{Reply, Request};
-use crate::types::{Command, ControllerCommand, GroupId, NodeId};
+use crate::types::{Command, ControllerCommand, NodeId, RaftGroupId};
 
 /// How often leaders look for partitions to move.
 const MOVE_CHECK: Duration = Duration::from_millis(500);
@@ -38,18 +38,9 @@ const CATCH_UP_POLL: Duration = Duration::from_millis(100);
 /// Seed nodes given by address have no id yet; calls to them use ids from here down.
 const SEED_ID_BASE: NodeId = NodeId::MAX - 1024;
 
-/// A change to the controller group's members.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub enum ControllerMembership {
-    /// Add a node as a learner.
-    Admit { id: NodeId, addr: String },
-    /// Take a node out (replacing it by a learner if it was a voter).
-    Remove { id: NodeId },
-}
-
 /// The groups whose move this node is carrying out.
 #[derive(Default)]
-pub(crate) struct MovesInProgress(Mutex<HashSet<GroupId>>);
+pub(crate) struct MovesInProgress(Mutex<HashSet<RaftGroupId>>);
 
 impl RaftNode {
     /// Asks the cluster, through any of `seeds` (Raft addresses), to admit this node.
@@ -153,7 +144,7 @@ pub(crate) async fn move_loop(node: Weak<RaftNode>) {
         tokio::time::sleep(MOVE_CHECK).await;
         let Some(node) = node.upgrade() else { return };
         let metadata = node.controller.metadata();
-        let mut moves: Vec<(GroupId, Vec<NodeId>, bool)> = metadata
+        let mut moves: Vec<(RaftGroupId, Vec<NodeId>, bool)> = metadata
             .reassignments
             .iter()
             .map(|(group, target)| (*group, target.clone(), true))
@@ -215,7 +206,7 @@ pub(crate) async fn move_loop(node: Weak<RaftNode>) {
 /// metadata no longer lists.
 async fn move_partition(
     node: &RaftNode,
-    group: GroupId,
+    group: RaftGroupId,
     target: &[NodeId],
     addrs: &BTreeMap<NodeId, String>,
     record: bool,
@@ -332,7 +323,7 @@ async fn wait_for_catch_up(
 /// its reassignment (`record`), or as its listed replicas with no reassignment under way.
 fn still_wanted(
     metadata: &ClusterMetadata,
-    group: GroupId,
+    group: RaftGroupId,
     target: &[NodeId],
     record: bool,
 ) -> bool {

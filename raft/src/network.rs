@@ -14,8 +14,10 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, OptionalSend, RPCTypes, Snapshot};
 
-use crate::transport::{Reply, Request, Transport, TransportError};
-use crate::types::{GroupId, NodeId, Types, Vote};
+use crate::contacts::QuorumContacts;
+use crate::messages::{Reply, Request};
+use crate::transport::{Transport, TransportError};
+use crate::types::{NodeId, RaftGroupId, Types, Vote};
 
 /// See [`PeerClient::backoff`].
 const REPLICATION_BACKOFF: Duration = Duration::from_millis(200);
@@ -23,16 +25,23 @@ const REPLICATION_BACKOFF: Duration = Duration::from_millis(200);
 /// Creates the per-peer clients openraft asks for, all sharing the node's transport.
 pub struct NetworkFactory {
     node: NodeId,
-    group: GroupId,
+    group: RaftGroupId,
     transport: Arc<Transport>,
+    contacts: Arc<QuorumContacts>,
 }
 
 impl NetworkFactory {
-    pub fn new(node: NodeId, group: GroupId, transport: Arc<Transport>) -> NetworkFactory {
+    pub fn new(
+        node: NodeId,
+        group: RaftGroupId,
+        transport: Arc<Transport>,
+        contacts: Arc<QuorumContacts>,
+    ) -> NetworkFactory {
         NetworkFactory {
             node,
             group,
             transport,
+            contacts,
         }
     }
 }
@@ -47,6 +56,7 @@ impl RaftNetworkFactory<Types> for NetworkFactory {
             target,
             addr: node.addr.clone(),
             transport: self.transport.clone(),
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -54,10 +64,11 @@ impl RaftNetworkFactory<Types> for NetworkFactory {
 /// One group's view of one peer.
 pub struct PeerClient {
     from: NodeId,
-    group: GroupId,
+    group: RaftGroupId,
     target: NodeId,
     addr: String,
     transport: Arc<Transport>,
+    contacts: Arc<QuorumContacts>,
 }
 
 fn network_error(reason: impl Into<String>) -> NetworkError {
@@ -110,7 +121,7 @@ impl RaftNetwork<Types> for PeerClient {
         match self.call(request, RPCTypes::AppendEntries, &option).await? {
             Reply::AppendEntries(r) => {
                 if !matches!(r, AppendEntriesResponse::HigherVote(_)) {
-                    self.transport.accepted_by(self.group, self.target, sent);
+                    self.contacts.accepted_by(self.group, self.target, sent);
                 }
                 Ok(r)
             }
@@ -182,7 +193,7 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_is_unreachable_so_the_replication_stream_backs_off() {
         let addr = refusing_peer().await;
-        let mut factory = NetworkFactory::new(1, 5, Transport::new());
+        let mut factory = NetworkFactory::new(1, 5, Transport::new(), Default::default());
         let mut peer = factory.new_client(2, &BasicNode { addr }).await;
         let option = RPCOption::new(Duration::from_secs(5));
 

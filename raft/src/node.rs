@@ -10,6 +10,7 @@ use futures::StreamExt;
 use openraft::{BasicNode, SnapshotPolicy};
 use strand_storage::Store;
 
+use crate::contacts::QuorumContacts;
 use crate::controller::{ClusterMetadata, ControllerMachine, CONTROLLER_GROUP};
 use crate::election_timer::ElectionTimer;
 use crate::log_store::LogStore;
@@ -19,23 +20,23 @@ use crate::peers::LeaderTable;
 use crate::replica::{ControllerReplica, PartitionReplica, Replica, RestoredLeadership};
 use crate::state_machine::{Machine, StateMachine};
 use crate::transport::Transport;
-use crate::types::{GroupId, NodeId, Raft};
+use crate::types::{NodeId, Raft, RaftGroupId};
 
 /// See [`RaftNode::replica_map`].
 pub(crate) struct ReplicaMap<'a> {
     controller: &'a Replica,
-    partitions: RwLockReadGuard<'a, HashMap<GroupId, Arc<PartitionReplica>>>,
+    partitions: RwLockReadGuard<'a, HashMap<RaftGroupId, Arc<PartitionReplica>>>,
 }
 
 impl ReplicaMap<'_> {
-    pub(crate) fn get(&self, group: GroupId) -> Option<&Replica> {
+    pub(crate) fn get(&self, group: RaftGroupId) -> Option<&Replica> {
         if group == CONTROLLER_GROUP {
             return Some(self.controller);
         }
         self.partitions.get(&group).map(|p| &p.replica)
     }
 
-    pub(crate) fn partition(&self, group: GroupId) -> Option<&PartitionReplica> {
+    pub(crate) fn partition(&self, group: RaftGroupId) -> Option<&PartitionReplica> {
         self.partitions.get(&group).map(|p| &**p)
     }
 }
@@ -121,8 +122,10 @@ pub struct RaftNode {
     pub(crate) store: Store,
     pub(crate) config: Arc<openraft::Config>,
     pub(crate) transport: Arc<Transport>,
+    /// Followers' acceptance of the groups this node leads, for quorum checks.
+    pub(crate) contacts: Arc<QuorumContacts>,
     pub(crate) controller: ControllerReplica,
-    partitions: RwLock<HashMap<GroupId, Arc<PartitionReplica>>>,
+    partitions: RwLock<HashMap<RaftGroupId, Arc<PartitionReplica>>>,
     /// Leaders of groups this node has no replica of, as their leaders report them.
     pub(crate) leaders: LeaderTable,
     /// Partition moves this node is carrying out as their leader.
@@ -144,12 +147,14 @@ impl RaftNode {
         bootstrap: Option<BTreeMap<NodeId, BasicNode>>,
     ) -> Result<Arc<RaftNode>, NodeError> {
         let config = Arc::new(tuning.openraft_config()?);
+        let contacts = Arc::new(QuorumContacts::default());
         let (machine, metadata, offsets) = ControllerMachine::open(store.clone())?;
         let replica = open_group(
             &identity,
             &store,
             &config,
             &transport,
+            &contacts,
             CONTROLLER_GROUP,
             machine,
         )
@@ -162,6 +167,7 @@ impl RaftNode {
             store,
             config,
             transport,
+            contacts,
             controller: ControllerReplica {
                 replica,
                 metadata,
@@ -215,7 +221,7 @@ impl RaftNode {
         &self.controller
     }
 
-    pub fn partition(&self, group: GroupId) -> Option<Arc<PartitionReplica>> {
+    pub fn partition(&self, group: RaftGroupId) -> Option<Arc<PartitionReplica>> {
         self.partitions
             .read()
             .expect("partition map lock")
@@ -275,7 +281,7 @@ impl RaftNode {
                 }
             }
         }
-        let existing: Vec<GroupId> = self
+        let existing: Vec<RaftGroupId> = self
             .partitions
             .read()
             .expect("partition map lock")
@@ -293,7 +299,7 @@ impl RaftNode {
             }
             self.remove_partition(group).await?;
         }
-        let opening: Vec<(GroupId, Option<GroupStart>)> = wanted
+        let opening: Vec<(RaftGroupId, Option<GroupStart>)> = wanted
             .into_iter()
             .filter(|(group, _)| self.partition(*group).is_none())
             .map(|(group, partition)| {
@@ -346,7 +352,7 @@ impl RaftNode {
     /// Opens a partition group from storage, starting it as `start` says if it is new.
     pub async fn open_partition(
         &self,
-        group: GroupId,
+        group: RaftGroupId,
         start: Option<GroupStart>,
     ) -> Result<Arc<PartitionReplica>, NodeError> {
         if let Some(existing) = self.partition(group) {
@@ -360,6 +366,7 @@ impl RaftNode {
             &self.store,
             &self.config,
             &self.transport,
+            &self.contacts,
             group,
             machine,
         )
@@ -395,7 +402,7 @@ impl RaftNode {
     }
 
     /// Stops a partition group and deletes its data from this node.
-    pub async fn remove_partition(&self, group: GroupId) -> Result<(), NodeError> {
+    pub async fn remove_partition(&self, group: RaftGroupId) -> Result<(), NodeError> {
         let removed = self
             .partitions
             .write()
@@ -432,7 +439,8 @@ async fn open_group<M: Machine>(
     store: &Store,
     config: &Arc<openraft::Config>,
     transport: &Arc<Transport>,
-    group: GroupId,
+    contacts: &Arc<QuorumContacts>,
+    group: RaftGroupId,
     machine: M,
 ) -> Result<Replica, NodeError> {
     let mut log_store = LogStore::new(store.raft_log(group));
@@ -441,7 +449,7 @@ async fn open_group<M: Machine>(
         .map_err(|e| NodeError::Raft(format!("group {group}: {e}")))?;
     let state_machine = StateMachine::open(store.clone(), group, machine, log_store.recent())
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-    let network = NetworkFactory::new(identity.id, group, transport.clone());
+    let network = NetworkFactory::new(identity.id, group, transport.clone(), contacts.clone());
     let raft = Raft::new(
         identity.id,
         config.clone(),
@@ -458,7 +466,7 @@ async fn open_group<M: Machine>(
         raft,
         metrics,
         handover: Default::default(),
-        transport: transport.clone(),
+        contacts: contacts.clone(),
         lease: Duration::from_millis(config.election_timeout_max),
         restored,
         election_timer: ElectionTimer::new(Duration::from_millis(

@@ -12,13 +12,14 @@
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
+use strand_protocol::batch::{patch_header, PATCHED_HEADER_BYTES};
 use strand_storage::{
     BatchLocation, PartitionLog, PartitionMeta, RaftLog, StateBatch, StorageError,
 };
 use tokio::sync::watch;
 
 use crate::codec;
-use crate::producers::{self, ProducerBatch, ProducerEntry, Producers, Verdict};
+use crate::producer_state::{self, ProducerBatch, ProducerEntry, Producers, Verdict};
 use crate::state_machine::Machine;
 use crate::types::{AppendBatches, BatchSummary, Command, LogId, Rejection, Response};
 
@@ -29,18 +30,6 @@ pub struct PartitionStatus {
     pub high_watermark: i64,
     pub log_start_offset: i64,
 }
-
-/// Writes the broker-owned fields of a v2 record batch header: the base offset (bytes
-/// 0..8) and the partition leader epoch (bytes 12..16). The batch CRC starts at byte 21,
-/// so it stays valid.
-pub fn stamp_batch_header(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
-    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
-    batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
-}
-
-/// The bytes of a batch header that [`stamp_batch_header`] writes to: those before it are
-/// copied per batch when the rest is shared.
-const STAMPED_BYTES: usize = 16;
 
 /// Batches this big or bigger are sent from where storage read them (see
 /// [`PartitionReader::read_located_pieces`]); smaller ones cost less to copy than to send
@@ -106,9 +95,9 @@ impl PartitionMachine {
                 let known = staged
                     .get(&batch.producer_id)
                     .or_else(|| self.producers.entries.get(&batch.producer_id));
-                match producers::check(known, &batch) {
+                match producer_state::check(known, &batch) {
                     Verdict::Append => {
-                        let entry = producers::record(known, &batch, offset);
+                        let entry = producer_state::record(known, &batch, offset);
                         staged.insert(batch.producer_id, entry);
                     }
                     Verdict::Duplicate { base_offset } => {
@@ -341,7 +330,13 @@ impl PartitionReader {
         located: &[(i64, BatchLocation)],
     ) -> Result<Vec<Bytes>, StorageError> {
         // The bytes of a batch copied: all of a small one, the stamped header of a big one.
-        let copied_of = |len: usize| if len < SHARE_FROM { len } else { STAMPED_BYTES };
+        let copied_of = |len: usize| {
+            if len < SHARE_FROM {
+                len
+            } else {
+                PATCHED_HEADER_BYTES
+            }
+        };
         let copied: usize = located.iter().map(|(_, l)| copied_of(l.len as usize)).sum();
         let mut small = BytesMut::with_capacity(copied);
         let mut pieces = Vec::new();
@@ -350,7 +345,7 @@ impl PartitionReader {
             let at = small.len();
             let copy_to = range.start + copied_of(range.len());
             small.extend_from_slice(&entry[range.start..copy_to]);
-            stamp_batch_header(&mut small[at..], base_offset, epoch);
+            patch_header(&mut small[at..], base_offset, epoch);
             if copy_to < range.end {
                 pieces.push(small.split().freeze());
                 pieces.push(entry.slice(copy_to..range.end));
@@ -464,7 +459,7 @@ fn append_stamped(
     let (range, epoch) = batch_in(entry, location)?;
     let at = out.len();
     out.extend_from_slice(&entry[range]);
-    stamp_batch_header(&mut out[at..], base_offset, epoch);
+    patch_header(&mut out[at..], base_offset, epoch);
     Ok(())
 }
 
@@ -476,7 +471,7 @@ fn batch_in(
     let start = location.position as usize;
     let range = start..start + location.len as usize;
     match codec::entry_term(entry) {
-        Some(term) if range.end <= entry.len() && range.len() >= STAMPED_BYTES => {
+        Some(term) if range.end <= entry.len() && range.len() >= PATCHED_HEADER_BYTES => {
             Ok((range, epoch_of(term)))
         }
         _ => Err(StorageError::Corrupt {
@@ -632,7 +627,7 @@ mod tests {
         assert!(
             pieces
                 .iter()
-                .any(|p| p.len() == big as usize + 61 - STAMPED_BYTES),
+                .any(|p| p.len() == big as usize + 61 - PATCHED_HEADER_BYTES),
             "a big batch's body is a piece of its own: {:?}",
             pieces.iter().map(Bytes::len).collect::<Vec<_>>()
         );

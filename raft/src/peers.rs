@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 use openraft::raft::AppendEntriesResponse;
 use tokio::net::TcpListener;
 
+use crate::messages::{LeaderReport, Reply, Request};
 use crate::node::RaftNode;
 use crate::replica::{is_voter, voters_of, ProposeError, Replica};
-use crate::transport::{self, LeaderReport, Reply, Request};
-use crate::types::{Command, GroupId, NodeId, Response};
+use crate::transport;
+use crate::types::{Command, NodeId, RaftGroupId, Response};
 
 /// How often leaders report.
 const REPORT_INTERVAL: Duration = Duration::from_millis(500);
@@ -54,10 +55,10 @@ pub struct KnownLeader {
 /// Leaders reported by peers, and when each peer was last heard from.
 #[derive(Debug, Default)]
 pub struct LeaderTable {
-    entries: RwLock<HashMap<GroupId, KnownLeader>>,
+    entries: RwLock<HashMap<RaftGroupId, KnownLeader>>,
     heard_from: RwLock<HashMap<NodeId, Instant>>,
     /// The groups this node stood for in place of a silent leader, while it stays silent.
-    stood: std::sync::Mutex<HashSet<(GroupId, NodeId)>>,
+    stood: std::sync::Mutex<HashSet<(RaftGroupId, NodeId)>>,
 }
 
 impl LeaderTable {
@@ -81,7 +82,7 @@ impl LeaderTable {
         }
     }
 
-    fn get(&self, group: GroupId) -> Option<KnownLeader> {
+    fn get(&self, group: RaftGroupId) -> Option<KnownLeader> {
         self.entries
             .read()
             .expect("leader table lock")
@@ -145,7 +146,7 @@ impl RaftNode {
     }
 
     /// The local replica of `group`, if any.
-    pub(crate) fn replica(&self, group: GroupId) -> Option<Replica> {
+    pub(crate) fn replica(&self, group: RaftGroupId) -> Option<Replica> {
         self.replica_map().get(group).cloned()
     }
 
@@ -154,7 +155,7 @@ impl RaftNode {
     /// and the first leader asks for votes as soon as its own replica is open: refused at
     /// once, it would try again only after an election timeout, which made creating a
     /// topic of 1,000 partitions take a second.
-    async fn replica_soon(&self, group: GroupId) -> Option<Replica> {
+    async fn replica_soon(&self, group: RaftGroupId) -> Option<Replica> {
         let wait = Duration::from_millis(self.config.election_timeout_min / 2);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -233,7 +234,7 @@ impl RaftNode {
                 Reply::Ack
             }
             Request::HandOver { group, to } => Reply::HandedOver(self.hand_over(group, to).await),
-            Request::Stand { group, after_ms } => {
+            Request::StartElection { group, after_ms } => {
                 self.stand_after(group, Duration::from_millis(after_ms));
                 Reply::Ack
             }
@@ -251,7 +252,7 @@ impl RaftNode {
     /// the leader's node. Waits out elections (no leader yet) up to a timeout.
     pub async fn propose(
         &self,
-        group: GroupId,
+        group: RaftGroupId,
         command: Command,
     ) -> Result<Response, ProposeError> {
         let deadline = Instant::now() + FORWARD_TIMEOUT;
@@ -278,7 +279,7 @@ impl RaftNode {
         &self,
         replica: &Replica,
         leader: NodeId,
-        group: GroupId,
+        group: RaftGroupId,
         command: &Command,
     ) -> Result<Response, ProposeError> {
         let addr = replica
@@ -304,7 +305,7 @@ impl RaftNode {
 
     /// Who leads `group`, as far as this node knows: from its own replica, or from the
     /// leader's reports.
-    pub fn leader_of(&self, group: GroupId) -> Option<KnownLeader> {
+    pub fn leader_of(&self, group: RaftGroupId) -> Option<KnownLeader> {
         if let Some(replica) = self.replica(group) {
             let leadership = replica.leadership();
             if leadership.leader == Some(self.id()) {
@@ -339,7 +340,7 @@ impl RaftNode {
 
     /// Whether this node should keep its copy of `group`, which the metadata no longer
     /// places here; see [`keeps_unlisted_copy`].
-    pub(crate) fn keeps_unlisted_copy(&self, group: GroupId) -> bool {
+    pub(crate) fn keeps_unlisted_copy(&self, group: RaftGroupId) -> bool {
         let Some(replica) = self.replica(group) else {
             return false;
         };

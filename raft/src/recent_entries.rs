@@ -2,9 +2,9 @@
 //!
 //! openraft reads every entry back right after appending it: the leader to send it to its
 //! followers, every replica to apply it. From RocksDB each of those reads is a seek through
-//! the memtables, a copy of the entry and a decode; with megabyte entries that was 7% of a
-//! node's CPU producing flat out (perf). Held here the entries are shared (their record
-//! data is reference-counted), not copied.
+//! the memtables, a copy of the entry and a decode, which shows in a profile of a node
+//! producing flat out. Held here the entries are shared (their record data is
+//! reference-counted), not copied.
 //!
 //! The entries held are always the end of the log, without gaps: every append, truncation
 //! and purge of the log passes through here too, so an entry found here is the entry

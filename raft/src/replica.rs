@@ -10,12 +10,14 @@ use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Membership, RaftMetrics, StoredMembership};
 use tokio::sync::{oneshot, watch};
 
+use crate::contacts::QuorumContacts;
 use crate::controller::{ClusterMetadata, GroupOffsets, SharedOffsets};
 use crate::election_timer::ElectionTimer;
 use crate::log_store::LogStore;
 use crate::partition::{PartitionReader, PartitionStatus};
-use crate::transport::Transport;
-use crate::types::{AppliedReply, Command, GroupId, NodeId, Raft, Response, StorageError, Types};
+use crate::types::{
+    AppliedReply, Command, NodeId, Raft, RaftGroupId, Response, StorageError, Types,
+};
 
 type ResponderReceiverOf<C> =
     <<C as openraft::RaftTypeConfig>::Responder as Responder<C>>::Receiver;
@@ -46,15 +48,15 @@ pub enum ProposeError {
 /// One Raft group on this node. Cheap to clone.
 #[derive(Clone)]
 pub struct Replica {
-    pub(crate) group: GroupId,
+    pub(crate) group: RaftGroupId,
     pub(crate) node_id: NodeId,
     pub(crate) raft: Raft,
     pub(crate) metrics: watch::Receiver<RaftMetrics<NodeId, BasicNode>>,
     /// Set while this leader hands the group over (see `crate::handover`).
     pub(crate) handover: Arc<Mutex<Option<Handover>>>,
-    /// Knows when each peer last accepted this node's appends: a leader's contact with
-    /// its quorum.
-    pub(crate) transport: Arc<Transport>,
+    /// When each peer last accepted this node's appends: a leader's contact with its
+    /// quorum.
+    pub(crate) contacts: Arc<QuorumContacts>,
     /// The leader lease (the longest election timeout): after this long without a leader,
     /// followers may elect another.
     pub(crate) lease: Duration,
@@ -213,7 +215,7 @@ pub(crate) struct Handover {
 }
 
 impl Replica {
-    pub fn group(&self) -> GroupId {
+    pub fn group(&self) -> RaftGroupId {
         self.group
     }
 
@@ -257,7 +259,7 @@ impl Replica {
             return true;
         }
         let configs = m.membership_config.membership().get_joint_config();
-        let accepted_at = |node| self.transport.last_accepted(self.group, node);
+        let accepted_at = |node| self.contacts.last_accepted(self.group, node);
         let until = quorum_until(configs, self.node_id, accepted_at, self.lease, now);
         *lease = until.map(|until| QuorumLease {
             term: m.current_term,

@@ -8,7 +8,7 @@
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, Snapshot, StorageIOError};
-use strand_storage::keys::{self, GroupId};
+use strand_storage::keys::{self, RaftGroupId};
 use strand_storage::{StateBatch, Store};
 
 use crate::codec;
@@ -38,7 +38,7 @@ pub trait Machine: Send + Sync + 'static {
 /// The applied point, persisted with every apply round.
 type AppliedState = (Option<LogId>, StoredMembership);
 
-fn read_applied(store: &Store, group: GroupId) -> Result<AppliedState, StorageError> {
+fn read_applied(store: &Store, group: RaftGroupId) -> Result<AppliedState, StorageError> {
     let raw = store
         .get_state(&keys::state(group, keys::APPLIED))
         .map_err(|e| StorageIOError::read_state_machine(&e))?;
@@ -65,7 +65,7 @@ fn snapshot_meta(applied: &AppliedState) -> SnapshotMeta {
 /// openraft's view of one group's state machine.
 pub struct StateMachine<M> {
     store: Store,
-    group: GroupId,
+    group: RaftGroupId,
     machine: M,
     applied: AppliedState,
     /// The group's log store holds entries until they are applied here.
@@ -77,7 +77,7 @@ impl<M: Machine> StateMachine<M> {
     /// they are applied.
     pub fn open(
         store: Store,
-        group: GroupId,
+        group: RaftGroupId,
         machine: M,
         recent: RecentEntries,
     ) -> Result<Self, StorageError> {
@@ -184,7 +184,7 @@ impl<M: Machine> RaftStateMachine<Types> for StateMachine<M> {
 /// Describes the applied state (metadata only; see [`crate::snapshot`]).
 pub struct SnapshotBuilder {
     store: Store,
-    group: GroupId,
+    group: RaftGroupId,
 }
 
 impl RaftSnapshotBuilder<Types> for SnapshotBuilder {

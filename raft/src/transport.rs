@@ -17,15 +17,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, BytesMut};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec;
-use crate::types::{Command, GroupId, NodeId, Response, Types};
+use crate::messages::{Reply, Request};
+use crate::types::NodeId;
 
 /// Largest frame accepted from a peer. Append requests carry at most `max_payload_entries`
 /// entries of at most a produce request each.
@@ -34,68 +34,6 @@ pub const MAX_FRAME: usize = 1 << 30;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// After a failed connection attempt, calls fail at once for this long.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
-
-/// A message to a peer.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Request {
-    AppendEntries {
-        group: GroupId,
-        rpc: AppendEntriesRequest<Types>,
-    },
-    Vote {
-        group: GroupId,
-        rpc: VoteRequest<NodeId>,
-    },
-    /// Propose `command` to `group` on its leader (for callers on other nodes).
-    Propose { group: GroupId, command: Command },
-    /// The groups the sender leads, with their terms and in-sync replicas.
-    Leaders {
-        from: NodeId,
-        leaders: Vec<LeaderReport>,
-    },
-    /// Hand the leadership of `group` (which the receiver leads) over to `to`.
-    HandOver { group: GroupId, to: NodeId },
-    /// Stand for election in `group` after `after_ms`: its leader is handing it over.
-    Stand { group: GroupId, after_ms: u64 },
-    /// Change the controller group's members (on its leader).
-    ControllerMembership(crate::membership::ControllerMembership),
-    /// Heartbeats of the quiet groups `from` leads and the receiver follows (see
-    /// `crate::heartbeat`).
-    QuietHeartbeats {
-        from: NodeId,
-        groups: Vec<crate::heartbeat::QuietGroup>,
-    },
-}
-
-/// A peer's answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Reply {
-    AppendEntries(AppendEntriesResponse<NodeId>),
-    Vote(VoteResponse<NodeId>),
-    Proposed(Response),
-    /// The receiver does not lead the group; `leader` if it knows who does.
-    NotLeader {
-        leader: Option<NodeId>,
-    },
-    Ack,
-    HandedOver(Result<(), crate::handover::HandoverError>),
-    Changed(Result<(), String>),
-    /// The request could not be handled (unknown group, shutting down).
-    Refused(String),
-    /// The quiet groups whose heartbeat the receiver confirmed.
-    QuietConfirmed(Vec<GroupId>),
-}
-
-/// One group a node leads, as it reports it to its peers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaderReport {
-    pub group: GroupId,
-    pub term: u64,
-    pub in_sync: Vec<NodeId>,
-    /// The group's voters, once the membership that names them is committed; `None`
-    /// while it changes.
-    pub voters: Option<Vec<NodeId>>,
-}
 
 /// Why a call did not get an answer.
 #[derive(Debug, thiserror::Error)]
@@ -135,9 +73,6 @@ pub struct Transport {
     peers: Mutex<HashMap<NodeId, PeerState>>,
     /// When each peer last answered anything.
     heard: Mutex<HashMap<NodeId, Instant>>,
-    /// When each peer last accepted this node's appends (heartbeats included) as its leader
-    /// in a group, rather than answering with a newer vote.
-    accepted: Mutex<HashMap<(GroupId, NodeId), Instant>>,
     next_id: AtomicU64,
 }
 
@@ -212,7 +147,6 @@ impl Transport {
         Arc::new(Transport {
             peers: Mutex::new(HashMap::new()),
             heard: Mutex::new(HashMap::new()),
-            accepted: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         })
     }
@@ -220,28 +154,6 @@ impl Transport {
     /// When `node` last answered a call, if ever.
     pub fn last_heard(&self, node: NodeId) -> Option<Instant> {
         self.heard.lock().expect("heard lock").get(&node).copied()
-    }
-
-    /// Records that `node` accepted this node as the leader of `group` in answer to a
-    /// request sent at `sent`. The lease counts from the sending: the follower's own lease,
-    /// the time it refuses other candidates, ran from when it received the request.
-    pub(crate) fn accepted_by(&self, group: GroupId, node: NodeId, sent: Instant) {
-        self.accepted_by_all(&[group], node, sent);
-    }
-
-    /// [`Self::accepted_by`] for each of `groups`.
-    pub(crate) fn accepted_by_all(&self, groups: &[GroupId], node: NodeId, sent: Instant) {
-        let mut accepted = self.accepted.lock().expect("accepted lock");
-        for group in groups {
-            let at = accepted.entry((*group, node)).or_insert(sent);
-            *at = (*at).max(sent);
-        }
-    }
-
-    /// When `node` last accepted this node as the leader of `group`, if ever.
-    pub(crate) fn last_accepted(&self, group: GroupId, node: NodeId) -> Option<Instant> {
-        let accepted = self.accepted.lock().expect("accepted lock");
-        accepted.get(&(group, node)).copied()
     }
 
     /// Sends `request` to `node` at `addr` and waits up to `timeout` for its reply.

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-pub use strand_storage::keys::GroupId;
+pub use strand_storage::keys::RaftGroupId;
 
 /// Node ids are Kafka broker ids.
 pub type NodeId = u64;
@@ -155,12 +155,12 @@ pub enum ControllerCommand {
     /// Start moving a partition to `replicas` (the partition's leader carries it out), or
     /// with `None` cancel a move not yet completed.
     Reassign {
-        group: GroupId,
+        group: RaftGroupId,
         replicas: Option<Vec<NodeId>>,
     },
     /// The partition's voters are now `replicas`: the move is done.
     CompleteReassignment {
-        group: GroupId,
+        group: RaftGroupId,
         replicas: Vec<NodeId>,
     },
     /// Replace a topic's configs.
@@ -197,7 +197,7 @@ pub enum Response {
         log_start_offset: i64,
     },
     TopicCreated {
-        groups: Vec<GroupId>,
+        groups: Vec<RaftGroupId>,
     },
     TopicDeleted,
     BrokerRegistered,
@@ -237,9 +237,9 @@ pub enum Rejection {
     #[error("the producer's epoch is older than the partition's")]
     InvalidProducerEpoch,
     #[error("no partition is replicated by group {0}")]
-    UnknownPartition(GroupId),
+    UnknownPartition(RaftGroupId),
     #[error("no reassignment of group {0} is in progress")]
-    NoReassignment(GroupId),
+    NoReassignment(RaftGroupId),
     #[error("broker {0} is not in the cluster")]
     UnknownBroker(NodeId),
     #[error("broker {0} still holds replicas of {1}: move them away first")]

@@ -12,7 +12,7 @@ use rocksdb::{
 use tokio::sync::watch;
 
 use crate::group_commit::GroupCommit;
-use crate::keys::{self, GroupId};
+use crate::keys::{self, RaftGroupId};
 use crate::{PartitionLog, RaftLog, Result};
 
 pub(crate) const CF_RAFT_LOG: &str = "raft_log";
@@ -248,12 +248,12 @@ impl Store {
     }
 
     /// A group's Raft log and hard state.
-    pub fn raft_log(&self, group: GroupId) -> RaftLog {
+    pub fn raft_log(&self, group: RaftGroupId) -> RaftLog {
         RaftLog::new(self.clone(), group)
     }
 
     /// A partition's stored batches and indexes.
-    pub fn partition_log(&self, group: GroupId) -> PartitionLog {
+    pub fn partition_log(&self, group: RaftGroupId) -> PartitionLog {
         PartitionLog::new(self.clone(), group)
     }
 
@@ -341,7 +341,7 @@ impl Store {
 
     /// Removes every trace of a group: Raft log, hard state and state-machine data. Used
     /// when a partition's topic is deleted or the partition moves off this node.
-    pub fn delete_group(&self, group: GroupId) -> Result<()> {
+    pub fn delete_group(&self, group: RaftGroupId) -> Result<()> {
         let (start, end) = (keys::group_start(group), keys::group_end(group));
         let mut batch = WriteBatch::default();
         for cf in [CF_RAFT_LOG, CF_RAFT_STATE, CF_STATE] {
@@ -353,7 +353,7 @@ impl Store {
 
     /// Whether any key of `group` exists in the Raft state family (the group was created
     /// on this node before).
-    pub fn group_exists(&self, group: GroupId) -> Result<bool> {
+    pub fn group_exists(&self, group: RaftGroupId) -> Result<bool> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(keys::group_end(group).to_vec());
         let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_RAFT_STATE), ro);
@@ -363,7 +363,7 @@ impl Store {
 
     /// Roughly how many bytes of `groups`' Raft logs (their record batches) are on disk,
     /// from RocksDB's file-level estimate: data still only in memory is not counted.
-    pub fn approximate_log_bytes(&self, groups: &[GroupId]) -> Vec<u64> {
+    pub fn approximate_log_bytes(&self, groups: &[RaftGroupId]) -> Vec<u64> {
         let bounds: Vec<([u8; 8], [u8; 8])> = groups
             .iter()
             .map(|g| (keys::group_start(*g), keys::group_end(*g)))

@@ -7,7 +7,7 @@
 use rocksdb::ReadOptions;
 
 use crate::db::CF_STATE;
-use crate::keys::{self, GroupId};
+use crate::keys::{self, RaftGroupId};
 use crate::{Result, StateBatch, StorageError, Store};
 
 /// Per-partition counters kept with the data, updated in the same write as each append.
@@ -99,15 +99,15 @@ impl BatchLocation {
 #[derive(Clone)]
 pub struct PartitionLog {
     store: Store,
-    group: GroupId,
+    group: RaftGroupId,
 }
 
 impl PartitionLog {
-    pub(crate) fn new(store: Store, group: GroupId) -> PartitionLog {
+    pub(crate) fn new(store: Store, group: RaftGroupId) -> PartitionLog {
         PartitionLog { store, group }
     }
 
-    pub fn group(&self) -> GroupId {
+    pub fn group(&self) -> RaftGroupId {
         self.group
     }
 

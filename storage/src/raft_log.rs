@@ -8,22 +8,22 @@ use bytes::Bytes;
 use rocksdb::{DBPinnableSlice, ReadOptions, WriteBatch, DB};
 
 use crate::db::{CF_RAFT_LOG, CF_RAFT_STATE};
-use crate::keys::{self, GroupId};
+use crate::keys::{self, RaftGroupId};
 use crate::{Result, Store};
 
 /// Handle to a group's Raft log. Cheap to clone.
 #[derive(Clone)]
 pub struct RaftLog {
     store: Store,
-    group: GroupId,
+    group: RaftGroupId,
 }
 
 impl RaftLog {
-    pub(crate) fn new(store: Store, group: GroupId) -> RaftLog {
+    pub(crate) fn new(store: Store, group: RaftGroupId) -> RaftLog {
         RaftLog { store, group }
     }
 
-    pub fn group(&self) -> GroupId {
+    pub fn group(&self) -> RaftGroupId {
         self.group
     }
 
@@ -98,8 +98,8 @@ impl RaftLog {
     /// socket as they are.
     ///
     /// This is the read path of Fetch, and it skips RocksDB's checksum of each value: that
-    /// CRC32C over every byte read took as much of the broker's CPU in a catch-up read as
-    /// the read itself (11% each, perf), and the record batches served carry their own
+    /// CRC32C over every byte read cost the broker as much CPU in a catch-up read as the
+    /// read itself, and the record batches served carry their own
     /// CRC32C, checked when they were produced and again by consumers (the Java client's
     /// `check.crcs`), as with Kafka, which never re-checks a batch it sends. Raft
     /// replication and recovery read with checksums.

@@ -8,10 +8,14 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use kafka_protocol::ResponseError;
-use strand_raft::{GroupId, HandoverError, NodeId};
+use strand_raft::{HandoverError, NodeId, RaftGroupId};
 
 use super::details::{str_bytes, topic_name};
 use crate::Broker;
+use kafka_protocol::messages::ApiKey;
+use strand_protocol::api_versions::ApiRange;
+
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::ElectLeaders, 0, 2);
 
 /// Kafka's election types.
 const UNCLEAN: i8 = 1;
@@ -121,12 +125,17 @@ pub async fn handle(
 
 enum Answer {
     /// The hand-over to this node has begun.
-    Started(GroupId, NodeId),
+    Started(RaftGroupId, NodeId),
     Failed(ResponseError, Option<String>),
 }
 
 /// Waits until this node knows `preferred` leads `group`, or the deadline passes.
-async fn elected(broker: &Broker, group: GroupId, preferred: NodeId, deadline: Instant) -> bool {
+async fn elected(
+    broker: &Broker,
+    group: RaftGroupId,
+    preferred: NodeId,
+    deadline: Instant,
+) -> bool {
     loop {
         if broker
             .node
