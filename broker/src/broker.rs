@@ -14,11 +14,11 @@ use strand_raft::{
 use strand_storage::{Store, StoreOptions};
 use tokio::net::TcpListener;
 
-use crate::controller;
+use crate::cluster;
 use crate::groups::{self, Coordinator, GroupLimits};
 use crate::handlers::ReadAheadBudget;
 use crate::metrics::Metrics;
-use crate::producers::{self, ProducerIds};
+use crate::producer_ids::{self, ProducerIds};
 use crate::unsafe_modes::UnsafeMode;
 use crate::Config;
 
@@ -106,7 +106,7 @@ impl Broker {
         };
         // A node cannot serve before the controller group has a quorum: wait for one.
         let started = Instant::now();
-        while let Err(e) = controller::register_broker(&node, me.clone()).await {
+        while let Err(e) = cluster::register_broker(&node, me.clone()).await {
             tracing::info!(
                 waited = ?started.elapsed(),
                 reason = %e,
@@ -117,7 +117,7 @@ impl Broker {
         node.reconcile(&node.controller().metadata())
             .await
             .context("cannot open the partition replicas")?;
-        tokio::spawn(controller::reconcile_loop(node.clone()));
+        tokio::spawn(cluster::reconcile_loop(node.clone()));
         let groups = Coordinator::new(
             GroupLimits {
                 min_session_timeout: config.group_min_session_timeout,
@@ -134,7 +134,7 @@ impl Broker {
             producer_ids: ProducerIds::default(),
             groups,
         });
-        tokio::spawn(producers::expiry_loop(broker.clone()));
+        tokio::spawn(producer_ids::expiry_loop(broker.clone()));
         tokio::spawn(groups::run(broker.clone()));
         Ok(broker)
     }

@@ -74,9 +74,9 @@ async fn read_requests(
                     return;
                 }
             };
-            let pending = match decode_request(frame) {
+            let pending = match decode_request(frame, handlers::SUPPORTED_APIS) {
                 Ok(request) => handlers::start(broker, request, peer, &read_ahead).await,
-                Err(e) => match e.reply() {
+                Err(e) => match e.reply(handlers::SUPPORTED_APIS) {
                     Some(reply) => Pending::Ready(Outcome::Reply(reply)),
                     None => {
                         broker.metrics.bad_request();

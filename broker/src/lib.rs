@@ -5,21 +5,21 @@
 //! - [`server`], [`connection`]: the accept loop, and one task pair per client connection
 //!   that keeps responses in request order.
 //! - [`handlers`]: one module per Kafka API: parse, act, respond.
-//! - [`controller`]: topic creation and deletion through the controller Raft group, and
+//! - [`cluster`]: topic creation and deletion through the controller Raft group, and
 //!   the loop that opens and removes local partition replicas as metadata changes.
 //! - [`topics`]: topic names and topic-level configs.
 //! - [`groups`]: the group coordinator: consumer group membership and committed offsets.
-//! - [`producers`]: producer ids for idempotent producers, and expiring their state.
+//! - [`producer_ids`]: producer ids for idempotent producers, and expiring their state.
 //! - [`metrics`]: the Prometheus endpoint.
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod connection;
-pub mod controller;
 pub mod groups;
 pub mod handlers;
 pub mod metrics;
-pub mod producers;
+pub mod producer_ids;
 pub mod server;
 pub mod topics;
 pub mod unsafe_modes;

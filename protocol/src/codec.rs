@@ -18,7 +18,7 @@ use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::ResponseError;
 
-use crate::api_versions;
+use crate::api_versions::{self, ApiRange};
 use crate::frame::{LateBytes, OutFrame, Part};
 
 /// A decoded request.
@@ -54,14 +54,15 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// The frame to send back before closing, if Kafka defines one for this failure: only an
-    /// ApiVersions request of an unknown version gets an answer (the KIP-511 fallback).
-    pub fn reply(&self) -> Option<OutFrame> {
+    /// ApiVersions request of an unknown version gets an answer (the KIP-511 fallback, which
+    /// lists `apis`).
+    pub fn reply(&self, apis: &[ApiRange]) -> Option<OutFrame> {
         match self {
             DecodeError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
                 correlation_id,
                 ..
-            } => Some(api_versions_fallback(*correlation_id)),
+            } => Some(api_versions_fallback(apis, *correlation_id)),
             _ => None,
         }
     }
@@ -69,10 +70,10 @@ impl DecodeError {
 
 /// Decodes one frame (without its size prefix) into a request.
 ///
-/// APIs Strand does not implement are still decoded when the codec knows them, so the broker
-/// can answer with UNSUPPORTED_VERSION in that API's own response shape; versions outside an
+/// APIs not in `apis` are still decoded when the codec knows them, so the broker can answer
+/// with UNSUPPORTED_VERSION in that API's own response shape; versions outside an
 /// implemented API's advertised range are refused here.
-pub fn decode_request(mut frame: Bytes) -> Result<Request, DecodeError> {
+pub fn decode_request(mut frame: Bytes, apis: &[ApiRange]) -> Result<Request, DecodeError> {
     if frame.len() < 8 {
         return Err(DecodeError::TooShort(frame.len()));
     }
@@ -83,10 +84,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, DecodeError> {
 
     let codec_range = api_key.valid_versions();
     let decodable = codec_range.min <= version && version <= codec_range.max;
-    let advertised_ok = match api_versions::supported_range(api_key) {
-        Some(_) => api_versions::is_supported(api_key, version),
-        None => true,
-    };
+    let advertised_ok = api_versions::find(apis, api_key).is_none_or(|r| r.contains(version));
     if !decodable || !advertised_ok {
         return Err(DecodeError::UnsupportedVersion {
             api_key,
@@ -369,8 +367,9 @@ pub struct EncodeError(String);
 
 /// The KIP-511 answer to an ApiVersions request of a version we do not know: response header
 /// v0, a v0 body, error UNSUPPORTED_VERSION and our supported ranges.
-pub fn api_versions_fallback(correlation_id: i32) -> OutFrame {
+pub fn api_versions_fallback(apis: &[ApiRange], correlation_id: i32) -> OutFrame {
     let body = ResponseKind::ApiVersions(api_versions::api_versions_response(
+        apis,
         ResponseError::UnsupportedVersion.code(),
     ));
     encode_response(correlation_id, ApiKey::ApiVersions, 0, &body)
@@ -380,6 +379,15 @@ pub fn api_versions_fallback(correlation_id: i32) -> OutFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server's table as the broker builds it, for the codec's own tests.
+    const APIS: &[ApiRange] = &[
+        ApiRange::new(ApiKey::Produce, 0, 12),
+        ApiRange::new(ApiKey::Fetch, 4, 12),
+        ApiRange::new(ApiKey::Metadata, 0, 12),
+        ApiRange::new(ApiKey::ApiVersions, 0, 4),
+        ApiRange::new(ApiKey::CreateTopics, 2, 7),
+    ];
     use kafka_protocol::messages::{ApiVersionsResponse, MetadataRequest};
     use kafka_protocol::protocol::Decodable;
 
@@ -402,7 +410,7 @@ mod tests {
     fn decodes_a_metadata_request() {
         let mut body = BytesMut::new();
         MetadataRequest::default().encode(&mut body, 9).unwrap();
-        let req = decode_request(request_frame(ApiKey::Metadata, 9, 42, &body)).unwrap();
+        let req = decode_request(request_frame(ApiKey::Metadata, 9, 42, &body), APIS).unwrap();
         assert_eq!(req.api_key, ApiKey::Metadata);
         assert_eq!(req.header.correlation_id, 42);
         assert!(matches!(req.body, RequestKind::Metadata(_)));
@@ -537,9 +545,9 @@ mod tests {
         let frame = request_frame(ApiKey::ApiVersions, 3, 7, &[0xde, 0xad]);
         let mut frame = BytesMut::from(&frame[..]);
         frame[2..4].copy_from_slice(&99i16.to_be_bytes());
-        let err = decode_request(frame.freeze()).unwrap_err();
+        let err = decode_request(frame.freeze(), APIS).unwrap_err();
         let mut reply = err
-            .reply()
+            .reply(APIS)
             .expect("ApiVersions fallback")
             .into_bytes()
             .unwrap();
@@ -559,26 +567,26 @@ mod tests {
     #[test]
     fn unknown_keys_short_frames_and_unadvertised_versions_are_refused() {
         assert!(matches!(
-            decode_request(Bytes::from_static(&[0x7f, 0x00, 0, 0, 0, 0, 0, 1])),
+            decode_request(Bytes::from_static(&[0x7f, 0x00, 0, 0, 0, 0, 0, 1]), APIS),
             Err(DecodeError::UnknownApiKey(0x7f00))
         ));
         assert!(matches!(
-            decode_request(Bytes::from_static(&[0, 3, 0])),
+            decode_request(Bytes::from_static(&[0, 3, 0]), APIS),
             Err(DecodeError::TooShort(3))
         ));
         // Fetch v13 exists in the codec but is not advertised (topic ids).
-        let err = decode_request(request_frame(ApiKey::Fetch, 13, 1, &[])).unwrap_err();
+        let err = decode_request(request_frame(ApiKey::Fetch, 13, 1, &[]), APIS).unwrap_err();
         assert!(matches!(
             err,
             DecodeError::UnsupportedVersion { version: 13, .. }
         ));
         assert!(
-            err.reply().is_none(),
+            err.reply(APIS).is_none(),
             "only ApiVersions gets a fallback answer"
         );
         // Produce v2 is advertised (for librdkafka) but cannot be decoded.
         assert!(matches!(
-            decode_request(request_frame(ApiKey::Produce, 2, 1, &[])),
+            decode_request(request_frame(ApiKey::Produce, 2, 1, &[]), APIS),
             Err(DecodeError::UnsupportedVersion { version: 2, .. })
         ));
     }
@@ -592,10 +600,13 @@ mod tests {
             ApiKey::Fetch,
             ApiKey::CreateTopics,
         ] {
-            let version = api_versions::supported_range(key).unwrap().max;
+            let version = api_versions::find(APIS, key).unwrap().max;
             let frame = request_frame(key, version, 1, &garbage[..17]);
             assert!(
-                matches!(decode_request(frame), Err(DecodeError::Malformed { .. })),
+                matches!(
+                    decode_request(frame, APIS),
+                    Err(DecodeError::Malformed { .. })
+                ),
                 "{key:?}"
             );
         }

@@ -3,7 +3,7 @@
 //! - [`frame`] cuts a byte stream into length-prefixed frames.
 //! - [`codec`] turns a frame into a typed request and a typed response back into bytes,
 //!   including the ApiVersions fallback that old and new clients rely on.
-//! - [`api_versions`] is the one table of which APIs and versions Strand implements.
+//! - [`api_versions`]: version ranges and the ApiVersions answer built from a server's table.
 //! - [`batch`] validates producer record batches (magic, length, CRC-32C) and patches the
 //!   fields the broker owns (base offset, partition leader epoch) in place.
 //! - [`records`] reads individual records out of a stored batch (for timestamp lookups),
@@ -17,6 +17,9 @@ pub mod batch;
 pub mod codec;
 pub mod frame;
 pub mod records;
+
+#[cfg(test)]
+mod fuzz;
 
 pub use kafka_protocol;
 pub use kafka_protocol::ResponseError;

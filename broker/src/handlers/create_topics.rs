@@ -11,8 +11,12 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use uuid::Uuid;
 
 use super::details::str_bytes;
-use crate::controller::{self, TopicError, TopicSpec};
+use crate::cluster::{self, TopicError, TopicSpec};
 use crate::Broker;
+use kafka_protocol::messages::ApiKey;
+use strand_protocol::api_versions::ApiRange;
+
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::CreateTopics, 2, 7);
 
 pub async fn handle(
     broker: &Broker,
@@ -55,7 +59,7 @@ pub async fn handle(
             configs,
         };
         results.push(
-            match controller::create_topic(broker, spec, request.validate_only, wait).await {
+            match cluster::create_topic(broker, spec, request.validate_only, wait).await {
                 Ok(created) => {
                     let mut r = result
                         .with_topic_id(Uuid::from_bytes(created.id))

@@ -7,8 +7,12 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::details::{str_bytes, topic_name};
-use crate::controller;
+use crate::cluster;
 use crate::Broker;
+use kafka_protocol::messages::ApiKey;
+use strand_protocol::api_versions::ApiRange;
+
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DeleteTopics, 1, 6);
 
 pub async fn handle(
     broker: &Broker,
@@ -49,7 +53,7 @@ pub async fn handle(
         let result = result
             .with_name(Some(topic_name(&topic.name)))
             .with_topic_id(Uuid::from_bytes(topic.id));
-        responses.push(match controller::delete_topic(broker, &topic.name).await {
+        responses.push(match cluster::delete_topic(broker, &topic.name).await {
             Ok(()) => result,
             Err(e) => result
                 .with_error_code(e.error_code())

@@ -6,6 +6,10 @@ use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 
 use super::details::{broker_id, str_bytes};
 use crate::Broker;
+use kafka_protocol::messages::ApiKey;
+use strand_protocol::api_versions::ApiRange;
+
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DescribeCluster, 0, 2);
 
 pub async fn handle(
     broker: &Broker,

@@ -1,9 +1,13 @@
 //! Plumbing shared by the handlers.
 
+use std::time::Duration;
+
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strand_raft::Leadership;
+
+use crate::groups::Reply;
 
 pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
@@ -40,6 +44,34 @@ pub fn check_leader_epoch(requested: i32, leadership: &Leadership) -> Result<(),
         e if e < current => Err(ResponseError::FencedLeaderEpoch),
         e if e > current => Err(ResponseError::UnknownLeaderEpoch),
         _ => Ok(()),
+    }
+}
+
+/// Kafka's config resource types (DescribeConfigs, IncrementalAlterConfigs).
+pub const TOPIC: i8 = 2;
+pub const BROKER: i8 = 4;
+
+/// Longest a JoinGroup or SyncGroup may wait for the rest of its group, past the member's
+/// rebalance timeout; only a coordinator that stops coordinating leaves one waiting.
+pub const WAIT_SLACK: Duration = Duration::from_secs(5);
+/// A nullable string field, with the empty string read as absent.
+pub fn optional(s: &Option<StrBytes>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+/// A client's millisecond field as a duration; negatives are zero.
+pub fn millis(ms: i32) -> Duration {
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+/// Waits for a deferred answer; a dropped sender means the coordinator moved away.
+pub async fn settle<T>(reply: Reply<T>, limit: Duration, lost: impl FnOnce() -> T) -> T {
+    match reply {
+        Reply::Now(answer) => answer,
+        Reply::Later(rx) => match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(answer)) => answer,
+            _ => lost(),
+        },
     }
 }
 

@@ -12,6 +12,10 @@ use strand_raft::PartitionReplica;
 
 use super::details::check_leader_epoch;
 use crate::Broker;
+use kafka_protocol::messages::ApiKey;
+use strand_protocol::api_versions::ApiRange;
+
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::ListOffsets, 1, 8);
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;

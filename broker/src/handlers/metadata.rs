@@ -11,8 +11,12 @@ use strand_raft::TopicInfo;
 use uuid::Uuid;
 
 use super::details::{broker_id, str_bytes, topic_name};
-use crate::controller::{self, TopicError};
+use crate::cluster::{self, TopicError};
 use crate::Broker;
+use kafka_protocol::messages::ApiKey;
+use strand_protocol::api_versions::ApiRange;
+
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Metadata, 0, 12);
 
 pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
     // v0 asks for all topics with an empty list; later versions with a null one. v1-v3
@@ -47,7 +51,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                         .ok_or(ResponseError::UnknownTopicId)
                 } else {
                     let name = wanted.name.as_ref().map(|n| n.0.as_str()).unwrap_or("");
-                    controller::get_or_auto_create(broker, name, allow_create)
+                    cluster::get_or_auto_create(broker, name, allow_create)
                         .await
                         .map_err(|e| match e {
                             TopicError::InvalidName(_) => ResponseError::InvalidTopicException,

@@ -1,37 +1,83 @@
-//! One module per Kafka API. Each turns a decoded request into a response body; this
-//! module dispatches and encodes.
+//! One module per Kafka API, named after it. Each declares the version range it implements
+//! (`VERSIONS`, listed in [`SUPPORTED_APIS`], which ApiVersions advertises and the codec
+//! enforces) and turns a decoded request into a response body; this module dispatches and
+//! encodes.
 
+mod alter_partition_reassignments;
 mod api_versions;
-mod configs;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
 mod describe_cluster;
+mod describe_configs;
+mod describe_groups;
+mod describe_log_dirs;
 mod describe_producers;
 pub mod details;
 mod elect_leaders;
 mod fetch;
-mod group_admin;
-mod groups;
+mod find_coordinator;
+mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
-mod log_dirs;
+mod list_partition_reassignments;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
-mod offsets;
 mod produce;
-mod reassignments;
+mod sync_group;
 mod unregister_broker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use strand_protocol::api_versions::ApiRange;
 use strand_protocol::codec::{encode_fetch_response, encode_response, EncodeError, Request};
 use strand_protocol::frame::OutFrame;
 use tokio::task::JoinHandle;
 
 pub use self::fetch::read_ahead::{ReadAhead, ReadAheadBudget, ReadAheadPlan};
 use crate::Broker;
+
+/// Every API Strand implements, with the versions it advertises: one line per handler module.
+pub const SUPPORTED_APIS: &[ApiRange] = &[
+    produce::VERSIONS,
+    fetch::VERSIONS,
+    list_offsets::VERSIONS,
+    metadata::VERSIONS,
+    offset_commit::VERSIONS,
+    offset_fetch::VERSIONS,
+    find_coordinator::VERSIONS,
+    join_group::VERSIONS,
+    heartbeat::VERSIONS,
+    leave_group::VERSIONS,
+    sync_group::VERSIONS,
+    describe_groups::VERSIONS,
+    list_groups::VERSIONS,
+    api_versions::VERSIONS,
+    create_topics::VERSIONS,
+    delete_topics::VERSIONS,
+    init_producer_id::VERSIONS,
+    offset_for_leader_epoch::VERSIONS,
+    describe_configs::VERSIONS,
+    describe_log_dirs::VERSIONS,
+    delete_groups::VERSIONS,
+    elect_leaders::VERSIONS,
+    incremental_alter_configs::VERSIONS,
+    alter_partition_reassignments::VERSIONS,
+    list_partition_reassignments::VERSIONS,
+    offset_delete::VERSIONS,
+    describe_cluster::VERSIONS,
+    describe_producers::VERSIONS,
+    unregister_broker::VERSIONS,
+];
 
 /// What the connection does after a request.
 pub enum Outcome {
@@ -53,6 +99,15 @@ pub enum Pending {
     /// their group, in a task of their own, so the connection can read and submit the next
     /// request meanwhile.
     Running(JoinHandle<Outcome>),
+}
+
+/// [`SUPPORTED_APIS`] as a Markdown table (`strand --supported-apis`; the README's table).
+pub fn supported_apis_table() -> String {
+    let mut table = String::from("| API | key | versions |\n|---|---|---|\n");
+    for r in SUPPORTED_APIS {
+        table += &format!("| {:?} | {} | {}-{} |\n", r.key, r.key as i16, r.min, r.max);
+    }
+    table
 }
 
 /// Starts handling one request. The connection awaits this before reading the next
@@ -92,7 +147,7 @@ pub async fn start(
             let client_host = format!("/{}", peer.ip());
             return Pending::Running(tokio::spawn(async move {
                 let response =
-                    groups::join_group(&broker, r, version, client_id, client_host).await;
+                    join_group::handle(&broker, r, version, client_id, client_host).await;
                 encode(
                     correlation_id,
                     api_key,
@@ -104,7 +159,7 @@ pub async fn start(
         RequestKind::SyncGroup(r) => {
             let broker = broker.clone();
             return Pending::Running(tokio::spawn(async move {
-                let response = groups::sync_group(&broker, r).await;
+                let response = sync_group::handle(&broker, r).await;
                 encode(
                     correlation_id,
                     api_key,
@@ -114,27 +169,27 @@ pub async fn start(
             }));
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version))
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version))
         }
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(broker, r)),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, r)),
         RequestKind::LeaveGroup(r) => {
-            ResponseKind::LeaveGroup(groups::leave_group(broker, r, version))
+            ResponseKind::LeaveGroup(leave_group::handle(broker, r, version))
         }
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(offsets::commit(broker, r, version).await)
+            ResponseKind::OffsetCommit(offset_commit::handle(broker, r, version).await)
         }
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(offsets::fetch(broker, r, version))
+            ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, version))
         }
         RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(offsets::delete(broker, r).await)
+            ResponseKind::OffsetDelete(offset_delete::handle(broker, r).await)
         }
         RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(group_admin::describe(broker, r, version))
+            ResponseKind::DescribeGroups(describe_groups::handle(broker, r, version))
         }
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(group_admin::list(broker, r)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(broker, r)),
         RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(group_admin::delete(broker, r).await)
+            ResponseKind::DeleteGroups(delete_groups::handle(broker, r).await)
         }
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => {
@@ -167,23 +222,23 @@ pub async fn start(
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, r, version).await)
         }
-        RequestKind::AlterPartitionReassignments(r) => {
-            ResponseKind::AlterPartitionReassignments(reassignments::alter(broker, r).await)
-        }
-        RequestKind::ListPartitionReassignments(r) => {
-            ResponseKind::ListPartitionReassignments(reassignments::list(broker, r))
-        }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            alter_partition_reassignments::handle(broker, r).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+            list_partition_reassignments::handle(broker, r),
+        ),
         RequestKind::UnregisterBroker(r) => {
             ResponseKind::UnregisterBroker(unregister_broker::handle(broker, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(configs::describe(broker, r))
+            ResponseKind::DescribeConfigs(describe_configs::handle(broker, r))
         }
-        RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r).await)
-        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            incremental_alter_configs::handle(broker, r).await,
+        ),
         RequestKind::DescribeLogDirs(r) => {
-            ResponseKind::DescribeLogDirs(log_dirs::handle(broker, r))
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, r))
         }
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(broker, r, version).await)
@@ -210,5 +265,50 @@ fn reply_or_close(frame: Result<OutFrame, EncodeError>) -> Outcome {
             tracing::error!(error = %e, "closing connection");
             Outcome::Close
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_ranges_are_within_what_the_codec_can_decode() {
+        for r in SUPPORTED_APIS {
+            let codec = r.key.valid_versions();
+            // Produce v0-v2 is advertised but refused; see produce::VERSIONS.
+            let min = if r.key == ApiKey::Produce { 3 } else { r.min };
+            assert!(
+                codec.min <= min && r.max <= codec.max,
+                "{:?} advertises {}..={} but the codec handles {}..={}",
+                r.key,
+                r.min,
+                r.max,
+                codec.min,
+                codec.max
+            );
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_exactly_the_supported_apis() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).expect("README.md");
+        let table = readme
+            .split_once("<!-- supported-apis:start -->\n")
+            .and_then(|(_, rest)| rest.split_once("<!-- supported-apis:end -->"))
+            .map(|(table, _)| table.trim())
+            .expect("README.md has the supported-apis markers");
+        assert_eq!(
+            table,
+            supported_apis_table().trim(),
+            "README.md's API table is stale: replace it with `strand --supported-apis`"
+        );
+    }
+
+    #[test]
+    fn each_api_is_listed_once_in_key_order() {
+        let keys: Vec<i16> = SUPPORTED_APIS.iter().map(|r| r.key as i16).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
     }
 }

@@ -20,6 +20,11 @@ use kafka_protocol::ResponseError;
 
 use super::details::check_leader_epoch;
 use crate::Broker;
+use kafka_protocol::messages::ApiKey;
+use strand_protocol::api_versions::ApiRange;
+
+/// v0-v1 were removed in Kafka 4, which advertises 2-4 as well.
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::OffsetForLeaderEpoch, 2, 4);
 
 /// The answer for `requested`, given the epoch history (`(epoch, first offset)`, oldest
 /// first) and the log end offset: the largest epoch not above `requested`, ending at the

@@ -27,10 +27,16 @@ use strand_raft::{
 
 use super::details::{broker_id, leader_epoch, str_bytes};
 use crate::broker::PartitionRoute;
-use crate::controller::{self, TopicError};
+use crate::cluster::{self, TopicError};
 use crate::topics::TopicSettings;
 use crate::unsafe_modes::UnsafeMode;
 use crate::Broker;
+use kafka_protocol::messages::ApiKey;
+use strand_protocol::api_versions::ApiRange;
+
+/// Advertised from v0 although only v3+ is decoded, as Kafka 4 does: librdkafka turns
+/// compression off when Produce v0 is missing. v0-v2 requests are refused by the codec.
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Produce, 0, 12);
 
 pub enum Answer {
     Respond(ProduceResponse),
@@ -59,7 +65,7 @@ pub async fn submit(
     );
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for data in request.topic_data {
-        let topic = controller::get_or_auto_create(broker, data.name.0.as_str(), true).await;
+        let topic = cluster::get_or_auto_create(broker, data.name.0.as_str(), true).await;
         let mut partitions = Vec::with_capacity(data.partition_data.len());
         for p in data.partition_data {
             let index = p.index;

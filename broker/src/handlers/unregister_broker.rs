@@ -12,6 +12,10 @@ use strand_raft::{
 
 use super::details::str_bytes;
 use crate::Broker;
+use kafka_protocol::messages::ApiKey;
+use strand_protocol::api_versions::ApiRange;
+
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::UnregisterBroker, 0, 0);
 
 pub async fn handle(broker: &Broker, request: UnregisterBrokerRequest) -> UnregisterBrokerResponse {
     let answer = |error: ResponseError, message: String| {

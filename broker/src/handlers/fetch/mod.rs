@@ -42,6 +42,11 @@ use super::details::{broker_id, check_leader_epoch, leader_epoch};
 use crate::broker::PartitionRoute;
 use crate::unsafe_modes::uncommitted_tail;
 use crate::Broker;
+use kafka_protocol::messages::ApiKey;
+use strand_protocol::api_versions::ApiRange;
+
+/// v13 names topics by id (KIP-516), which Strand does not have yet.
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Fetch, 4, 12);
 
 pub mod read_ahead;
 
