@@ -2,15 +2,18 @@
 //! `STRAND_*` environment variables, overridden by command-line flags.
 //!
 //! Every setting is one field of [`Settings`], which is both the clap definition (flag and
-//! environment variable) and the serde definition (file key). A new setting is one field
-//! here, one default in [`Config::resolve`], and one line in the README's table.
+//! environment variable) and the serde definition (file key). Its default is a constant in
+//! [`defaults`], which both `--help` ([`command`]) and [`Config::resolve`] read. A new
+//! setting is a field, a constant with its line in [`documented_defaults`], its checks in
+//! `resolve`, and a row in `docs/configuration.md` (a test compares that table with
+//! `--help`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
-use serde::Deserialize;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use serde::{Deserialize, Serialize};
 
 use crate::unsafe_modes::UnsafeMode;
 
@@ -19,7 +22,7 @@ use crate::unsafe_modes::UnsafeMode;
 /// Each setting can also be given as an environment variable (shown below) or as a key in
 /// the --config file (the flag name without dashes' prefix, e.g. `node-id = 1`). Flags
 /// override environment variables, which override the file, which overrides defaults.
-#[derive(Debug, Default, Clone, Parser, Deserialize)]
+#[derive(Debug, Default, Clone, Parser, Serialize, Deserialize)]
 #[command(name = "strand", version, about, long_about = None)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Settings {
@@ -28,15 +31,21 @@ pub struct Settings {
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
-    /// This node's id: its Kafka broker id and Raft node id [default: 1].
+    /// Print the Kafka APIs and versions this build implements, as a Markdown table, and
+    /// exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub supported_apis: bool,
+
+    /// This node's id: its Kafka broker id and Raft node id
     #[arg(long, env = "STRAND_NODE_ID")]
     pub node_id: Option<u64>,
 
-    /// Directory for all data (created if missing) [default: ./data].
+    /// Directory for all data (created if missing)
     #[arg(long, env = "STRAND_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Address the Kafka listener binds [default: 127.0.0.1:9092].
+    /// Address the Kafka listener binds
     #[arg(long, env = "STRAND_LISTEN")]
     pub listen: Option<SocketAddr>,
 
@@ -68,11 +77,11 @@ pub struct Settings {
     pub metrics_listen: Option<String>,
 
     /// Create a topic when a client asks for one that does not exist (Metadata, Produce)
-    /// (Kafka: auto.create.topics.enable) [default: true].
+    /// (Kafka: auto.create.topics.enable)
     #[arg(long, env = "STRAND_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
 
-    /// Partitions of a topic created without a count (Kafka: num.partitions) [default: 1].
+    /// Partitions of a topic created without a count (Kafka: num.partitions)
     #[arg(long, env = "STRAND_DEFAULT_PARTITIONS")]
     pub default_partitions: Option<i32>,
 
@@ -83,26 +92,26 @@ pub struct Settings {
     pub default_replication_factor: Option<i16>,
 
     /// Largest record batch a topic accepts unless its max.message.bytes says otherwise
-    /// (Kafka: message.max.bytes) [default: 1048588].
+    /// (Kafka: message.max.bytes)
     #[arg(long, env = "STRAND_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<i32>,
 
     /// Largest request frame accepted; larger ones close the connection
-    /// (Kafka: socket.request.max.bytes) [default: 104857600].
+    /// (Kafka: socket.request.max.bytes)
     #[arg(long, env = "STRAND_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
 
     /// Most record bytes in one fetch response, whatever the consumer's fetch.max.bytes
     /// (Kafka: the broker's fetch.max.bytes, 55 MiB there); a first batch larger than this
     /// still goes out whole. Above 32 MiB, glibc gives a librdkafka consumer's receive
-    /// buffer fresh pages for every response, which doubled the consumer's kernel time in a
-    /// catch-up read [default: 33554432].
+    /// buffer fresh pages for every response, which costs it far more than the extra round
+    /// trips of smaller responses
     #[arg(long, env = "STRAND_FETCH_MAX_BYTES")]
     pub fetch_max_bytes: Option<usize>,
 
     /// Memory the node may hold, across its connections, for fetch read-ahead: the next
     /// response of a consumer catching up, read from disk while it parses the last one; 0
-    /// turns it off [default: 268435456].
+    /// turns it off
     #[arg(long, env = "STRAND_FETCH_READ_AHEAD_BYTES")]
     pub fetch_read_ahead_bytes: Option<usize>,
 
@@ -111,55 +120,52 @@ pub struct Settings {
     #[arg(long, env = "STRAND_DIRECT_IO")]
     pub direct_io: Option<bool>,
 
-    /// Cluster id reported to clients [default: strand-cluster].
+    /// Cluster id reported to clients
     #[arg(long, env = "STRAND_CLUSTER_ID")]
     pub cluster_id: Option<String>,
 
     /// How long a partition remembers an idempotent producer after its last batch
-    /// (Kafka: producer.id.expiration.ms) [default: 86400000, one day].
+    /// (Kafka: producer.id.expiration.ms)
     #[arg(long, env = "STRAND_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<u64>,
 
     /// Raft leader heartbeat period in milliseconds; all groups' heartbeats leave together
-    /// [default: 400].
     #[arg(long, env = "STRAND_RAFT_HEARTBEAT_MS")]
     pub raft_heartbeat_ms: Option<u64>,
 
     /// Minimum Raft election timeout in milliseconds; the maximum is twice this. A follower
     /// of a live leader waits the maximum (openraft's leader lease) plus a random timeout
-    /// before it stands, so failover takes about three times this [default: 500].
+    /// before it stands, so failover takes about three times this
     #[arg(long, env = "STRAND_RAFT_ELECTION_TIMEOUT_MS")]
     pub raft_election_timeout_ms: Option<u64>,
 
     /// How often each node hands the partitions it leads back to their preferred replica
     /// (the first listed), when that replica is alive and caught up; 0 turns it off
     /// (Kafka: auto.leader.rebalance.enable, leader.imbalance.check.interval.seconds)
-    /// [default: 30000].
     #[arg(long, env = "STRAND_LEADER_BALANCE_INTERVAL_MS")]
     pub leader_balance_interval_ms: Option<u64>,
 
     /// Shortest session timeout a consumer group member may ask for
-    /// (Kafka: group.min.session.timeout.ms) [default: 6000].
+    /// (Kafka: group.min.session.timeout.ms)
     #[arg(long, env = "STRAND_GROUP_MIN_SESSION_TIMEOUT_MS")]
     pub group_min_session_timeout_ms: Option<u64>,
 
     /// Longest session timeout a consumer group member may ask for
-    /// (Kafka: group.max.session.timeout.ms) [default: 1800000].
+    /// (Kafka: group.max.session.timeout.ms)
     #[arg(long, env = "STRAND_GROUP_MAX_SESSION_TIMEOUT_MS")]
     pub group_max_session_timeout_ms: Option<u64>,
 
     /// How long the first rebalance of an empty group waits for more members to join
-    /// (Kafka: group.initial.rebalance.delay.ms) [default: 3000].
+    /// (Kafka: group.initial.rebalance.delay.ms)
     #[arg(long, env = "STRAND_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
 
     /// How long a group without members keeps its committed offsets after the last commit
-    /// (Kafka: offsets.retention.minutes) [default: 10080, seven days].
+    /// (Kafka: offsets.retention.minutes)
     #[arg(long, env = "STRAND_OFFSETS_RETENTION_MINUTES")]
     pub offsets_retention_minutes: Option<u64>,
 
     /// Log filter, in tracing's EnvFilter syntax (RUST_LOG also works)
-    /// [default: info,openraft=warn].
     #[arg(long, env = "STRAND_LOG")]
     pub log: Option<String>,
 
@@ -172,56 +178,122 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Fills every unset field of `self` from `lower`.
+    /// Parses the command line and environment, with `--help` showing each default.
+    pub fn from_args() -> Settings {
+        let matches = command().get_matches();
+        Settings::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Fills every unset field of `self` from `lower`. The fields that are not settings
+    /// (skipped by serde) come from `self`.
     fn or(self, lower: Settings) -> Settings {
+        let upper = serde_json::to_value(&self).expect("settings serialize");
+        let mut merged = serde_json::to_value(&lower).expect("settings serialize");
+        if let (Some(merged), Some(upper)) = (merged.as_object_mut(), upper.as_object()) {
+            for (key, value) in upper.iter().filter(|(_, v)| !v.is_null()) {
+                merged.insert(key.clone(), value.clone());
+            }
+        }
         Settings {
             config: self.config.or(lower.config),
-            node_id: self.node_id.or(lower.node_id),
-            data_dir: self.data_dir.or(lower.data_dir),
-            listen: self.listen.or(lower.listen),
-            advertised_addr: self.advertised_addr.or(lower.advertised_addr),
-            raft_listen: self.raft_listen.or(lower.raft_listen),
-            initial_cluster: self.initial_cluster.or(lower.initial_cluster),
-            join: self.join.or(lower.join),
-            metrics_listen: self.metrics_listen.or(lower.metrics_listen),
-            auto_create_topics: self.auto_create_topics.or(lower.auto_create_topics),
-            default_partitions: self.default_partitions.or(lower.default_partitions),
-            default_replication_factor: self
-                .default_replication_factor
-                .or(lower.default_replication_factor),
-            max_message_bytes: self.max_message_bytes.or(lower.max_message_bytes),
-            max_request_bytes: self.max_request_bytes.or(lower.max_request_bytes),
-            fetch_max_bytes: self.fetch_max_bytes.or(lower.fetch_max_bytes),
-            fetch_read_ahead_bytes: self.fetch_read_ahead_bytes.or(lower.fetch_read_ahead_bytes),
-            direct_io: self.direct_io.or(lower.direct_io),
-            cluster_id: self.cluster_id.or(lower.cluster_id),
-            producer_id_expiration_ms: self
-                .producer_id_expiration_ms
-                .or(lower.producer_id_expiration_ms),
-            raft_heartbeat_ms: self.raft_heartbeat_ms.or(lower.raft_heartbeat_ms),
-            raft_election_timeout_ms: self
-                .raft_election_timeout_ms
-                .or(lower.raft_election_timeout_ms),
-            leader_balance_interval_ms: self
-                .leader_balance_interval_ms
-                .or(lower.leader_balance_interval_ms),
-            group_min_session_timeout_ms: self
-                .group_min_session_timeout_ms
-                .or(lower.group_min_session_timeout_ms),
-            group_max_session_timeout_ms: self
-                .group_max_session_timeout_ms
-                .or(lower.group_max_session_timeout_ms),
-            group_initial_rebalance_delay_ms: self
-                .group_initial_rebalance_delay_ms
-                .or(lower.group_initial_rebalance_delay_ms),
-            offsets_retention_minutes: self
-                .offsets_retention_minutes
-                .or(lower.offsets_retention_minutes),
-            log: self.log.or(lower.log),
+            supported_apis: self.supported_apis,
             #[cfg(feature = "unsafe-modes")]
             unsafe_mode: self.unsafe_mode.or(lower.unsafe_mode),
+            ..serde_json::from_value(merged).expect("merged settings deserialize")
         }
     }
+}
+
+/// The value of every setting that is not given, named after the setting.
+pub mod defaults {
+    pub const NODE_ID: u64 = 1;
+    pub const DATA_DIR: &str = "data";
+    pub const LISTEN: &str = "127.0.0.1:9092";
+    /// The Raft listener's port, above the Kafka port, when not given.
+    pub const RAFT_PORT_OFFSET: u16 = 10_000;
+    /// The metrics endpoint's port, above the Kafka port, when not given.
+    pub const METRICS_PORT_OFFSET: u16 = 1_000;
+    pub const AUTO_CREATE_TOPICS: bool = true;
+    pub const DEFAULT_PARTITIONS: i32 = 1;
+    /// Kafka's message.max.bytes.
+    pub const MAX_MESSAGE_BYTES: i32 = 1_048_588;
+    /// Kafka's socket.request.max.bytes.
+    pub const MAX_REQUEST_BYTES: usize = 104_857_600;
+    pub const FETCH_MAX_BYTES: usize = 33_554_432;
+    pub const FETCH_READ_AHEAD_BYTES: usize = 268_435_456;
+    pub const CLUSTER_ID: &str = "strand-cluster";
+    /// One day, as Kafka's producer.id.expiration.ms.
+    pub const PRODUCER_ID_EXPIRATION_MS: u64 = 86_400_000;
+    pub const RAFT_HEARTBEAT_MS: u64 = 400;
+    pub const RAFT_ELECTION_TIMEOUT_MS: u64 = 500;
+    pub const LEADER_BALANCE_INTERVAL_MS: u64 = 30_000;
+    pub const GROUP_MIN_SESSION_TIMEOUT_MS: u64 = 6_000;
+    pub const GROUP_MAX_SESSION_TIMEOUT_MS: u64 = 1_800_000;
+    pub const GROUP_INITIAL_REBALANCE_DELAY_MS: u64 = 3_000;
+    /// Seven days, as Kafka's offsets.retention.minutes.
+    pub const OFFSETS_RETENTION_MINUTES: u64 = 10_080;
+    pub const LOG: &str = "info,openraft=warn";
+}
+
+/// The defaults `--help` shows, by flag; settings whose default is derived from others say
+/// so in their own help.
+pub fn documented_defaults() -> Vec<(&'static str, String)> {
+    use defaults::*;
+    vec![
+        ("node-id", NODE_ID.to_string()),
+        ("data-dir", format!("./{DATA_DIR}")),
+        ("listen", LISTEN.to_string()),
+        ("auto-create-topics", AUTO_CREATE_TOPICS.to_string()),
+        ("default-partitions", DEFAULT_PARTITIONS.to_string()),
+        ("max-message-bytes", MAX_MESSAGE_BYTES.to_string()),
+        ("max-request-bytes", MAX_REQUEST_BYTES.to_string()),
+        ("fetch-max-bytes", FETCH_MAX_BYTES.to_string()),
+        ("fetch-read-ahead-bytes", FETCH_READ_AHEAD_BYTES.to_string()),
+        ("cluster-id", CLUSTER_ID.to_string()),
+        (
+            "producer-id-expiration-ms",
+            PRODUCER_ID_EXPIRATION_MS.to_string(),
+        ),
+        ("raft-heartbeat-ms", RAFT_HEARTBEAT_MS.to_string()),
+        (
+            "raft-election-timeout-ms",
+            RAFT_ELECTION_TIMEOUT_MS.to_string(),
+        ),
+        (
+            "leader-balance-interval-ms",
+            LEADER_BALANCE_INTERVAL_MS.to_string(),
+        ),
+        (
+            "group-min-session-timeout-ms",
+            GROUP_MIN_SESSION_TIMEOUT_MS.to_string(),
+        ),
+        (
+            "group-max-session-timeout-ms",
+            GROUP_MAX_SESSION_TIMEOUT_MS.to_string(),
+        ),
+        (
+            "group-initial-rebalance-delay-ms",
+            GROUP_INITIAL_REBALANCE_DELAY_MS.to_string(),
+        ),
+        (
+            "offsets-retention-minutes",
+            OFFSETS_RETENTION_MINUTES.to_string(),
+        ),
+        ("log", LOG.to_string()),
+    ]
+}
+
+/// The clap command with each documented default appended to its setting's help.
+pub fn command() -> clap::Command {
+    let mut command = Settings::command();
+    for (flag, default) in documented_defaults() {
+        let id = flag.replace('-', "_");
+        command = command.mut_arg(id, |arg| {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            arg.help(format!("{help} [default: {default}]"))
+        });
+    }
+    command
 }
 
 /// The resolved configuration the broker runs with.
@@ -293,12 +365,6 @@ fn invalid(setting: &'static str, value: impl ToString, fix: &'static str) -> Co
 }
 
 impl Config {
-    /// Parses the command line (and environment), reads the config file it names, and
-    /// resolves defaults.
-    pub fn from_args() -> Result<Config, ConfigError> {
-        Config::resolve(Settings::parse())
-    }
-
     /// Resolves command-line/environment settings over the file they name over defaults.
     pub fn resolve(cli: Settings) -> Result<Config, ConfigError> {
         let file = match &cli.config {
@@ -309,7 +375,7 @@ impl Config {
 
         let listen = s
             .listen
-            .unwrap_or_else(|| "127.0.0.1:9092".parse().expect("valid default"));
+            .unwrap_or_else(|| defaults::LISTEN.parse().expect("valid default"));
         let (advertised_host, advertised_port) = match &s.advertised_addr {
             Some(addr) => parse_host_port(addr).ok_or_else(|| {
                 invalid(
@@ -341,7 +407,7 @@ impl Config {
         };
         let raft_listen = match s.raft_listen {
             Some(addr) => addr,
-            None => offset_port(10000)?,
+            None => offset_port(defaults::RAFT_PORT_OFFSET)?,
         };
         let metrics_listen = match s.metrics_listen.as_deref() {
             Some("off") | Some("none") | Some("") => None,
@@ -352,10 +418,10 @@ impl Config {
                     "give ip:port (e.g. 127.0.0.1:10092) or \"off\"",
                 )
             })?),
-            None => Some(offset_port(1000)?),
+            None => Some(offset_port(defaults::METRICS_PORT_OFFSET)?),
         };
 
-        let node_id = s.node_id.unwrap_or(1);
+        let node_id = s.node_id.unwrap_or(defaults::NODE_ID);
         let join = match &s.join {
             None => Vec::new(),
             Some(list) => parse_join(list)?,
@@ -387,7 +453,7 @@ impl Config {
             .map(|(_, addr)| addr.clone())
             .unwrap_or_else(|| raft_listen.to_string());
 
-        let default_partitions = s.default_partitions.unwrap_or(1);
+        let default_partitions = s.default_partitions.unwrap_or(defaults::DEFAULT_PARTITIONS);
         if default_partitions < 1 {
             return Err(invalid(
                 "default-partitions",
@@ -410,7 +476,7 @@ impl Config {
                 "use 1 for a single node, 3 for a three-node cluster",
             ));
         }
-        let max_message_bytes = s.max_message_bytes.unwrap_or(1_048_588);
+        let max_message_bytes = s.max_message_bytes.unwrap_or(defaults::MAX_MESSAGE_BYTES);
         if max_message_bytes < 64 {
             return Err(invalid(
                 "max-message-bytes",
@@ -418,7 +484,7 @@ impl Config {
                 "must hold at least one record batch header; Kafka's default is 1048588",
             ));
         }
-        let max_request_bytes = s.max_request_bytes.unwrap_or(104_857_600);
+        let max_request_bytes = s.max_request_bytes.unwrap_or(defaults::MAX_REQUEST_BYTES);
         if max_request_bytes < 1024 {
             return Err(invalid(
                 "max-request-bytes",
@@ -426,7 +492,7 @@ impl Config {
                 "use at least 1024; Kafka's default is 104857600",
             ));
         }
-        let fetch_max_bytes = s.fetch_max_bytes.unwrap_or(33_554_432);
+        let fetch_max_bytes = s.fetch_max_bytes.unwrap_or(defaults::FETCH_MAX_BYTES);
         if fetch_max_bytes < 1024 {
             return Err(invalid(
                 "fetch-max-bytes",
@@ -434,8 +500,10 @@ impl Config {
                 "use at least 1024; the default is 33554432",
             ));
         }
-        let raft_heartbeat_ms = s.raft_heartbeat_ms.unwrap_or(400);
-        let raft_election_timeout_ms = s.raft_election_timeout_ms.unwrap_or(500);
+        let raft_heartbeat_ms = s.raft_heartbeat_ms.unwrap_or(defaults::RAFT_HEARTBEAT_MS);
+        let raft_election_timeout_ms = s
+            .raft_election_timeout_ms
+            .unwrap_or(defaults::RAFT_ELECTION_TIMEOUT_MS);
         // A follower of a live leader stands only after a silence of the leader lease (the
         // maximum timeout, twice the minimum) plus a random timeout: at least three times
         // the minimum. The heartbeat must still come more often than the minimum.
@@ -447,8 +515,12 @@ impl Config {
                  start elections while the leader is healthy",
             ));
         }
-        let group_min_session_timeout_ms = s.group_min_session_timeout_ms.unwrap_or(6000);
-        let group_max_session_timeout_ms = s.group_max_session_timeout_ms.unwrap_or(1_800_000);
+        let group_min_session_timeout_ms = s
+            .group_min_session_timeout_ms
+            .unwrap_or(defaults::GROUP_MIN_SESSION_TIMEOUT_MS);
+        let group_max_session_timeout_ms = s
+            .group_max_session_timeout_ms
+            .unwrap_or(defaults::GROUP_MAX_SESSION_TIMEOUT_MS);
         if group_min_session_timeout_ms > group_max_session_timeout_ms {
             return Err(invalid(
                 "group-min-session-timeout-ms",
@@ -460,13 +532,18 @@ impl Config {
             group_min_session_timeout: Duration::from_millis(group_min_session_timeout_ms),
             group_max_session_timeout: Duration::from_millis(group_max_session_timeout_ms),
             group_initial_rebalance_delay: Duration::from_millis(
-                s.group_initial_rebalance_delay_ms.unwrap_or(3000),
+                s.group_initial_rebalance_delay_ms
+                    .unwrap_or(defaults::GROUP_INITIAL_REBALANCE_DELAY_MS),
             ),
             offsets_retention: Duration::from_secs(
-                60 * s.offsets_retention_minutes.unwrap_or(10_080),
+                60 * s
+                    .offsets_retention_minutes
+                    .unwrap_or(defaults::OFFSETS_RETENTION_MINUTES),
             ),
             node_id,
-            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from("data")),
+            data_dir: s
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR)),
             listen,
             advertised_host,
             advertised_port,
@@ -475,25 +552,31 @@ impl Config {
             initial_cluster,
             join,
             metrics_listen,
-            auto_create_topics: s.auto_create_topics.unwrap_or(true),
+            auto_create_topics: s.auto_create_topics.unwrap_or(defaults::AUTO_CREATE_TOPICS),
             default_partitions,
             default_replication_factor,
             max_message_bytes,
             max_request_bytes,
             fetch_max_bytes,
-            fetch_read_ahead_bytes: s.fetch_read_ahead_bytes.unwrap_or(268_435_456),
+            fetch_read_ahead_bytes: s
+                .fetch_read_ahead_bytes
+                .unwrap_or(defaults::FETCH_READ_AHEAD_BYTES),
             direct_io: s.direct_io,
-            cluster_id: s.cluster_id.unwrap_or_else(|| "strand-cluster".into()),
+            cluster_id: s.cluster_id.unwrap_or_else(|| defaults::CLUSTER_ID.into()),
             producer_id_expiration: Duration::from_millis(
-                s.producer_id_expiration_ms.unwrap_or(86_400_000),
+                s.producer_id_expiration_ms
+                    .unwrap_or(defaults::PRODUCER_ID_EXPIRATION_MS),
             ),
             raft_heartbeat: Duration::from_millis(raft_heartbeat_ms),
             raft_election_timeout: Duration::from_millis(raft_election_timeout_ms),
-            leader_balance_interval: match s.leader_balance_interval_ms.unwrap_or(30_000) {
+            leader_balance_interval: match s
+                .leader_balance_interval_ms
+                .unwrap_or(defaults::LEADER_BALANCE_INTERVAL_MS)
+            {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
             },
-            log: s.log.unwrap_or_else(|| "info,openraft=warn".into()),
+            log: s.log.unwrap_or_else(|| defaults::LOG.into()),
             #[cfg(feature = "unsafe-modes")]
             unsafe_mode: s.unsafe_mode.unwrap_or_default(),
             #[cfg(not(feature = "unsafe-modes"))]
@@ -570,6 +653,77 @@ mod tests {
 
     fn cli(args: &[&str]) -> Settings {
         Settings::try_parse_from(std::iter::once("strand").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn help_shows_each_documented_default() {
+        let help = command().render_long_help().to_string();
+        for (flag, default) in documented_defaults() {
+            let at = help
+                .find(&format!("--{flag} "))
+                .unwrap_or_else(|| panic!("--{flag} is not in --help"));
+            let next = help[at + 2..]
+                .find("\n  -")
+                .map_or(help.len(), |n| at + 2 + n);
+            assert!(
+                help[at..next].contains(&format!("[default: {default}]")),
+                "--{flag}: {}",
+                &help[at..next]
+            );
+        }
+    }
+
+    /// docs/configuration.md has one row per flag of `--help`, with its environment
+    /// variable, file key and (where `--help` states one) its default.
+    #[test]
+    fn the_docs_configuration_table_matches_help() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
+        let docs = std::fs::read_to_string(path).expect("docs/configuration.md");
+        let table = docs
+            .split_once("<!-- config-table:start -->")
+            .and_then(|(_, rest)| rest.split_once("<!-- config-table:end -->"))
+            .expect("docs/configuration.md has the config-table markers")
+            .0;
+        let rows: Vec<Vec<String>> = table
+            .lines()
+            .filter(|l| l.starts_with("| `--"))
+            .map(|l| {
+                l.split(" | ")
+                    .map(|c| c.trim_matches(['|', ' ', '`']).to_string())
+                    .collect()
+            })
+            .collect();
+        let defaults: std::collections::HashMap<_, _> = documented_defaults().into_iter().collect();
+        let command = command();
+        let args: Vec<_> = command
+            .get_arguments()
+            .filter(|a| !matches!(a.get_id().as_str(), "help" | "version" | "unsafe_mode"))
+            .collect();
+        for arg in &args {
+            let flag = arg.get_long().expect("every setting has a long flag");
+            let row = rows
+                .iter()
+                .find(|r| r[0] == format!("--{flag}"))
+                .unwrap_or_else(|| panic!("docs/configuration.md has no row for --{flag}"));
+            let env = arg
+                .get_env()
+                .map_or("—".into(), |e| e.to_string_lossy().into_owned());
+            assert_eq!(row[1], env, "--{flag}: environment variable");
+            let file_key = if matches!(flag, "config" | "supported-apis") {
+                "—"
+            } else {
+                flag
+            };
+            assert_eq!(row[2], file_key, "--{flag}: file key");
+            if let Some(default) = defaults.get(flag) {
+                assert_eq!(&row[3], default, "--{flag}: default");
+            }
+        }
+        assert_eq!(
+            rows.len(),
+            args.len(),
+            "docs/configuration.md lists flags --help does not"
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use strand_broker::{metrics, server, Broker, Config};
+use strand_broker::config::Settings;
+use strand_broker::{handlers, metrics, server, Broker, Config};
 use tokio::net::TcpListener;
 
 // Garbage array lengths in requests make the Kafka decoders reserve absurd capacities;
@@ -14,7 +15,12 @@ static ALLOC: strand_protocol::alloc::HugeAllocationGuard =
 
 fn main() -> ExitCode {
     strand_protocol::alloc::keep_large_buffers();
-    let config = match Config::from_args() {
+    let settings = Settings::from_args();
+    if settings.supported_apis {
+        print!("{}", handlers::supported_apis_table());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::resolve(settings) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("strand: {e}");
