@@ -2,13 +2,9 @@
 //! (AlterPartitionReassignments, ListPartitionReassignments, UnregisterBroker), sent over
 //! a plain blocking connection to whichever node answers.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use strand_protocol::codec;
 use strand_protocol::kafka_protocol::messages::{
     alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic},
     AlterPartitionReassignmentsRequest, ApiKey, BrokerId, ListPartitionReassignmentsRequest,
@@ -16,27 +12,14 @@ use strand_protocol::kafka_protocol::messages::{
 };
 use strand_protocol::kafka_protocol::protocol::StrBytes;
 use strand_protocol::ResponseError;
+use strand_wire_client::Connection;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Sends one request to `addr` and waits for its answer.
+/// Sends one request to `addr` on a new connection and waits for its answer.
 fn call(addr: &str, key: ApiKey, version: i16, body: &RequestKind) -> anyhow::Result<ResponseKind> {
-    let address = addr.parse()?;
-    let mut stream = TcpStream::connect_timeout(&address, TIMEOUT)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    stream.write_all(&codec::encode_request(
-        1,
-        "jepsen-nemesis",
-        key,
-        version,
-        body,
-    )?)?;
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size)?;
-    let mut frame = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
-    stream.read_exact(&mut frame)?;
-    Ok(codec::decode_response(Bytes::from(frame), key, version)?.1)
+    let mut conn = Connection::connect(addr.parse()?, TIMEOUT, "jepsen-nemesis")?;
+    Ok(conn.call(key, version, body)?)
 }
 
 /// A Kafka error code as a result, with the broker's message.

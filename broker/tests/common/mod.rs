@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use strand_protocol::codec;
+use strand_wire_client::Connection;
 
 pub struct Node {
     pub child: Child,
@@ -170,12 +170,9 @@ impl Node {
     }
 
     pub fn try_connect(&self) -> std::io::Result<Client> {
-        let stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Client {
-            stream,
-            correlation: 0,
-        })
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let conn = Connection::connect(addr, Duration::from_secs(30), "integration")?;
+        Ok(Client { conn })
     }
 }
 
@@ -213,9 +210,9 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut attempt: impl FnMut() -> Opt
     }
 }
 
+/// A raw-protocol connection that fails the test on any error.
 pub struct Client {
-    stream: TcpStream,
-    correlation: i32,
+    conn: Connection,
 }
 
 impl Client {
@@ -225,10 +222,7 @@ impl Client {
         version: i16,
         body: &RequestKind,
     ) -> std::io::Result<ResponseKind> {
-        self.send(key, version, body);
-        let (correlation, response) = self.read_response(key, version)?;
-        assert_eq!(correlation, self.correlation);
-        Ok(response)
+        self.conn.call(key, version, body)
     }
 
     /// Like `call`, but `None` when the Kafka crate's request encoder cannot produce this
@@ -239,15 +233,33 @@ impl Client {
         version: i16,
         body: RequestKind,
     ) -> Option<ResponseKind> {
-        let mut scratch = BytesMut::new();
-        body.encode(&mut scratch, version).ok()?;
-        Some(self.call(key, version, body))
+        strand_wire_client::encodable(&body, version).then(|| self.call(key, version, body))
     }
 
     pub fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
         self.try_call(key, version, &body).unwrap_or_else(|e| {
             panic!("{key:?} v{version}: connection failed ({e}); the broker could not answer")
         })
+    }
+
+    /// Sends a request without waiting for its answer (pipelining).
+    pub fn send(&mut self, key: ApiKey, version: i16, body: &RequestKind) {
+        self.conn
+            .send(key, version, body)
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+    }
+
+    /// Reads the next answer (of a request sent with `send`).
+    pub fn receive(&mut self, key: ApiKey, version: i16) -> ResponseKind {
+        self.conn
+            .receive(key, version)
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
+            .1
+    }
+
+    /// The raw socket, for bytes no encoder would write.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        self.conn.stream()
     }
 }
 
@@ -301,30 +313,6 @@ impl Node {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap();
         kb * 1024
-    }
-}
-
-impl Client {
-    /// Sends a request without waiting for its answer (pipelining).
-    pub fn send(&mut self, key: ApiKey, version: i16, body: &RequestKind) {
-        self.correlation += 1;
-        let frame = codec::encode_request(self.correlation, "integration", key, version, body)
-            .unwrap_or_else(|e| panic!("test bug: {e:#}"));
-        self.stream.write_all(&frame).unwrap();
-    }
-
-    /// Reads the next answer (of a request sent with `send`).
-    pub fn receive(&mut self, key: ApiKey, version: i16) -> ResponseKind {
-        self.read_response(key, version).unwrap().1
-    }
-
-    fn read_response(&mut self, key: ApiKey, version: i16) -> std::io::Result<(i32, ResponseKind)> {
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size)?;
-        let mut payload = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut payload)?;
-        Ok(codec::decode_response(Bytes::from(payload), key, version)
-            .unwrap_or_else(|e| panic!("{e:#}")))
     }
 }
 
