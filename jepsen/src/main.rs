@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use strand_jepsen::cluster::Net;
-use strand_jepsen::run::{Fault, RunOptions, Target};
+use strand_jepsen::nemesis::{Fault, Target};
+use strand_jepsen::recorder::RUN_STARTED;
+use strand_jepsen::run::RunOptions;
 use strand_jepsen::{check, history, report, run};
 
 const USAGE: &str = "usage:
@@ -307,7 +309,7 @@ fn check_and_record(path: &Path, options: check::Options) -> anyhow::Result<chec
 /// `clients_log` tells the run's start.
 fn node_notices(dir: &Path, report: &check::Report, clients_log: &str) -> String {
     let started = clients_log.lines().next().and_then(|line| {
-        let (_, unix) = line.split_once(run::RUN_STARTED)?;
+        let (_, unix) = line.split_once(RUN_STARTED)?;
         unix.trim().parse::<f64>().ok()
     });
     let logs: Vec<(String, String)> = std::fs::read_dir(dir)

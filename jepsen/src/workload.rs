@@ -1,0 +1,233 @@
+//! Jepsen's queue workload: workers send unique, increasing values per key (a key is a
+//! partition of one topic) with an idempotent acks=all producer, and poll: most with a
+//! consumer assigned to every partition from the start, so each reads each partition in
+//! order; some as members of one consumer group, committing what they read. A send that
+//! fails is recorded as `info` (it may still have happened); the checker decides what it
+//! means. After the faults heal, final reads read every partition to its end.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::producer::FutureRecord;
+use rdkafka::util::Timeout;
+use rdkafka::Message;
+use serde_json::{json, Value};
+
+use crate::clients::{abandon, consumer, producer, retry, subscriber, Reader};
+use crate::recorder::Recorder;
+use crate::run::RunOptions;
+
+pub(crate) const TOPIC: &str = "jepsen";
+
+/// A message read but not yet recorded: partition, offset, value.
+pub(crate) type Carried = Option<(i32, i64, i64)>;
+
+/// Polls for up to `window`, grouping what was read by key. The consumer's errors while a
+/// node is down (transport failures, leader changes) are notices: librdkafka retries by
+/// itself, so the poll goes on and keeps what it read.
+///
+/// A rebalance ends the operation (a member may then re-read or skip, which the checker
+/// allows between a member's operations but not inside one): the first message after it
+/// is carried into the next operation.
+pub(crate) fn poll_once(
+    consumer: &Reader,
+    window: Duration,
+    carried: &mut Carried,
+) -> Result<Value, String> {
+    let deadline = Instant::now() + window;
+    let rebalances = || consumer.context().rebalances.load(Ordering::Relaxed);
+    let started = rebalances();
+    let mut reads: BTreeMap<i32, Vec<Value>> = BTreeMap::new();
+    if let Some((partition, offset, value)) = carried.take() {
+        reads
+            .entry(partition)
+            .or_default()
+            .push(json!([offset, value]));
+    }
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(20)) {
+            None => {}
+            Some(Ok(m)) => {
+                let value: i64 = m
+                    .payload()
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| format!("unreadable value at offset {}", m.offset()))?;
+                if rebalances() != started && !reads.is_empty() {
+                    *carried = Some((m.partition(), m.offset(), value));
+                    break;
+                }
+                reads
+                    .entry(m.partition())
+                    .or_default()
+                    .push(json!([m.offset(), value]));
+            }
+            Some(Err(e)) => {
+                let events = consumer.context();
+                events
+                    .log
+                    .note(&events.process, &format!("poll error: {e}"));
+            }
+        }
+    }
+    let reads: Vec<Value> = reads.into_iter().map(|(k, r)| json!([k, r])).collect();
+    Ok(json!([["poll", reads]]))
+}
+
+/// One worker's loop: sends and polls at its share of the rate until `stop`.
+pub(crate) fn worker(
+    id: u64,
+    options: &RunOptions,
+    bootstrap: &str,
+    history: &Recorder,
+    next_value: &[AtomicI64],
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let mut rng = StdRng::seed_from_u64(options.seed ^ (id + 1).wrapping_mul(0x9E37_79B9));
+    let producer = producer(bootstrap)?;
+    // The first `subscribers` workers are consumer group members; the rest assign.
+    let member = (id as usize) < options.subscribers;
+    let mut carried: Carried = None;
+    let consumer = if member {
+        let keys: Vec<i32> = (0..options.keys).collect();
+        history.log(json!(id), "invoke", "subscribe", json!(keys), None);
+        let consumer = subscriber(bootstrap, json!(id), history)?;
+        history.log(json!(id), "ok", "subscribe", json!(keys), None);
+        consumer
+    } else {
+        consumer(bootstrap, options.keys, json!(id), history)?
+    };
+    let pause = Duration::from_secs_f64(options.workers as f64 / options.rate);
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        if rng.gen_bool(0.5) {
+            let key = rng.gen_range(0..options.keys);
+            let value = next_value[key as usize].fetch_add(1, Ordering::Relaxed);
+            history.log(
+                json!(id),
+                "invoke",
+                "send",
+                json!([["send", key, value]]),
+                None,
+            );
+            let payload = value.to_string();
+            let record = FutureRecord::<(), _>::to(TOPIC)
+                .partition(key)
+                .payload(&payload);
+            let outcome = match producer.send_result(record) {
+                Ok(delivery) => match futures::executor::block_on(delivery) {
+                    // A negative offset is "unknown" (an unsafe mode answers so).
+                    Ok(Ok(d)) => Ok((d.offset >= 0).then_some(d.offset)),
+                    Ok(Err((e, _))) => Err(e.to_string()),
+                    Err(_) => Err("the producer went away".to_string()),
+                },
+                Err((e, _)) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(offset) => history.log(
+                    json!(id),
+                    "ok",
+                    "send",
+                    json!([["send", key, [offset, value]]]),
+                    None,
+                ),
+                Err(e) => history.log(
+                    json!(id),
+                    "info",
+                    "send",
+                    json!([["send", key, [null, value]]]),
+                    Some(e),
+                ),
+            }
+        } else {
+            history.log(json!(id), "invoke", "poll", json!([["poll"]]), None);
+            match poll_once(&consumer, Duration::from_millis(100), &mut carried) {
+                Ok(value) => {
+                    history.log(json!(id), "ok", "poll", value, None);
+                    if member {
+                        // Commit what was read; a rebalance resumes from here. A commit
+                        // lost in a fault only makes a later member re-read.
+                        let _ = consumer.commit_consumer_state(CommitMode::Async);
+                    }
+                }
+                Err(e) => history.log(json!(id), "info", "poll", json!([["poll"]]), Some(e)),
+            }
+        }
+        if let Some(rest) = pause.checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    if member {
+        abandon(consumer);
+    }
+    Ok(())
+}
+
+/// Reads every partition from the start up to the end it had once everything healed, as a
+/// fresh process, so that every acknowledged value has had its chance to be seen.
+pub(crate) fn final_reads(
+    options: &RunOptions,
+    bootstrap: &str,
+    history: &Recorder,
+) -> anyhow::Result<()> {
+    let process = json!(1_000_000u64);
+    let consumer = consumer(bootstrap, options.keys, process.clone(), history)?;
+    let mut carried: Carried = None;
+    let mut ends = BTreeMap::new();
+    // Leadership may still be settling after the last fault: retry errors a while, two
+    // minutes in all but at least 20 s for each partition.
+    let all_deadline = Instant::now() + Duration::from_secs(120);
+    for key in 0..options.keys {
+        let limit = all_deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(20));
+        let end = retry(limit, || {
+            Ok(consumer.fetch_watermarks(TOPIC, key, Timeout::After(Duration::from_secs(10)))?)
+        });
+        match end {
+            Ok((_, high)) => {
+                ends.insert(key, high);
+            }
+            // A partition the cluster no longer serves at all (a broken broker may even
+            // have lost the topic) is not read: the checker then finds its acknowledged
+            // values unseen.
+            Err(e) => {
+                let error = format!("cannot find the end of partition {key}: {e}");
+                eprintln!("jepsen: {error}");
+                history.log(
+                    process.clone(),
+                    "info",
+                    "poll",
+                    json!([["poll"]]),
+                    Some(error),
+                );
+            }
+        }
+    }
+    let mut reached: BTreeMap<i32, i64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline
+        && ends
+            .iter()
+            .any(|(k, end)| reached.get(k).copied().unwrap_or(0) < *end)
+    {
+        history.log(process.clone(), "invoke", "poll", json!([["poll"]]), None);
+        match poll_once(&consumer, Duration::from_millis(500), &mut carried) {
+            Ok(value) => {
+                for entry in value[0][1].as_array().into_iter().flatten() {
+                    let key = entry[0].as_i64().unwrap_or(-1) as i32;
+                    if let Some(last) = entry[1].as_array().and_then(|r| r.last()) {
+                        reached.insert(key, last[0].as_i64().unwrap_or(0) + 1);
+                    }
+                }
+                history.log(process.clone(), "ok", "poll", value, None);
+            }
+            Err(e) => history.log(process.clone(), "info", "poll", json!([["poll"]]), Some(e)),
+        }
+    }
+    Ok(())
+}
