@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 STRAND := $(CARGO_TARGET_DIR)/release/strand
 VENV := $(CURDIR)/.venv
 
-.PHONY: run test build setup unit e2e lint fmt bench bench-full bench-produce kafka-install bench-cluster cluster cluster-stop clean-data jepsen jepsen-smoke jepsen-selfcheck
+.PHONY: run test build setup unit fuzz e2e lint fmt bench bench-full bench-produce kafka-install bench-cluster cluster cluster-stop clean-data jepsen jepsen-smoke jepsen-selfcheck
 
 setup:
 	@scripts/setup.sh
@@ -43,6 +43,11 @@ jepsen-smoke: build
 
 unit:
 	cargo test --release --workspace
+
+# Property-based fuzzing of the request decoder and record-batch validation
+# (protocol/src/fuzz.rs) with many more cases than `make unit` runs; PROPTEST_CASES=N.
+fuzz:
+	PROPTEST_CASES=$${PROPTEST_CASES:-50000} cargo test --release -p strand-protocol --lib fuzz::
 
 e2e: build $(VENV)/.installed
 	STRAND_BIN=$(STRAND) $(VENV)/bin/pytest tests/e2e
