@@ -54,8 +54,8 @@ unsafe fn map_reserved(size: usize) -> *mut u8 {
 ///
 /// Fetch responses are built in buffers of up to tens of megabytes. glibc serves
 /// allocations that large with fresh `mmap`s and unmaps them on free, so every response
-/// paid a page fault and the zeroing of each of its pages: a third of the broker's CPU in
-/// a catch-up read. Call once at start, before other threads allocate.
+/// paid a page fault and the zeroing of each of its pages, a large share of the broker's
+/// CPU in a catch-up read. Call once at start, before other threads allocate.
 pub fn keep_large_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes glibc's tuning parameters.
