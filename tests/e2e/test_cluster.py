@@ -9,7 +9,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 
-import kafka_wire
 from clients import IdempotentWriter, check_acknowledged_exactly_once, wait_until
 from conftest import Broker
 
@@ -97,21 +96,6 @@ def test_everything_acknowledged_survives_killing_all_nodes(cluster):
     cluster.start()
     writer.finish()
     check_acknowledged_exactly_once(cluster.bootstrap, "blackout", writer, TOPIC_PARTITIONS)
-
-
-def test_requests_to_a_follower_name_the_leader(cluster):
-    create_rf3_topic(cluster, "routing", partitions=1)
-    leader = partition_leaders(cluster, "routing")[0].leader
-    follower = next(n for n in (1, 2, 3) if n != leader)
-    conn = cluster.node(follower).connect()
-    batch = kafka_wire.record_batch([(b"k", b"v")])
-    assert kafka_wire.produce(conn, "routing", 0, batch)[0] == 6, "NOT_LEADER_OR_FOLLOWER"
-    error, _, _ = kafka_wire.fetch(conn, "routing", 0, 0)
-    assert error == 6
-    conn.close()
-    conn = cluster.node(leader).connect()
-    assert kafka_wire.produce(conn, "routing", 0, batch) == (0, 0)
-    conn.close()
 
 
 def test_garbage_on_the_raft_port_is_refused_without_harm(cluster):
