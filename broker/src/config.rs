@@ -43,6 +43,7 @@ pub struct Settings {
 
     /// Directory for all data (created if missing)
     #[arg(long, env = "STRAND_DATA_DIR")]
+    #[serde(skip_serializing)]
     pub data_dir: Option<PathBuf>,
 
     /// Address the Kafka listener binds
@@ -124,8 +125,8 @@ pub struct Settings {
     #[arg(long, env = "STRAND_CLUSTER_ID")]
     pub cluster_id: Option<String>,
 
-    /// How long a partition remembers an idempotent producer after its last batch
-    /// (Kafka: producer.id.expiration.ms)
+    /// How long a partition remembers an idempotent producer after its last batch, one
+    /// day by default (Kafka: producer.id.expiration.ms)
     #[arg(long, env = "STRAND_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<u64>,
 
@@ -160,8 +161,8 @@ pub struct Settings {
     #[arg(long, env = "STRAND_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
 
-    /// How long a group without members keeps its committed offsets after the last commit
-    /// (Kafka: offsets.retention.minutes)
+    /// How long a group without members keeps its committed offsets after the last commit,
+    /// seven days by default (Kafka: offsets.retention.minutes)
     #[arg(long, env = "STRAND_OFFSETS_RETENTION_MINUTES")]
     pub offsets_retention_minutes: Option<u64>,
 
@@ -184,8 +185,10 @@ impl Settings {
         Settings::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 
-    /// Fills every unset field of `self` from `lower`. The fields that are not settings
-    /// (skipped by serde) come from `self`.
+    /// Fills every unset field of `self` from `lower`. The settings merge through their
+    /// serde form (nulls are unset), so a new setting needs no line here; the fields serde
+    /// does not write (`config`, `supported_apis`, `data_dir`, which need not be UTF-8, and
+    /// `unsafe_mode`) are merged by hand.
     fn or(self, lower: Settings) -> Settings {
         let upper = serde_json::to_value(&self).expect("settings serialize");
         let mut merged = serde_json::to_value(&lower).expect("settings serialize");
@@ -197,6 +200,7 @@ impl Settings {
         Settings {
             config: self.config.or(lower.config),
             supported_apis: self.supported_apis,
+            data_dir: self.data_dir.or(lower.data_dir),
             #[cfg(feature = "unsafe-modes")]
             unsafe_mode: self.unsafe_mode.or(lower.unsafe_mode),
             ..serde_json::from_value(merged).expect("merged settings deserialize")
@@ -497,7 +501,7 @@ impl Config {
             return Err(invalid(
                 "fetch-max-bytes",
                 fetch_max_bytes,
-                "use at least 1024; the default is 33554432",
+                "use at least 1024",
             ));
         }
         let raft_heartbeat_ms = s.raft_heartbeat_ms.unwrap_or(defaults::RAFT_HEARTBEAT_MS);
@@ -724,6 +728,19 @@ mod tests {
             args.len(),
             "docs/configuration.md lists flags --help does not"
         );
+    }
+
+    #[test]
+    fn a_data_dir_need_not_be_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::ffi::OsStr::from_bytes(b"/tmp/strand-\xff");
+        let cli = Settings::try_parse_from([
+            std::ffi::OsStr::new("strand"),
+            std::ffi::OsStr::new("--data-dir"),
+            dir,
+        ])
+        .unwrap();
+        assert_eq!(Config::resolve(cli).unwrap().data_dir.as_os_str(), dir);
     }
 
     #[test]

@@ -443,38 +443,46 @@ fn describe_log_dirs_answers_at_every_advertised_version() {
     }
 }
 
+/// Asks at `version` to move partition 0 of "sweep" to a broker that does not exist, which
+/// is refused (INVALID_REPLICA_ASSIGNMENT).
+fn refused_move(c: &mut Client, version: i16) {
+    let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+        alter_partition_reassignments_request::ReassignableTopic::default()
+            .with_name(name("sweep"))
+            .with_partitions(vec![
+                alter_partition_reassignments_request::ReassignablePartition::default()
+                    .with_partition_index(0)
+                    .with_replicas(Some(vec![BrokerId(7)])),
+            ]),
+    ]);
+    let ResponseKind::AlterPartitionReassignments(r) = c.call(
+        ApiKey::AlterPartitionReassignments,
+        version,
+        RequestKind::AlterPartitionReassignments(req),
+    ) else {
+        unreachable!()
+    };
+    assert_eq!(
+        r.responses[0].partitions[0].error_code, 39,
+        "AlterPartitionReassignments v{version}: INVALID_REPLICA_ASSIGNMENT"
+    );
+}
+
 #[test]
 fn alter_partition_reassignments_answers_at_every_advertised_version() {
     let (_node, mut c) = start();
     fill_sweep(&mut c, 1);
     for v in versions(ApiKey::AlterPartitionReassignments) {
-        // Moving to a broker that does not exist is refused.
-        let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
-            alter_partition_reassignments_request::ReassignableTopic::default()
-                .with_name(name("sweep"))
-                .with_partitions(vec![
-                    alter_partition_reassignments_request::ReassignablePartition::default()
-                        .with_partition_index(0)
-                        .with_replicas(Some(vec![BrokerId(7)])),
-                ]),
-        ]);
-        let ResponseKind::AlterPartitionReassignments(r) = c.call(
-            ApiKey::AlterPartitionReassignments,
-            v,
-            RequestKind::AlterPartitionReassignments(req),
-        ) else {
-            unreachable!()
-        };
-        assert_eq!(
-            r.responses[0].partitions[0].error_code, 39,
-            "AlterPartitionReassignments v{v}: INVALID_REPLICA_ASSIGNMENT"
-        );
+        refused_move(&mut c, v);
     }
 }
 
 #[test]
 fn list_partition_reassignments_answers_at_every_advertised_version() {
     let (_node, mut c) = start();
+    fill_sweep(&mut c, 1);
+    // A refused move leaves nothing to list.
+    refused_move(&mut c, 1);
     for v in versions(ApiKey::ListPartitionReassignments) {
         let ResponseKind::ListPartitionReassignments(r) = c.call(
             ApiKey::ListPartitionReassignments,

@@ -1,5 +1,5 @@
 //! An idle cluster's Raft groups go quiet: their leaders stop sending openraft heartbeats
-//! and are heard through one message per peer instead (see `strand_raft::heartbeat`).
+//! and are heard through one message per peer instead (see `raft/src/heartbeat.rs`).
 //! Quiet groups keep their leaders and epochs, take writes at once, and still fail over
 //! when their leader's node dies.
 

@@ -80,7 +80,7 @@ pub(crate) type Reader = BaseConsumer<ConsumerEvents>;
 
 /// What every consumer shares: manual commits, no end-of-partition events, and topic debug
 /// logging, from which [`ConsumerEvents`] keeps the seeks.
-pub(crate) fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
+fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
     let mut config = client_config(bootstrap);
     config
         .set("group.id", group)

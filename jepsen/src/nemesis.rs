@@ -85,7 +85,7 @@ impl Fault {
 /// One membership fault (see [`Fault::Membership`]). The replica that moves is the
 /// leader's for `Target::Leader`, a random one's otherwise. The fault lasts until the
 /// partition is back on its replicas, whichever way the move was undone.
-pub(crate) fn membership(
+fn membership(
     options: &RunOptions,
     admin: &Admin,
     metadata_client: &BaseConsumer,
@@ -161,10 +161,10 @@ pub(crate) fn membership(
 
 /// Who drops packets from whom during a partition: node id to the sources it no longer
 /// hears (node ids, or `None` for the clients).
-pub(crate) type Grudge = BTreeMap<u64, BTreeSet<Option<u64>>>;
+type Grudge = BTreeMap<u64, BTreeSet<Option<u64>>>;
 
 /// A grudge that splits the nodes (0-based indices) into `side` and the rest.
-pub(crate) fn split(side: &[usize], nodes: usize) -> Grudge {
+fn split(side: &[usize], nodes: usize) -> Grudge {
     let id = |i: usize| i as u64 + 1;
     (0..nodes)
         .map(|i| {
@@ -182,7 +182,7 @@ pub(crate) fn split(side: &[usize], nodes: usize) -> Grudge {
 /// node hears its neighbours within ⌈(n/2)/2⌉ places either side (five nodes: one
 /// each side). Three nodes are too few for that (everyone neighbours everyone), so there
 /// each hears only the next node: one-way drops, which break every TCP connection.
-pub(crate) fn ring(order: &[usize]) -> Grudge {
+fn ring(order: &[usize]) -> Grudge {
     let n = order.len();
     let reach = (n / 2).div_ceil(2);
     let id = |position: usize| Some(order[position % n] as u64 + 1);
@@ -200,14 +200,14 @@ pub(crate) fn ring(order: &[usize]) -> Grudge {
 
 /// The nemesis's records in the history: `start-X` and `stop-X`, and the fault now open, so
 /// that one cut short by an error can still be closed.
-pub(crate) struct FaultLog<'a> {
+struct FaultLog<'a> {
     history: &'a Recorder,
     started: usize,
     open: Option<String>,
 }
 
 impl FaultLog<'_> {
-    pub(crate) fn start(&mut self, name: &str, detail: Value) {
+    fn start(&mut self, name: &str, detail: Value) {
         let f = format!("start-{name}");
         self.history.log(json!("nemesis"), "info", &f, detail, None);
         self.started += 1;
@@ -215,7 +215,7 @@ impl FaultLog<'_> {
     }
 
     /// Closes the open fault, if any.
-    pub(crate) fn stop(&mut self, detail: Value) {
+    fn stop(&mut self, detail: Value) {
         if let Some(name) = self.open.take() {
             let f = format!("stop-{name}");
             self.history.log(json!("nemesis"), "info", &f, detail, None);
@@ -288,7 +288,7 @@ pub(crate) fn nemesis(
 
 /// One kill, pause, partition or lost-unsynced crash: injected, held for the fault's
 /// length, then healed.
-pub(crate) fn node_fault(
+fn node_fault(
     options: &RunOptions,
     metadata_client: &BaseConsumer,
     cluster: &Mutex<Cluster>,
@@ -384,7 +384,7 @@ mod tests {
     use super::*;
 
     #[test]
-    pub(crate) fn each_fault_takes_the_targets_that_mean_something_for_it() {
+    fn each_fault_takes_the_targets_that_mean_something_for_it() {
         for fault in [Fault::Kill, Fault::Pause, Fault::LoseUnsynced] {
             assert!(Target::All.applies_to(fault));
             assert!(Target::Majority.applies_to(fault));
@@ -409,14 +409,14 @@ mod tests {
     }
 
     /// Who `node` hears: every node but itself and those it drops.
-    pub(crate) fn hears(grudge: &Grudge, node: u64, n: u64) -> BTreeSet<u64> {
+    fn hears(grudge: &Grudge, node: u64, n: u64) -> BTreeSet<u64> {
         (1..=n)
             .filter(|m| *m != node && !grudge[&node].contains(&Some(*m)))
             .collect()
     }
 
     #[test]
-    pub(crate) fn a_ring_of_five_is_symmetric_and_every_node_hears_a_different_majority() {
+    fn a_ring_of_five_is_symmetric_and_every_node_hears_a_different_majority() {
         let grudge = ring(&[2, 0, 4, 1, 3]);
         let mut majorities = BTreeSet::new();
         for node in 1..=5 {
@@ -431,7 +431,7 @@ mod tests {
     }
 
     #[test]
-    pub(crate) fn a_ring_of_three_drops_one_way_and_a_split_both_ways() {
+    fn a_ring_of_three_drops_one_way_and_a_split_both_ways() {
         let grudge = ring(&[0, 1, 2]);
         assert_eq!(hears(&grudge, 1, 3), [2].into());
         assert_eq!(hears(&grudge, 2, 3), [3].into());

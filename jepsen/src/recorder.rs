@@ -96,7 +96,7 @@ impl ClientLog {
     }
 }
 
-pub(crate) fn create_file(path: &std::path::Path) -> anyhow::Result<BufWriter<File>> {
+fn create_file(path: &std::path::Path) -> anyhow::Result<BufWriter<File>> {
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(BufWriter::new(file))
 }

@@ -24,7 +24,7 @@ use crate::run::RunOptions;
 pub(crate) const TOPIC: &str = "jepsen";
 
 /// A message read but not yet recorded: partition, offset, value.
-pub(crate) type Carried = Option<(i32, i64, i64)>;
+type Carried = Option<(i32, i64, i64)>;
 
 /// Polls for up to `window`, grouping what was read by key. The consumer's errors while a
 /// node is down (transport failures, leader changes) are notices: librdkafka retries by
@@ -33,11 +33,7 @@ pub(crate) type Carried = Option<(i32, i64, i64)>;
 /// A rebalance ends the operation (a member may then re-read or skip, which the checker
 /// allows between a member's operations but not inside one): the first message after it
 /// is carried into the next operation.
-pub(crate) fn poll_once(
-    consumer: &Reader,
-    window: Duration,
-    carried: &mut Carried,
-) -> Result<Value, String> {
+fn poll_once(consumer: &Reader, window: Duration, carried: &mut Carried) -> Result<Value, String> {
     let deadline = Instant::now() + window;
     let rebalances = || consumer.context().rebalances.load(Ordering::Relaxed);
     let started = rebalances();

@@ -378,6 +378,9 @@ pub fn api_versions_fallback(apis: &[ApiRange], correlation_id: i32) -> OutFrame
 
 #[cfg(test)]
 mod tests {
+    use kafka_protocol::messages::{ApiVersionsResponse, MetadataRequest};
+    use kafka_protocol::protocol::Decodable;
+
     use super::*;
 
     /// A server's table as the broker builds it, for the codec's own tests.
@@ -388,8 +391,6 @@ mod tests {
         ApiRange::new(ApiKey::ApiVersions, 0, 4),
         ApiRange::new(ApiKey::CreateTopics, 2, 7),
     ];
-    use kafka_protocol::messages::{ApiVersionsResponse, MetadataRequest};
-    use kafka_protocol::protocol::Decodable;
 
     fn request_frame(api_key: ApiKey, version: i16, correlation_id: i32, body: &[u8]) -> Bytes {
         let mut buf = BytesMut::new();

@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use proptest::prelude::*;
 
+use crate::api_versions::ApiRange;
 use crate::batch::{self, validate_produce_records};
 use crate::codec::{decode_request, encode_request};
 use crate::records;
@@ -125,11 +126,33 @@ fn fix_crc(batch: &mut [u8]) {
     }
 }
 
-/// Whatever `decode_request` makes of a frame, it answers without panicking.
+/// A server's table that implements every API the codec knows, minus its oldest and newest
+/// version, so frames meet the version check as well as the decoders.
+fn narrowed_table() -> Vec<ApiRange> {
+    (0..100)
+        .filter_map(|k| ApiKey::try_from(k).ok())
+        .map(|key| {
+            let v = key.valid_versions();
+            ApiRange::new(key, v.min + 1, (v.max - 1).max(v.min + 1))
+        })
+        .collect()
+}
+
+/// Whatever `decode_request` makes of a frame, with or without a server's version table, it
+/// answers without panicking, and never decodes a version outside the table.
 fn decodes_without_panic(frame: Vec<u8>) {
     let frame = Bytes::from(frame);
-    let outcome = std::panic::catch_unwind(|| decode_request(frame, &[]).map(|r| r.api_key));
-    assert!(outcome.is_ok(), "decode_request panicked");
+    let table = narrowed_table();
+    for apis in [&[][..], &table[..]] {
+        let outcome = std::panic::catch_unwind(|| decode_request(frame.clone(), apis));
+        let Ok(decoded) = outcome else {
+            panic!("decode_request panicked");
+        };
+        if let Ok(request) = decoded {
+            let range = crate::api_versions::find(apis, request.api_key);
+            assert!(range.is_none_or(|r| r.contains(request.version)));
+        }
+    }
 }
 
 /// A batch list either is refused or is what a consumer can read back.

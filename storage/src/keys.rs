@@ -333,5 +333,18 @@ mod tests {
             record_name(&ControllerRecord::NextGroup.key()),
             b"next_group"
         );
+        assert_eq!(
+            record_name(&ControllerRecord::NextProducerId.key()),
+            b"next_producer_id"
+        );
+        assert_eq!(
+            record_name(&ControllerRecord::Topic("orders".into()).key()),
+            b"topic/orders"
+        );
+        assert_eq!(
+            record_name(&ControllerRecord::Reassign(2).key()),
+            b"reassign/\0\0\0\0\0\0\0\x02"
+        );
+        assert_eq!(&ControllerRecord::NextGroup.key()[..9], &state(0, RECORD));
     }
 }

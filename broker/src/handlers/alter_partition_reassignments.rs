@@ -1,16 +1,18 @@
 //! AlterPartitionReassignments: moving partitions between nodes, as
 //! `kafka-reassign-partitions` drives it. The move is recorded through the controller group
-//! and carried out by each partition's leader (`strand_raft::membership`).
+//! and carried out by each partition's leader (`raft/src/membership.rs`).
 
 use std::collections::BTreeSet;
 
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
 };
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 use strand_raft::{
     ClusterMetadata, Command, ControllerCommand, NodeId, PartitionInfo, Rejection, Response,
     CONTROLLER_GROUP,
@@ -18,9 +20,6 @@ use strand_raft::{
 
 use super::details::error_fields;
 use crate::Broker;
-
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::AlterPartitionReassignments, 0, 1);
 

@@ -1,8 +1,7 @@
 //! ApiVersions: which APIs and versions this broker implements. Requests of a version we
 //! do not know never get here; the codec answers them with the KIP-511 fallback.
 
-use kafka_protocol::messages::ApiKey;
-use kafka_protocol::messages::ApiVersionsResponse;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::ApiVersions, 0, 4);

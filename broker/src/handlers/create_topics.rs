@@ -7,14 +7,14 @@ use std::time::Duration;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use strand_protocol::api_versions::ApiRange;
 use uuid::Uuid;
 
 use super::details::str_bytes;
 use crate::cluster::{self, TopicError, TopicSpec};
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::CreateTopics, 2, 7);
 

@@ -2,15 +2,14 @@
 //! group.
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 use strand_raft::ControllerCommand;
 
-use crate::groups::{self};
+use crate::groups;
 use crate::Broker;
-
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DeleteGroups, 0, 2);
 

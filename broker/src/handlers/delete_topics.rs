@@ -2,15 +2,15 @@
 //! data are removed from every node as the metadata change reaches it.
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 use uuid::Uuid;
 
 use super::details::{str_bytes, topic_name};
 use crate::cluster;
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DeleteTopics, 1, 6);
 

@@ -2,12 +2,12 @@
 //! Kafka tools use it instead of Metadata when the broker offers it).
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
+use strand_protocol::api_versions::ApiRange;
 
 use super::details::{broker_id, str_bytes};
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DescribeCluster, 0, 2);
 

@@ -1,30 +1,25 @@
 //! DescribeConfigs, for `kafka-configs` and `kafka-topics`. Topic configs are stored in the
-//! controller's metadata: every Kafka topic config is accepted and kept (see `crate::topics`).
-//! Broker settings come from the node's flags and config file and are described under
-//! Kafka's names.
+//! controller's metadata (`crate::topics` says which are accepted). Broker settings come from
+//! the node's flags and config file and are described under Kafka's names.
 
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::ResponseError;
-
-use super::details::str_bytes;
-use crate::Broker;
-
-use super::details::{BROKER, TOPIC};
-use kafka_protocol::messages::ApiKey;
 use strand_protocol::api_versions::ApiRange;
+
+use super::details::{str_bytes, BROKER, TOPIC};
+use crate::Broker;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DescribeConfigs, 1, 4);
 
 /// Kafka's config sources.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
-
 const STATIC_BROKER_CONFIG: i8 = 4;
-
 const DEFAULT_CONFIG: i8 = 5;
 
 pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfigsResponse {

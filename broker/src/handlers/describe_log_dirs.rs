@@ -6,12 +6,12 @@
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
+use strand_protocol::api_versions::ApiRange;
 
 use super::details::{str_bytes, topic_name};
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DescribeLogDirs, 1, 4);
 

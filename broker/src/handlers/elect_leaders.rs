@@ -1,19 +1,19 @@
 //! ElectLeaders: moves partitions' leadership to their preferred replica (the first one
 //! listed), as `kafka-leader-election --election-type PREFERRED` asks; see
-//! `strand_raft::handover` for how. Raft has no unclean elections: asked for one, a
+//! `raft/src/handover.rs` for how. Raft has no unclean elections: asked for one, a
 //! partition with a leader needs none, and one without has no eligible leader.
 
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 use strand_raft::{HandoverError, NodeId, RaftGroupId};
 
 use super::details::{str_bytes, topic_name};
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::ElectLeaders, 0, 2);
 

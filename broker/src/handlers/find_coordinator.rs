@@ -2,13 +2,13 @@
 //! controller group's leader; transaction coordinators (key type 1) do not exist yet.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 
 use super::details::{broker_id, str_bytes};
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 /// v4 batches the lookups (KIP-699).
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::FindCoordinator, 0, 6);

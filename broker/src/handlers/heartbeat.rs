@@ -2,13 +2,13 @@
 
 use std::time::Instant;
 
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 
 use super::details::optional;
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Heartbeat, 0, 4);
 

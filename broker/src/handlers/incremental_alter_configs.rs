@@ -7,26 +7,21 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 use strand_raft::{Command, ControllerCommand, Response, CONTROLLER_GROUP};
 
-use super::details::error_fields;
+use super::details::{error_fields, BROKER, TOPIC};
 use crate::{topics, Broker};
-
-use super::details::{BROKER, TOPIC};
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::IncrementalAlterConfigs, 0, 1);
 
 /// Kafka's incremental operations.
 const SET: i8 = 0;
-
 const DELETE: i8 = 1;
-
 const APPEND: i8 = 2;
-
 const SUBTRACT: i8 = 3;
 
 pub async fn handle(

@@ -4,12 +4,12 @@
 //! names: an idempotent producer bumps its epoch by itself and only asks again when it must
 //! start over. Transactions are not supported.
 
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::InitProducerId, 0, 5);
 

@@ -5,15 +5,15 @@
 use std::time::Instant;
 
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 
 use super::details::str_bytes;
 use super::details::{millis, optional, settle, WAIT_SLACK};
 use crate::groups::{JoinOutcome, JoinRequest};
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 /// v4 requires a known member id (KIP-394); v5 adds static membership (KIP-345).
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::JoinGroup, 0, 9);

@@ -3,14 +3,14 @@
 use std::time::Instant;
 
 use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 
 use super::details::optional;
 use super::details::str_bytes;
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 /// v3 leaves in batches, by member id or instance id (KIP-345).
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::LeaveGroup, 0, 5);

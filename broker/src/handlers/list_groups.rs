@@ -2,15 +2,14 @@
 //! offsets listed as Empty, as Kafka does.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 
 use super::details::str_bytes;
 use crate::groups::GroupState;
 use crate::Broker;
-
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 /// v4 filters by state (KIP-518).
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::ListGroups, 0, 5);

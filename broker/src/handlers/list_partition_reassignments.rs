@@ -3,16 +3,15 @@
 use kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
 };
+use strand_protocol::api_versions::ApiRange;
 use strand_raft::NodeId;
 
 use super::details::{broker_id, topic_name};
 use crate::Broker;
-
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::ListPartitionReassignments, 0, 0);
 

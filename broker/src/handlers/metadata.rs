@@ -5,16 +5,16 @@
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 use strand_raft::TopicInfo;
 use uuid::Uuid;
 
 use super::details::{broker_id, str_bytes, topic_name};
 use crate::cluster::{self, TopicError};
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Metadata, 0, 12);
 

@@ -307,6 +307,12 @@ mod tests {
     }
 
     #[test]
+    fn produce_is_advertised_from_v0_and_topic_id_versions_are_not() {
+        assert_eq!((produce::VERSIONS.min, produce::VERSIONS.max), (0, 12));
+        assert_eq!(fetch::VERSIONS.max, 12);
+    }
+
+    #[test]
     fn each_api_is_listed_once_in_key_order() {
         let keys: Vec<i16> = SUPPORTED_APIS.iter().map(|r| r.key as i16).collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");

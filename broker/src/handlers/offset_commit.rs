@@ -5,16 +5,15 @@
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 use strand_raft::{CommittedOffset, TopicPartition};
 
 use super::details::topic_name;
 use crate::groups::{self, now_ms};
 use crate::Broker;
-
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 /// v6 carries the committed leader epoch (KIP-320).
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::OffsetCommit, 2, 9);

@@ -6,16 +6,15 @@ use std::collections::HashSet;
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 use strand_raft::ControllerCommand;
 
 use super::details::topic_name;
-use crate::groups::{self};
+use crate::groups;
 use crate::Broker;
-
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::OffsetDelete, 0, 0);
 

@@ -6,14 +6,13 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+use strand_protocol::api_versions::ApiRange;
 use strand_raft::CommittedOffset;
 
 use super::details::{str_bytes, topic_name};
 use crate::Broker;
-
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::OffsetFetch, 1, 9);
 

@@ -15,13 +15,13 @@
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 
 use super::details::check_leader_epoch;
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 /// v0-v1 were removed in Kafka 4, which advertises 2-4 as well.
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::OffsetForLeaderEpoch, 2, 4);

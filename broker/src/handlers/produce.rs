@@ -17,8 +17,10 @@ use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 use strand_protocol::batch::{validate_produce_records, BatchError};
 use strand_raft::{
     AppendBatches, BatchSummary, Command, PartitionReplica, Proposal, ProposeError, Rejection,
@@ -31,8 +33,6 @@ use crate::cluster::{self, TopicError};
 use crate::topics::TopicSettings;
 use crate::unsafe_modes::UnsafeMode;
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 /// Advertised from v0 although only v3+ is decoded, as Kafka 4 does: librdkafka turns
 /// compression off when Produce v0 is missing. v0-v2 requests are refused by the codec.

@@ -3,15 +3,15 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 
 use super::details::str_bytes;
 use super::details::{optional, settle, WAIT_SLACK};
 use crate::groups::SyncOutcome;
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::SyncGroup, 0, 5);
 

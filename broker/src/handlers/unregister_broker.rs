@@ -4,16 +4,16 @@
 //! shut down. Asking again for a node that left the broker list but not yet the controller
 //! group (the first request timed out in between) completes its removal.
 
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{UnregisterBrokerRequest, UnregisterBrokerResponse};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 use strand_raft::{
     Command, ControllerCommand, ControllerMembership, NodeId, Rejection, Response, CONTROLLER_GROUP,
 };
 
 use super::details::str_bytes;
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::UnregisterBroker, 0, 0);
 

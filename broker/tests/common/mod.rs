@@ -137,14 +137,14 @@ impl Node {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(mut c) = node.try_connect() {
-                if c.try_call(
-                    ApiKey::Metadata,
-                    1,
-                    &RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![]))),
-                )
-                .is_ok()
-                {
-                    return node;
+                let metadata =
+                    RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![])));
+                match c.try_call(ApiKey::Metadata, 1, &metadata) {
+                    Ok(_) => return node,
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        panic!("strand answered Metadata with {}", failure(&e))
+                    }
+                    Err(_) => {}
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -210,6 +210,16 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut attempt: impl FnMut() -> Opt
     }
 }
 
+/// What a failed call says: a request the test could not encode, an answer it could not
+/// decode, or a connection the broker closed.
+fn failure(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::InvalidInput => format!("test bug: {e}"),
+        std::io::ErrorKind::InvalidData => format!("unreadable answer: {e}"),
+        _ => format!("connection failed ({e}); the broker could not answer"),
+    }
+}
+
 /// A raw-protocol connection that fails the test on any error.
 pub struct Client {
     conn: Connection,
@@ -237,23 +247,22 @@ impl Client {
     }
 
     pub fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
-        self.try_call(key, version, &body).unwrap_or_else(|e| {
-            panic!("{key:?} v{version}: connection failed ({e}); the broker could not answer")
-        })
+        self.try_call(key, version, &body)
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: {}", failure(&e)))
     }
 
     /// Sends a request without waiting for its answer (pipelining).
     pub fn send(&mut self, key: ApiKey, version: i16, body: &RequestKind) {
         self.conn
             .send(key, version, body)
-            .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: {}", failure(&e)));
     }
 
     /// Reads the next answer (of a request sent with `send`).
     pub fn receive(&mut self, key: ApiKey, version: i16) -> ResponseKind {
         self.conn
             .receive(key, version)
-            .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: {}", failure(&e)))
             .1
     }
 

@@ -63,10 +63,10 @@ pub struct Report {
 
 /// Anomalies found so far, by Jepsen name, with their first examples.
 #[derive(Default)]
-pub struct Findings(BTreeMap<&'static str, Anomaly>);
+pub(crate) struct Findings(BTreeMap<&'static str, Anomaly>);
 
 impl Findings {
-    pub fn add(&mut self, name: &'static str, example: Value) {
+    pub(crate) fn add(&mut self, name: &'static str, example: Value) {
         let a = self.0.entry(name).or_default();
         a.count += 1;
         if a.examples.len() < EXAMPLES {

@@ -28,8 +28,10 @@ use futures::future::select_all;
 use kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
 };
+use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
+use strand_protocol::api_versions::ApiRange;
 use strand_protocol::codec::late_records;
 use strand_protocol::frame::LateBytes;
 use strand_raft::{PartitionReader, PartitionReplica, PartitionStatus};
@@ -42,8 +44,6 @@ use super::details::{broker_id, check_leader_epoch, leader_epoch};
 use crate::broker::PartitionRoute;
 use crate::unsafe_modes::uncommitted_tail;
 use crate::Broker;
-use kafka_protocol::messages::ApiKey;
-use strand_protocol::api_versions::ApiRange;
 
 /// v13 names topics by id (KIP-516), which Strand does not have yet.
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Fetch, 4, 12);
