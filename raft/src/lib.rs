@@ -3,8 +3,8 @@
 //!
 //! - `types`: the openraft type configuration and the replicated commands.
 //! - `log_store`, `state_machine`: thin adapters from openraft's storage traits to
-//!   `strand-storage`; the state machines behind them are plain Rust (`partition`,
-//!   `producer_state`, `controller`) and are tested without Raft.
+//!   `strand-storage`; the state machines behind them are plain Rust, in `kafka/`
+//!   (`partition`, `producer_state`, `controller`), and are tested without Raft.
 //! - `node`: the multi-raft node that opens, creates and removes groups; `replica`: one
 //!   group on it.
 //! - `transport`: one multiplexed TCP connection per peer, carrying the `messages`;
@@ -27,18 +27,16 @@
 
 mod codec;
 mod contacts;
-mod controller;
 mod election_timer;
 mod handover;
 mod heartbeat;
+mod kafka;
 mod log_store;
 mod membership;
 mod messages;
 mod network;
 mod node;
-mod partition;
 mod peers;
-mod producer_state;
 mod recent_entries;
 mod replica;
 mod snapshot;
@@ -46,12 +44,15 @@ mod state_machine;
 mod transport;
 mod types;
 
-pub use controller::{ClusterMetadata, GroupOffsets, PartitionInfo, TopicInfo, CONTROLLER_GROUP};
+pub use kafka::controller::{
+    ClusterMetadata, GroupOffsets, PartitionInfo, TopicInfo, CONTROLLER_GROUP,
+};
+pub use kafka::partition::{PartitionReader, PartitionStatus, StoredBatch};
+pub use kafka::replicas::{ControllerReplica, PartitionReplica};
 pub use messages::{ControllerMembership, HandoverError};
 pub use node::{NodeError, NodeIdentity, RaftNode, RaftTuning};
-pub use partition::{PartitionReader, PartitionStatus, StoredBatch};
 pub use peers::KnownLeader;
-pub use replica::{Leadership, PartitionReplica, Proposal, ProposeError, Replica};
+pub use replica::{Leadership, Proposal, ProposeError, Replica};
 pub use transport::Transport;
 pub use types::{
     AppendBatches, BatchSummary, BrokerInfo, Command, CommittedOffset, ControllerCommand, NodeId,

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use openraft::{BasicNode, ChangeMembers};
 
-use crate::controller::{ClusterMetadata, CONTROLLER_GROUP};
+use crate::kafka::controller::{ClusterMetadata, CONTROLLER_GROUP};
 use crate::messages::{ControllerMembership, Reply, Request};
 use crate::node::{NodeError, RaftNode};
 use crate::replica::Replica;

@@ -11,13 +11,14 @@ use openraft::{BasicNode, SnapshotPolicy};
 use strand_storage::Store;
 
 use crate::contacts::QuorumContacts;
-use crate::controller::{ClusterMetadata, ControllerMachine, CONTROLLER_GROUP};
 use crate::election_timer::ElectionTimer;
+use crate::kafka::controller::{ClusterMetadata, ControllerMachine, CONTROLLER_GROUP};
+use crate::kafka::partition::{PartitionMachine, PartitionReader};
+use crate::kafka::replicas::{ControllerReplica, PartitionReplica};
 use crate::log_store::LogStore;
 use crate::network::NetworkFactory;
-use crate::partition::{PartitionMachine, PartitionReader};
 use crate::peers::LeaderTable;
-use crate::replica::{ControllerReplica, PartitionReplica, Replica, RestoredLeadership};
+use crate::replica::{Replica, RestoredLeadership};
 use crate::state_machine::{Machine, StateMachine};
 use crate::transport::Transport;
 use crate::types::{NodeId, Raft, RaftGroupId};

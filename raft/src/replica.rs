@@ -11,10 +11,8 @@ use openraft::{BasicNode, Membership, RaftMetrics, StoredMembership};
 use tokio::sync::{oneshot, watch};
 
 use crate::contacts::QuorumContacts;
-use crate::controller::{ClusterMetadata, GroupOffsets, SharedOffsets};
 use crate::election_timer::ElectionTimer;
 use crate::log_store::LogStore;
-use crate::partition::{PartitionReader, PartitionStatus};
 use crate::types::{
     AppliedReply, Command, NodeId, Raft, RaftGroupId, Response, StorageError, Types,
 };
@@ -435,46 +433,6 @@ impl Proposal {
             Ok(Err(e)) => Err(ProposeError::Unavailable(e.to_string())),
             Err(_) => Err(ProposeError::Unavailable("the group shut down".into())),
         }
-    }
-}
-
-/// A partition replica: its Raft group, the reader of its data and its published status.
-pub struct PartitionReplica {
-    pub replica: Replica,
-    pub reader: PartitionReader,
-    pub(crate) status: watch::Receiver<PartitionStatus>,
-}
-
-impl PartitionReplica {
-    pub fn status(&self) -> PartitionStatus {
-        *self.status.borrow()
-    }
-
-    /// A receiver that changes whenever the high watermark moves (for long polls).
-    pub fn watch_status(&self) -> watch::Receiver<PartitionStatus> {
-        self.status.clone()
-    }
-}
-
-/// The controller replica and its published metadata.
-pub struct ControllerReplica {
-    pub replica: Replica,
-    pub(crate) metadata: watch::Receiver<Arc<ClusterMetadata>>,
-    pub(crate) offsets: SharedOffsets,
-}
-
-impl ControllerReplica {
-    pub fn metadata(&self) -> Arc<ClusterMetadata> {
-        self.metadata.borrow().clone()
-    }
-
-    pub fn watch_metadata(&self) -> watch::Receiver<Arc<ClusterMetadata>> {
-        self.metadata.clone()
-    }
-
-    /// Consumer groups' committed offsets, as this replica has applied them.
-    pub fn offsets(&self) -> std::sync::RwLockReadGuard<'_, GroupOffsets> {
-        self.offsets.read().expect("offsets lock")
     }
 }
 

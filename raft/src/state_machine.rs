@@ -200,7 +200,7 @@ impl RaftSnapshotBuilder<Types> for SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partition::PartitionMachine;
+    use crate::kafka::partition::PartitionMachine;
     use crate::types::{AppendBatches, BatchSummary};
     use bytes::Bytes;
     use openraft::CommittedLeaderId;

@@ -19,7 +19,7 @@ use strand_storage::{
 use tokio::sync::watch;
 
 use crate::codec;
-use crate::producer_state::{self, ProducerBatch, ProducerEntry, Producers, Verdict};
+use crate::kafka::producer_state::{self, ProducerBatch, ProducerEntry, Producers, Verdict};
 use crate::state_machine::Machine;
 use crate::types::{AppendBatches, BatchSummary, Command, LogId, Rejection, Response};
 
