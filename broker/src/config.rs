@@ -681,13 +681,7 @@ mod tests {
     /// variable, file key and (where `--help` states one) its default.
     #[test]
     fn the_docs_configuration_table_matches_help() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
-        let docs = std::fs::read_to_string(path).expect("docs/configuration.md");
-        let table = docs
-            .split_once("<!-- config-table:start -->")
-            .and_then(|(_, rest)| rest.split_once("<!-- config-table:end -->"))
-            .expect("docs/configuration.md has the config-table markers")
-            .0;
+        let table = crate::doc_tests::marked_section("docs/configuration.md", "config-table");
         let rows: Vec<Vec<String>> = table
             .lines()
             .filter(|l| l.starts_with("| `--"))

@@ -26,3 +26,18 @@ pub mod unsafe_modes;
 
 pub use broker::Broker;
 pub use config::Config;
+
+/// What the tests that keep documents in step with the code share.
+#[cfg(test)]
+pub(crate) mod doc_tests {
+    /// The text of `file` (relative to the repository) between `<!-- name:start -->` and
+    /// `<!-- name:end -->`, trimmed.
+    pub fn marked_section(file: &str, name: &str) -> String {
+        let path = format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        text.split_once(&format!("<!-- {name}:start -->"))
+            .and_then(|(_, rest)| rest.split_once(&format!("<!-- {name}:end -->")))
+            .map(|(section, _)| section.trim().to_string())
+            .unwrap_or_else(|| panic!("{file} has no {name} markers"))
+    }
+}

@@ -292,13 +292,7 @@ mod tests {
 
     #[test]
     fn the_readme_lists_exactly_the_supported_apis() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
-        let readme = std::fs::read_to_string(path).expect("README.md");
-        let table = readme
-            .split_once("<!-- supported-apis:start -->\n")
-            .and_then(|(_, rest)| rest.split_once("<!-- supported-apis:end -->"))
-            .map(|(table, _)| table.trim())
-            .expect("README.md has the supported-apis markers");
+        let table = crate::doc_tests::marked_section("README.md", "supported-apis");
         assert_eq!(
             table,
             supported_apis_table().trim(),
