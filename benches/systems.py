@@ -24,8 +24,9 @@ KAFKA_SCRIPT = REPO / "benches" / "kafka" / "cluster.sh"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Below Linux's ephemeral range (32768-60999 by default): a port in that range can be the
 # local end of any outgoing connection (a client's, a Kafka broker's) when a run starts.
-# Kafka's nodes listen from 29092 (benches/kafka/cluster.sh), also below it.
-STRAND_BASE_PORT = 19092
+# Kafka's nodes listen from 29092 (benches/kafka/cluster.sh), also below it. Clear of
+# `make cluster` too (Kafka 9092-9094, Raft 19092-19094, metrics 10092-10094).
+STRAND_BASE_PORT = 18092
 # How long a run waits for its ports to be released by connections closing.
 PORT_WAIT_S = 30
 
