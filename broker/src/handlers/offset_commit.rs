@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
 use strand_raft::{CommittedOffset, TopicPartition};
 
-use super::details::topic_name;
+use super::details::{optional, topic_name};
 use crate::groups::{self, now_ms};
 use crate::Broker;
 
@@ -34,10 +34,7 @@ pub async fn handle(
 ) -> OffsetCommitResponse {
     let group_error = match broker.groups.lock(broker) {
         Ok(mut groups) => {
-            let instance = request
-                .group_instance_id
-                .as_deref()
-                .filter(|s| !s.is_empty());
+            let instance = optional(&request.group_instance_id);
             match groups.existing(&request.group_id) {
                 Some(group) => group.check_commit(
                     &request.member_id,
