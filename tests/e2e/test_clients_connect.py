@@ -6,8 +6,6 @@ import subprocess
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient
 
-import kafka_wire
-
 
 def test_confluent_kafka_sees_one_broker_that_is_also_the_controller(broker):
     md = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10)
@@ -35,15 +33,3 @@ def test_kcat_lists_metadata(broker):
     md = json.loads(out)
     assert [b["id"] for b in md["brokers"]] == [1]
     assert md["controllerid"] == 1
-
-
-def test_too_new_api_versions_gets_our_ranges_then_works_on_the_same_connection(broker):
-    conn = broker.connect()
-    error, apis = kafka_wire.api_versions(conn, version=99)
-    assert error == 35, "UNSUPPORTED_VERSION"
-    assert apis[kafka_wire.API_VERSIONS] == (0, 4)
-    assert apis[kafka_wire.API_PRODUCE] == (0, 12), "Produce is advertised from v0 for librdkafka"
-    assert apis[kafka_wire.API_FETCH] == (4, 12)
-    error, apis = kafka_wire.api_versions(conn, version=0)
-    assert error == 0 and kafka_wire.API_METADATA in apis
-    conn.close()

@@ -5,37 +5,7 @@ import time
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KpTopicPartition
 
-import kafka_wire
 from clients import IdempotentWriter, check_acknowledged_exactly_once, create_topic
-
-OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 45, 47
-
-
-def test_sequence_rules_over_the_wire(broker):
-    create_topic(broker.bootstrap, "sequences")
-    conn = broker.connect()
-    error, pid, epoch = kafka_wire.init_producer_id(conn)
-    assert (error, epoch) == (0, 0)
-    _, other_pid, _ = kafka_wire.init_producer_id(conn)
-    assert other_pid != pid, "producer ids are never handed out twice"
-
-    def send(seq, records=2, producer_epoch=0):
-        batch = kafka_wire.record_batch(
-            [(b"k", f"s{seq + i}".encode()) for i in range(records)],
-            producer=(pid, producer_epoch, seq),
-        )
-        return kafka_wire.produce(conn, "sequences", 0, batch)
-
-    assert send(0) == (0, 0)
-    assert send(0) == (0, 0), "a retry gets the original offset"
-    assert send(2) == (0, 2)
-    assert send(2) == (0, 2)
-    assert send(7)[0] == OUT_OF_ORDER_SEQUENCE_NUMBER, "a gap is refused"
-    assert send(0, producer_epoch=1) == (0, 4), "a new epoch starts again at 0"
-    assert send(4, producer_epoch=0)[0] == INVALID_PRODUCER_EPOCH, "the old epoch is fenced"
-    error, hw, _ = kafka_wire.fetch(conn, "sequences", 0, 0)
-    assert (error, hw) == (0, 6), "nothing refused or repeated was stored"
-    conn.close()
 
 
 def test_kafka_python_default_producer_is_idempotent(broker):

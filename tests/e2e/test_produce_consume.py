@@ -8,7 +8,6 @@ import pytest
 from confluent_kafka import OFFSET_END
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-import kafka_wire
 from clients import consume_confluent, create_topic, produce_confluent
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -124,28 +123,6 @@ def test_kcat_round_trip(broker, codec):
         records.append((int(p), int(o), k.encode(), v.encode()))
     assert sorted(r[3] for r in records) == sorted(l.split("\t")[1].encode() for l in lines)
     assert_per_key_order(records)
-
-
-@pytest.mark.parametrize("codec", CODECS)
-def test_batches_come_back_byte_identical(broker, codec):
-    """The broker stores a batch as sent: only the base offset and leader epoch change."""
-    topic = f"raw-{codec}"
-    create_topic(broker.bootstrap, topic)
-    conn = broker.connect()
-    kafka_wire.produce(conn, topic, 0, kafka_wire.record_batch([(b"a", b"first")], codec))
-    sent = kafka_wire.record_batch(
-        [(f"k{i}".encode(), f"value {i} ".encode() * 20) for i in range(50)], codec
-    )
-    error, base = kafka_wire.produce(conn, topic, 0, sent)
-    assert (error, base) == (0, 1)
-    # Fetching from the middle of the batch returns the whole batch.
-    error, hw, records = kafka_wire.fetch(conn, topic, 0, base + 25)
-    assert (error, hw) == (0, 51)
-    assert len(records) == len(sent)
-    assert int.from_bytes(records[0:8], "big") == base
-    assert int.from_bytes(records[12:16], "big", signed=True) >= 1, "leader epoch stamped"
-    assert records[8:12] == sent[8:12] and records[16:] == sent[16:]
-    conn.close()
 
 
 def test_consuming_from_latest_sees_only_new_records(broker):

@@ -9,8 +9,6 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic as KpNewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-import kafka_wire
-
 
 def admin(broker):
     return AdminClient({"bootstrap.servers": broker.bootstrap})
@@ -95,27 +93,8 @@ def test_invalid_names_and_counts_get_kafka_errors(broker):
     assert e.value.args[0].code() == 40, "INVALID_CONFIG"
 
 
-def test_metadata_and_produce_auto_create_with_the_default_partition_count(broker):
-    conn = broker.connect()
-    topics, _ = kafka_wire.metadata(conn, ["auto-by-metadata"])
-    assert topics["auto-by-metadata"] == (0, 3)
-    batch = kafka_wire.record_batch([(b"k", b"v")])
-    assert kafka_wire.produce(conn, "auto-by-produce", 1, batch) == (0, 0)
-    topics, _ = kafka_wire.metadata(conn, ["auto-by-produce"])
-    assert topics["auto-by-produce"] == (0, 3)
-    conn.close()
-
+def test_librdkafka_auto_creates_with_the_default_partition_count(broker):
     p = Producer({"bootstrap.servers": broker.bootstrap})
     p.produce("auto-by-librdkafka", b"hello")
     assert p.flush(20) == 0
     assert len(admin(broker).list_topics(timeout=10).topics["auto-by-librdkafka"].partitions) == 3
-
-
-def test_without_auto_creation_unknown_topics_stay_unknown(start_broker):
-    b = start_broker("--auto-create-topics", "false")
-    conn = b.connect()
-    batch = kafka_wire.record_batch([(b"k", b"v")])
-    assert kafka_wire.produce(conn, "nope", 0, batch)[0] == 3, "UNKNOWN_TOPIC_OR_PARTITION"
-    topics, _ = kafka_wire.metadata(conn, ["nope"])
-    assert topics["nope"][0] == 3
-    conn.close()

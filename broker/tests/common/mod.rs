@@ -127,6 +127,11 @@ impl Node {
         }
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("process status").is_none()
+    }
+
     /// This node's broker id.
     pub fn node_id(&self) -> i32 {
         self.id
@@ -260,15 +265,42 @@ impl Client {
 
     /// Reads the next answer (of a request sent with `send`).
     pub fn receive(&mut self, key: ApiKey, version: i16) -> ResponseKind {
+        self.receive_with_correlation(key, version).1
+    }
+
+    /// Reads the next answer with the correlation id it carries.
+    pub fn receive_with_correlation(&mut self, key: ApiKey, version: i16) -> (i32, ResponseKind) {
         self.conn
             .receive(key, version)
             .unwrap_or_else(|e| panic!("{key:?} v{version}: {}", failure(&e)))
-            .1
     }
 
     /// The raw socket, for bytes no encoder would write.
     pub fn stream(&mut self) -> &mut TcpStream {
         self.conn.stream()
+    }
+
+    /// Writes `bytes` as they are, framed or not.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream()
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("writing raw bytes: {e}"));
+    }
+
+    /// Whether the broker closes this connection within `wait` (reading nothing from it).
+    pub fn is_closed_by_peer(&mut self, wait: Duration) -> bool {
+        use std::io::ErrorKind::{ConnectionReset, TimedOut, WouldBlock};
+        let stream = self.stream();
+        let timeout = stream.read_timeout().unwrap();
+        stream.set_read_timeout(Some(wait)).unwrap();
+        let closed = match stream.read(&mut [0u8; 1]) {
+            Ok(n) => n == 0,
+            Err(e) if e.kind() == ConnectionReset => true,
+            Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => false,
+            Err(e) => panic!("reading from the connection: {e}"),
+        };
+        stream.set_read_timeout(timeout).unwrap();
+        closed
     }
 }
 
@@ -279,29 +311,63 @@ pub fn name(s: &str) -> TopicName {
 /// A v2 record batch of one record, optionally from an idempotent producer
 /// (`(producer id, epoch, sequence)`).
 pub fn batch_from(value: &str, producer: Option<(i64, i16, i32)>) -> Bytes {
-    let (producer_id, producer_epoch, sequence) = producer.unwrap_or((-1, -1, -1));
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id,
-        producer_epoch,
-        sequence,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from(value.to_string())),
-        headers: IndexMap::new(),
-    };
+    encode_batch(
+        [(None, Bytes::from(value.to_string()))],
+        Compression::None,
+        producer,
+    )
+}
+
+/// A v2 record batch of `records` (key, value) as a producer sends it: base offset 0,
+/// timestamps rising by one from 1_700_000_000_000, compressed with `compression`,
+/// optionally from an idempotent producer (`(producer id, epoch, first sequence)`).
+pub fn record_batch(
+    records: &[(&str, &str)],
+    compression: Compression,
+    producer: Option<(i64, i16, i32)>,
+) -> Bytes {
+    let records = records.iter().map(|(key, value)| {
+        (
+            Some(Bytes::from(key.to_string())),
+            Bytes::from(value.to_string()),
+        )
+    });
+    encode_batch(records, compression, producer)
+}
+
+fn encode_batch(
+    records: impl IntoIterator<Item = (Option<Bytes>, Bytes)>,
+    compression: Compression,
+    producer: Option<(i64, i16, i32)>,
+) -> Bytes {
+    let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
+    let records: Vec<Record> = (0..)
+        .zip(records)
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            // The encoder keeps records in one batch only while offset minus sequence is
+            // the same; it writes the first record's sequence as the batch's.
+            sequence: base_sequence.wrapping_add(i as i32),
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            timestamp: 1_700_000_000_000 + i,
+            key,
+            value: Some(value),
+            headers: IndexMap::new(),
+        })
+        .collect();
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        [&record],
+        &records,
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::None,
+            compression,
         },
     )
     .unwrap();
@@ -327,29 +393,140 @@ impl Node {
 
 /// Metadata (v12) of one topic, creating it if it does not exist.
 pub fn metadata(c: &mut Client, topic: &str) -> MetadataResponse {
+    metadata_at(c, 12, topic)
+}
+
+/// Metadata of one topic at `version`, creating it if it does not exist and the node
+/// auto-creates topics (before v4 a request always asked for that).
+pub fn metadata_at(c: &mut Client, version: i16, topic: &str) -> MetadataResponse {
     let req = MetadataRequest::default()
         .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
         )
         .with_name(Some(name(topic)))]))
         .with_allow_auto_topic_creation(true);
-    let ResponseKind::Metadata(r) = c.call(ApiKey::Metadata, 12, RequestKind::Metadata(req)) else {
+    let ResponseKind::Metadata(r) = c.call(ApiKey::Metadata, version, RequestKind::Metadata(req))
+    else {
         unreachable!()
     };
     r
 }
 
+/// The entry for `topic` in a Metadata response; fails the test if there is none.
+pub fn topic_entry<'a>(
+    r: &'a MetadataResponse,
+    topic: &str,
+) -> &'a metadata_response::MetadataResponseTopic {
+    r.topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+        .unwrap_or_else(|| panic!("no {topic} in the Metadata response: {r:?}"))
+}
+
 /// A Produce request (v9) of one batch to partition 0 of `topic`.
 pub fn produce_request(topic: &str, records: Bytes) -> RequestKind {
+    produce_to(topic, 0, records, -1)
+}
+
+/// A Produce request of one batch to one partition, with `acks`.
+pub fn produce_to(topic: &str, partition: i32, records: Bytes, acks: i16) -> RequestKind {
     RequestKind::Produce(
         ProduceRequest::default()
-            .with_acks(-1)
+            .with_acks(acks)
             .with_timeout_ms(30_000)
             .with_topic_data(vec![produce_request::TopicProduceData::default()
                 .with_name(name(topic))
                 .with_partition_data(vec![
                     produce_request::PartitionProduceData::default()
-                        .with_index(0)
+                        .with_index(partition)
                         .with_records(Some(records)),
                 ])]),
     )
+}
+
+/// Produces one batch to one partition (Produce v3, `acks` other than 0) and returns the
+/// partition's error code and base offset.
+pub fn produce(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> (i16, i64) {
+    let req = produce_to(topic, partition, records, acks);
+    let ResponseKind::Produce(r) = c.call(ApiKey::Produce, 3, req) else {
+        unreachable!()
+    };
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// Fetches one partition from `offset` without waiting (Fetch v4, up to 1 MiB) and returns
+/// its error code, high watermark and record bytes.
+pub fn fetch(c: &mut Client, topic: &str, partition: i32, offset: i64) -> (i16, i64, Bytes) {
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 4, RequestKind::Fetch(req)) else {
+        unreachable!()
+    };
+    let p = &r.responses[0].partitions[0];
+    (
+        p.error_code,
+        p.high_watermark,
+        p.records.clone().unwrap_or_default(),
+    )
+}
+
+/// Creates a topic of `partitions` with one replica and `configs` (CreateTopics v2) and
+/// returns the error code.
+pub fn create_topic(c: &mut Client, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+    let configs = configs
+        .iter()
+        .map(|(key, value)| {
+            create_topics_request::CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(key.to_string()))
+                .with_value(Some(StrBytes::from_string(value.to_string())))
+        })
+        .collect();
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)
+            .with_configs(configs)]);
+    let ResponseKind::CreateTopics(r) =
+        c.call(ApiKey::CreateTopics, 2, RequestKind::CreateTopics(req))
+    else {
+        unreachable!()
+    };
+    r.topics[0].error_code
+}
+
+/// A request frame written by hand, size prefix included: request header v1 (the
+/// non-flexible one, client id "raw") and `body` as given, for requests no encoder writes.
+pub fn raw_request(api_key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&api_key.to_be_bytes());
+    payload.extend_from_slice(&version.to_be_bytes());
+    payload.extend_from_slice(&correlation_id.to_be_bytes());
+    payload.extend_from_slice(&kafka_string("raw"));
+    payload.extend_from_slice(body);
+    let mut frame = (payload.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+/// A Kafka STRING: its length as two bytes, then its bytes.
+pub fn kafka_string(s: &str) -> Vec<u8> {
+    let mut out = (s.len() as i16).to_be_bytes().to_vec();
+    out.extend_from_slice(s.as_bytes());
+    out
 }

@@ -1,0 +1,312 @@
+//! Bad input gets Kafka's error or a closed connection; the node keeps serving everyone else
+//! and no stored data changes. Each test starts a node holding topic "guarded" (one
+//! partition, three records), whose high watermark no bad input may move, and ends by
+//! checking that an old connection and a new one are still served.
+
+mod common;
+
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{
+    create_topic, fetch, kafka_string, metadata_at, produce, produce_to, raw_request, record_batch,
+    topic_entry, Client, Node,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+const CORRUPT_MESSAGE: i16 = 2;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const MESSAGE_TOO_LARGE: i16 = 10;
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
+const INVALID_REQUIRED_ACKS: i16 = 21;
+const UNKNOWN_MEMBER_ID: i16 = 25;
+const UNSUPPORTED_VERSION: i16 = 35;
+
+const GUARDED: &str = "guarded";
+
+/// How long a connection the broker should close may stay open.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+
+/// A node as the end-to-end suite runs it (auto-creation on, three partitions by default)
+/// with "guarded" holding one batch of three records.
+fn start() -> Node {
+    let node = Node::start_with(&["--default-partitions", "3"]);
+    let mut c = node.try_connect().unwrap();
+    assert_eq!(
+        create_topic(&mut c, GUARDED, 1, &[]),
+        0,
+        "creating {GUARDED}"
+    );
+    let three = record_batch(&[("k", "v"); 3], Compression::None, None);
+    assert_eq!(produce(&mut c, GUARDED, 0, three, -1), (0, 0));
+    node
+}
+
+/// One record "k" = "v", uncompressed.
+fn one_record() -> Bytes {
+    record_batch(&[("k", "v")], Compression::None, None)
+}
+
+/// The node still runs, answers `bystander` (an old connection) and a new one, and
+/// "guarded" is unchanged.
+fn assert_still_serving(node: &mut Node, bystander: &mut Client, after: &str) {
+    assert!(node.is_running(), "after {after}: the node exited");
+    let r = metadata_at(bystander, 1, GUARDED);
+    let guarded = topic_entry(&r, GUARDED);
+    assert_eq!(
+        (
+            guarded.error_code,
+            guarded.partitions.len(),
+            r.controller_id.0
+        ),
+        (0, 1, 1),
+        "after {after}: Metadata of {GUARDED} (error, partitions, controller)"
+    );
+    let (error, high_watermark, _) = fetch(&mut node.try_connect().unwrap(), GUARDED, 0, 0);
+    assert_eq!(error, 0, "after {after}: Fetch of {GUARDED}");
+    assert_eq!(
+        high_watermark, 3,
+        "after {after}: {GUARDED}'s high watermark"
+    );
+}
+
+/// `n` bytes, different on every run.
+fn random_bytes(n: usize) -> Vec<u8> {
+    let state = RandomState::new();
+    (0..n).map(|i| state.hash_one(i) as u8).collect()
+}
+
+/// Input the broker cannot read, named: each must close its connection.
+fn closing_inputs() -> Vec<(String, Vec<u8>)> {
+    let frame = |key: ApiKey, version: i16, body: &[u8]| raw_request(key as i16, version, 1, body);
+    let over_maximum = [&(200 * 1024 * 1024i32).to_be_bytes()[..], &[0; 64]].concat();
+    let garbage = [&42i32.to_be_bytes()[..], &random_bytes(42)].concat();
+    vec![
+        ("frame over the maximum request size".into(), over_maximum),
+        ("negative frame size".into(), (-7i32).to_be_bytes().to_vec()),
+        (format!("garbage bytes {garbage:02x?}"), garbage),
+        ("unknown api key".into(), raw_request(4242, 0, 1, &[])),
+        (
+            "fetch v13 (not advertised)".into(),
+            frame(ApiKey::Fetch, 13, &[]),
+        ),
+        ("metadata v99".into(), frame(ApiKey::Metadata, 99, &[])),
+        (
+            "produce v2 (advertised, not served)".into(),
+            frame(ApiKey::Produce, 2, &[]),
+        ),
+        (
+            "metadata with a two-billion-entry topic array".into(),
+            frame(ApiKey::Metadata, 1, &0x7FFF_FFFFi32.to_be_bytes()),
+        ),
+        (
+            "produce with a truncated body".into(),
+            frame(ApiKey::Produce, 3, b"\xff\xff\x00"),
+        ),
+    ]
+}
+
+#[test]
+fn unreadable_requests_close_only_their_connection() {
+    let mut node = start();
+    for (what, bytes) in closing_inputs() {
+        let mut bystander = node.try_connect().unwrap();
+        let mut bad = node.try_connect().unwrap();
+        bad.send_raw(&bytes);
+        assert!(
+            bad.is_closed_by_peer(CLOSE_WITHIN),
+            "{what}: connection left open"
+        );
+        assert_still_serving(&mut node, &mut bystander, &what);
+    }
+}
+
+#[test]
+fn too_new_api_versions_gets_our_ranges_then_works_on_the_same_connection() {
+    let node = Node::start();
+    let mut c = node.try_connect().unwrap();
+    // ApiVersions v99 cannot be encoded; what the client knows of it is its header.
+    c.send_raw(&raw_request(ApiKey::ApiVersions as i16, 99, 7, &[]));
+    let (correlation, answer) = c.receive_with_correlation(ApiKey::ApiVersions, 0);
+    assert_eq!(correlation, 7, "the answer's correlation id");
+    let ResponseKind::ApiVersions(r) = answer else {
+        unreachable!()
+    };
+    let range = |r: &ApiVersionsResponse, key: ApiKey| {
+        r.api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .map(|k| (k.min_version, k.max_version))
+    };
+    assert_eq!(r.error_code, UNSUPPORTED_VERSION);
+    assert_eq!(range(&r, ApiKey::ApiVersions), Some((0, 4)));
+    assert_eq!(
+        range(&r, ApiKey::Produce),
+        Some((0, 12)),
+        "Produce is advertised from v0 for librdkafka"
+    );
+    assert_eq!(range(&r, ApiKey::Fetch), Some((4, 12)));
+    let request = RequestKind::ApiVersions(ApiVersionsRequest::default());
+    let ResponseKind::ApiVersions(r) = c.call(ApiKey::ApiVersions, 0, request) else {
+        unreachable!()
+    };
+    assert_eq!(r.error_code, 0);
+    assert!(range(&r, ApiKey::Metadata).is_some(), "Metadata advertised");
+}
+
+#[test]
+fn a_bad_crc_is_a_corrupt_message() {
+    let mut node = start();
+    let mut bystander = node.try_connect().unwrap();
+    let mut tampered = record_batch(&[("k", "tampered")], Compression::None, None).to_vec();
+    let near_end = tampered.len() - 3;
+    tampered[near_end] ^= 0x01;
+    let (error, _) = produce(&mut bystander, GUARDED, 0, tampered.into(), -1);
+    assert_eq!(error, CORRUPT_MESSAGE);
+    assert_still_serving(&mut node, &mut bystander, "a bad CRC");
+}
+
+#[test]
+fn old_message_formats_and_truncated_batches_are_refused() {
+    let mut node = start();
+    let mut bystander = node.try_connect().unwrap();
+    let batch = one_record();
+    let mut v1 = batch.to_vec();
+    v1[16] = 1; // the magic byte
+    let (error, _) = produce(&mut bystander, GUARDED, 0, v1.into(), -1);
+    assert_ne!(error, 0, "a v1 message set was accepted");
+    let truncated = batch.slice(..batch.len() - 5);
+    let (error, _) = produce(&mut bystander, GUARDED, 0, truncated, -1);
+    assert_eq!(error, CORRUPT_MESSAGE, "a truncated batch");
+    assert_still_serving(&mut node, &mut bystander, "old and truncated batches");
+}
+
+#[test]
+fn a_batch_over_max_message_bytes_is_too_large() {
+    let mut node = start();
+    let mut bystander = node.try_connect().unwrap();
+    let limit = [("max.message.bytes", "1000")];
+    assert_eq!(create_topic(&mut bystander, "small", 1, &limit), 0);
+    let big = record_batch(&[("k", &"x".repeat(2000))], Compression::None, None);
+    assert_eq!(
+        produce(&mut bystander, "small", 0, big, -1).0,
+        MESSAGE_TOO_LARGE
+    );
+    let fits = record_batch(&[("k", &"x".repeat(100))], Compression::None, None);
+    assert_eq!(produce(&mut bystander, "small", 0, fits, -1), (0, 0));
+    assert_still_serving(&mut node, &mut bystander, "a batch too large");
+}
+
+#[test]
+fn the_broker_wide_message_limit_applies_without_a_topic_config() {
+    let node = Node::start_with(&["--max-message-bytes", "4096"]);
+    let mut c = node.try_connect().unwrap();
+    let big = record_batch(&[("k", &"y".repeat(8000))], Compression::None, None);
+    assert_eq!(produce(&mut c, "limited", 0, big, -1).0, MESSAGE_TOO_LARGE);
+    let fits = record_batch(&[("k", &"y".repeat(100))], Compression::None, None);
+    assert_eq!(produce(&mut c, "limited", 0, fits, -1).0, 0);
+}
+
+#[test]
+fn invalid_topic_names_are_refused() {
+    let mut node = start();
+    let mut bystander = node.try_connect().unwrap();
+    let (error, _) = produce(&mut bystander, "no spaces allowed", 0, one_record(), -1);
+    assert_eq!(
+        error, INVALID_TOPIC_EXCEPTION,
+        "Produce to 'no spaces allowed'"
+    );
+    assert_eq!(
+        create_topic(&mut bystander, "bad/name", 1, &[]),
+        INVALID_TOPIC_EXCEPTION,
+        "CreateTopics of 'bad/name'"
+    );
+    let r = metadata_at(&mut bystander, 1, "bad*name");
+    assert_eq!(
+        topic_entry(&r, "bad*name").error_code,
+        INVALID_TOPIC_EXCEPTION,
+        "Metadata of 'bad*name'"
+    );
+    assert_still_serving(&mut node, &mut bystander, "invalid names");
+}
+
+#[test]
+fn unknown_partitions_and_acks_are_refused() {
+    let mut node = start();
+    let mut bystander = node.try_connect().unwrap();
+    let (error, _) = produce(&mut bystander, GUARDED, 7, one_record(), -1);
+    assert_eq!(error, UNKNOWN_TOPIC_OR_PARTITION, "Produce to partition 7");
+    let (error, _) = produce(&mut bystander, GUARDED, 0, one_record(), 5);
+    assert_eq!(error, INVALID_REQUIRED_ACKS, "Produce with acks=5");
+    let (error, _, _) = fetch(&mut bystander, GUARDED, 0, 1_000);
+    assert_eq!(error, OFFSET_OUT_OF_RANGE, "Fetch from offset 1000");
+    assert_still_serving(&mut node, &mut bystander, "unknown partitions and acks");
+}
+
+#[test]
+fn group_requests_from_strangers_get_kafka_errors() {
+    let mut node = start();
+    let mut bystander = node.try_connect().unwrap();
+    let find = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("some-group"));
+    let ResponseKind::FindCoordinator(r) = bystander.call(
+        ApiKey::FindCoordinator,
+        0,
+        RequestKind::FindCoordinator(find),
+    ) else {
+        unreachable!()
+    };
+    assert_eq!(r.error_code, 0, "this node coordinates");
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id(1)
+        .with_member_id(StrBytes::from_static_str("m"));
+    let ResponseKind::Heartbeat(r) =
+        bystander.call(ApiKey::Heartbeat, 0, RequestKind::Heartbeat(heartbeat))
+    else {
+        unreachable!()
+    };
+    assert_eq!(r.error_code, UNKNOWN_MEMBER_ID);
+    // A JoinGroup cut short is unreadable: the connection closes, nobody else notices.
+    let mut truncated = node.try_connect().unwrap();
+    let body = [kafka_string("g"), vec![0]].concat();
+    truncated.send_raw(&raw_request(ApiKey::JoinGroup as i16, 0, 1, &body));
+    assert!(
+        truncated.is_closed_by_peer(CLOSE_WITHIN),
+        "a truncated JoinGroup left its connection open"
+    );
+    assert_still_serving(&mut node, &mut bystander, "group requests");
+}
+
+#[test]
+fn a_failed_acks_zero_produce_closes_the_connection() {
+    let mut node = start();
+    let mut conn = node.try_connect().unwrap();
+    let mut broken = one_record().to_vec();
+    let last = broken.len() - 1;
+    broken[last] ^= 0x01;
+    conn.send(
+        ApiKey::Produce,
+        3,
+        &produce_to(GUARDED, 0, broken.into(), 0),
+    );
+    assert!(
+        conn.is_closed_by_peer(CLOSE_WITHIN),
+        "a refused acks=0 produce left its connection open"
+    );
+    let mut good = node.try_connect().unwrap();
+    good.send(
+        ApiKey::Produce,
+        3,
+        &produce_to("acks0-ok", 0, one_record(), 0),
+    );
+    assert!(
+        !good.is_closed_by_peer(Duration::from_secs(1)),
+        "an accepted acks=0 produce closed its connection"
+    );
+    let mut fresh = node.try_connect().unwrap();
+    assert_still_serving(&mut node, &mut fresh, "an acks=0 produce");
+}
