@@ -19,6 +19,7 @@ use crate::groups::{self, Coordinator, GroupLimits};
 use crate::handlers::ReadAheadBudget;
 use crate::metrics::Metrics;
 use crate::producer_ids::{self, ProducerIds};
+use crate::retention;
 use crate::unsafe_modes::UnsafeMode;
 use crate::Config;
 
@@ -135,6 +136,7 @@ impl Broker {
             groups,
         });
         tokio::spawn(producer_ids::expiry_loop(broker.clone()));
+        tokio::spawn(retention::retention_loop(broker.clone()));
         tokio::spawn(groups::run(broker.clone()));
         Ok(broker)
     }

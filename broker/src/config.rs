@@ -166,6 +166,25 @@ pub struct Settings {
     #[arg(long, env = "STRAND_OFFSETS_RETENTION_MINUTES")]
     pub offsets_retention_minutes: Option<u64>,
 
+    /// How long a partition keeps records before deleting them, for topics that do not set
+    /// retention.ms; -1 keeps them forever (Kafka: log.retention.ms, log.retention.hours=168)
+    #[arg(long, env = "STRAND_LOG_RETENTION_MS", allow_negative_numbers = true)]
+    pub log_retention_ms: Option<i64>,
+
+    /// Bytes of record batches a partition keeps before deleting its oldest, for topics
+    /// that do not set retention.bytes; -1 sets no limit (Kafka: log.retention.bytes)
+    #[arg(
+        long,
+        env = "STRAND_LOG_RETENTION_BYTES",
+        allow_negative_numbers = true
+    )]
+    pub log_retention_bytes: Option<i64>,
+
+    /// How often leaders look for records past their topic's retention
+    /// (Kafka: log.retention.check.interval.ms)
+    #[arg(long, env = "STRAND_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    pub log_retention_check_interval_ms: Option<u64>,
+
     /// Log filter, in tracing's EnvFilter syntax (RUST_LOG also works)
     #[arg(long, env = "STRAND_LOG")]
     pub log: Option<String>,
@@ -236,6 +255,11 @@ pub mod defaults {
     pub const GROUP_INITIAL_REBALANCE_DELAY_MS: u64 = 3_000;
     /// Seven days, as Kafka's offsets.retention.minutes.
     pub const OFFSETS_RETENTION_MINUTES: u64 = 10_080;
+    /// Seven days, as Kafka's log.retention.hours=168.
+    pub const LOG_RETENTION_MS: i64 = 604_800_000;
+    pub const LOG_RETENTION_BYTES: i64 = -1;
+    /// Five minutes, as Kafka.
+    pub const LOG_RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
     pub const LOG: &str = "info,openraft=warn";
 }
 
@@ -282,6 +306,12 @@ pub fn documented_defaults() -> Vec<(&'static str, String)> {
         (
             "offsets-retention-minutes",
             OFFSETS_RETENTION_MINUTES.to_string(),
+        ),
+        ("log-retention-ms", LOG_RETENTION_MS.to_string()),
+        ("log-retention-bytes", LOG_RETENTION_BYTES.to_string()),
+        (
+            "log-retention-check-interval-ms",
+            LOG_RETENTION_CHECK_INTERVAL_MS.to_string(),
         ),
         ("log", LOG.to_string()),
     ]
@@ -337,6 +367,10 @@ pub struct Config {
     pub group_max_session_timeout: Duration,
     pub group_initial_rebalance_delay: Duration,
     pub offsets_retention: Duration,
+    /// Topics' retention.ms and retention.bytes where they set none; -1 is no limit.
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_retention_check_interval: Duration,
     pub log: String,
     /// Always `Off` in a normal build.
     pub unsafe_mode: UnsafeMode,
@@ -532,7 +566,38 @@ impl Config {
                 "must not be more than group-max-session-timeout-ms",
             ));
         }
+        let log_retention_ms = s.log_retention_ms.unwrap_or(defaults::LOG_RETENTION_MS);
+        if log_retention_ms < -1 {
+            return Err(invalid(
+                "log-retention-ms",
+                log_retention_ms,
+                "give a number of milliseconds, or -1 to keep records forever",
+            ));
+        }
+        let log_retention_bytes = s
+            .log_retention_bytes
+            .unwrap_or(defaults::LOG_RETENTION_BYTES);
+        if log_retention_bytes < -1 {
+            return Err(invalid(
+                "log-retention-bytes",
+                log_retention_bytes,
+                "give a number of bytes, or -1 for no size limit",
+            ));
+        }
+        let log_retention_check_interval_ms = s
+            .log_retention_check_interval_ms
+            .unwrap_or(defaults::LOG_RETENTION_CHECK_INTERVAL_MS);
+        if log_retention_check_interval_ms == 0 {
+            return Err(invalid(
+                "log-retention-check-interval-ms",
+                0,
+                "give a number of milliseconds above 0",
+            ));
+        }
         Ok(Config {
+            log_retention_ms,
+            log_retention_bytes,
+            log_retention_check_interval: Duration::from_millis(log_retention_check_interval_ms),
             group_min_session_timeout: Duration::from_millis(group_min_session_timeout_ms),
             group_max_session_timeout: Duration::from_millis(group_max_session_timeout_ms),
             group_initial_rebalance_delay: Duration::from_millis(

@@ -10,6 +10,7 @@
 //! - [`topics`]: topic names and topic-level configs.
 //! - [`groups`]: the group coordinator: consumer group membership and committed offsets.
 //! - [`producer_ids`]: producer ids for idempotent producers, and expiring their state.
+//! - [`retention`]: deleting records past their topic's retention.
 //! - [`metrics`]: the Prometheus endpoint.
 
 pub mod broker;
@@ -20,6 +21,7 @@ pub mod groups;
 pub mod handlers;
 pub mod metrics;
 pub mod producer_ids;
+pub mod retention;
 pub mod server;
 pub mod topics;
 pub mod unsafe_modes;

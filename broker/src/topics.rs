@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::Config;
+
 /// Why a topic name is not legal.
 pub fn name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
@@ -96,15 +98,22 @@ pub fn config_problem(key: &str, value: &str) -> Option<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicSettings {
     pub max_message_bytes: i32,
+    /// -1: keep records forever.
+    pub retention_ms: i64,
+    /// -1: no size limit.
+    pub retention_bytes: i64,
 }
 
 impl TopicSettings {
-    pub fn resolve(configs: &BTreeMap<String, String>, broker_max_message_bytes: i32) -> Self {
+    pub fn resolve(configs: &BTreeMap<String, String>, broker: &Config) -> Self {
+        fn get<T: std::str::FromStr>(configs: &BTreeMap<String, String>, key: &str) -> Option<T> {
+            configs.get(key).and_then(|v| v.parse().ok())
+        }
         TopicSettings {
-            max_message_bytes: configs
-                .get("max.message.bytes")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(broker_max_message_bytes),
+            max_message_bytes: get(configs, "max.message.bytes")
+                .unwrap_or(broker.max_message_bytes),
+            retention_ms: get(configs, "retention.ms").unwrap_or(broker.log_retention_ms),
+            retention_bytes: get(configs, "retention.bytes").unwrap_or(broker.log_retention_bytes),
         }
     }
 }
@@ -129,12 +138,26 @@ mod tests {
         assert_eq!(config_problem("retention.ms", "-1"), None);
         assert!(config_problem("retention.ms", "soon").is_some());
         assert!(config_problem("no.such.config", "1").is_some());
+        let mut broker = Config::resolve(crate::config::Settings::default()).unwrap();
+        broker.max_message_bytes = 100;
+        broker.log_retention_bytes = 7;
         let mut configs = BTreeMap::new();
-        assert_eq!(TopicSettings::resolve(&configs, 100).max_message_bytes, 100);
-        configs.insert("max.message.bytes".into(), "5000".into());
+        let defaults = TopicSettings::resolve(&configs, &broker);
         assert_eq!(
-            TopicSettings::resolve(&configs, 100).max_message_bytes,
-            5000
+            (
+                defaults.max_message_bytes,
+                defaults.retention_ms,
+                defaults.retention_bytes
+            ),
+            (100, crate::config::defaults::LOG_RETENTION_MS, 7)
+        );
+        configs.insert("max.message.bytes".into(), "5000".into());
+        configs.insert("retention.ms".into(), "-1".into());
+        configs.insert("retention.bytes".into(), "4096".into());
+        let set = TopicSettings::resolve(&configs, &broker);
+        assert_eq!(
+            (set.max_message_bytes, set.retention_ms, set.retention_bytes),
+            (5000, -1, 4096)
         );
     }
 }

@@ -224,6 +224,53 @@ fn list_offsets_answers_at_every_advertised_version() {
 }
 
 #[test]
+fn delete_records_answers_at_every_advertised_version() {
+    let (_node, mut c) = start();
+    let high_watermark = fill_sweep(&mut c, 10);
+    let delete = |topic: &str, offset: i64| {
+        RequestKind::DeleteRecords(
+            DeleteRecordsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(name(topic))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(offset),
+                    ])]),
+        )
+    };
+    for v in versions(ApiKey::DeleteRecords) {
+        let mut answer = |topic: &str, offset: i64| {
+            let ResponseKind::DeleteRecords(r) =
+                c.call(ApiKey::DeleteRecords, v, delete(topic, offset))
+            else {
+                unreachable!()
+            };
+            let p = &r.topics[0].partitions[0];
+            (p.error_code, p.low_watermark)
+        };
+        let start = v as i64 + 1;
+        assert_eq!(answer("sweep", start), (0, start), "DeleteRecords v{v}");
+        assert_eq!(
+            answer("sweep", 0),
+            (0, start),
+            "DeleteRecords v{v}: an offset below the start changes nothing"
+        );
+        assert_eq!(
+            answer("sweep", high_watermark + 1),
+            (1, -1),
+            "DeleteRecords v{v}: OFFSET_OUT_OF_RANGE above the high watermark"
+        );
+        assert_eq!(
+            answer("never-created", 1),
+            (3, -1),
+            "DeleteRecords v{v}: UNKNOWN_TOPIC_OR_PARTITION"
+        );
+    }
+}
+
+#[test]
 fn init_producer_id_answers_at_every_advertised_version() {
     let (_node, mut c) = start();
     let mut producer_ids = std::collections::HashSet::new();

@@ -24,8 +24,14 @@ use crate::types::{
 pub trait Machine: Send + Sync + 'static {
     /// Called with the term of every applied entry, before the entry itself.
     fn observe_term(&mut self, term: u64, batch: &mut StateBatch);
-    /// Applies one command, adding its effects to `batch`.
-    fn apply(&mut self, log_id: &LogId, command: Command, batch: &mut StateBatch) -> Response;
+    /// Applies one command, adding its effects to `batch`. An error is a failed read of the
+    /// machine's own stored state, which stops the group as a failed write does.
+    fn apply(
+        &mut self,
+        log_id: &LogId,
+        command: Command,
+        batch: &mut StateBatch,
+    ) -> Result<Response, strand_storage::StorageError>;
     /// Adds whatever the round changed in aggregate (counters) to `batch`, just before it is
     /// written.
     fn finish_round(&mut self, batch: &mut StateBatch);
@@ -117,7 +123,10 @@ impl<M: Machine> RaftStateMachine<Types> for StateMachine<M> {
                         Command::Append(append) => std::mem::take(&mut append.reply),
                         _ => AppliedReply::default(),
                     };
-                    let response = self.machine.apply(&entry.log_id, command, &mut batch);
+                    let response = self
+                        .machine
+                        .apply(&entry.log_id, command, &mut batch)
+                        .map_err(|e| StorageIOError::read_state_machine(&e))?;
                     if reply.is_wanted() {
                         replies.push((reply, response.clone()));
                     }

@@ -45,6 +45,10 @@ pub enum Command {
     ExpireProducers { before: i64 },
     /// Change cluster metadata (controller group only).
     Controller(ControllerCommand),
+    /// Move a partition's log start offset up to `offset` (or its log end, if lower):
+    /// retention and DeleteRecords, decided by the leader and applied at the same point of
+    /// the log on every replica. A start at or below the current one changes nothing.
+    AdvanceLogStart { offset: i64 },
 }
 
 /// Record batches for one partition, exactly as the producer sent them, with the facts the
@@ -219,6 +223,10 @@ pub enum Response {
     Rejected(Rejection),
     /// Raft's own entries (blank, membership) produce no result.
     None,
+    /// The partition's log start offset after an `AdvanceLogStart`.
+    LogStartAdvanced {
+        log_start_offset: i64,
+    },
 }
 
 /// Why a command was refused at apply time.

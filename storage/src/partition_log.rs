@@ -247,6 +247,81 @@ impl PartitionLog {
         Ok(out)
     }
 
+    /// The base offset of the last batch starting at or before `offset`: the batch holding
+    /// it, when `offset` is below the log end.
+    pub fn batch_at_or_before(&self, offset: i64) -> Result<Option<i64>> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(keys::batch(self.group, 0).to_vec());
+        let mut iter = self
+            .store
+            .db
+            .raw_iterator_cf_opt(self.store.cf(CF_STATE), ro);
+        iter.seek_for_prev(keys::batch(self.group, offset));
+        let found = match iter.key() {
+            Some(key) if key.starts_with(&keys::state(self.group, keys::BATCH)) => {
+                keys::batch_base_offset(key)
+            }
+            _ => None,
+        };
+        iter.status()?;
+        Ok(found)
+    }
+
+    /// The base offset of the oldest batch that must stay for the batches below `end` to
+    /// hold at least `bytes`: the batches from it on hold `bytes` or more, those after it
+    /// less. `None` when all of them together hold less.
+    pub fn oldest_needed_for(&self, end: i64, bytes: u64) -> Result<Option<i64>> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(keys::batch(self.group, 0).to_vec());
+        ro.set_iterate_upper_bound(keys::batch(self.group, end).to_vec());
+        let mut iter = self
+            .store
+            .db
+            .raw_iterator_cf_opt(self.store.cf(CF_STATE), ro);
+        iter.seek_to_last();
+        let mut held = 0u64;
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            held += u64::from(BatchLocation::decode(value)?.len);
+            if held >= bytes {
+                return Ok(keys::batch_base_offset(key));
+            }
+            iter.prev();
+        }
+        iter.status()?;
+        Ok(None)
+    }
+
+    /// Forgets where the batches below `first_kept` are, once the log start has passed
+    /// them. In the same write batch as the puts of the current round, so it also removes
+    /// batches put earlier in that round.
+    pub fn forget_batches_below(&self, batch: &mut StateBatch, first_kept: i64) {
+        batch.delete_range(
+            &keys::batch(self.group, 0),
+            &keys::batch(self.group, first_kept),
+        );
+    }
+
+    /// Time index entries pointing below `base_offset`, oldest first (the index is sorted
+    /// by time and by offset, so they are its head).
+    pub fn time_index_below(&self, base_offset: i64) -> Result<Vec<(i64, i64)>> {
+        let mut out = Vec::new();
+        let start = keys::state(self.group, keys::TIME_INDEX);
+        let end = keys::state_tag_end(self.group, keys::TIME_INDEX);
+        self.store
+            .scan_state(&start, &end, |k, _| match keys::decode_time_index(k) {
+                Some((ts, base)) if base < base_offset => {
+                    out.push((ts, base));
+                    true
+                }
+                _ => false,
+            })?;
+        Ok(out)
+    }
+
+    pub fn delete_time_index(&self, batch: &mut StateBatch, max_timestamp: i64, base_offset: i64) {
+        batch.delete(&keys::time_index(self.group, max_timestamp, base_offset));
+    }
+
     /// Where the batch whose base offset is exactly `base_offset` is.
     pub fn location_of(&self, base_offset: i64) -> Result<Option<BatchLocation>> {
         self.store
@@ -350,6 +425,40 @@ mod tests {
         assert_eq!(log.first_batch_at_or_after(50).unwrap(), Some(0));
         assert_eq!(log.first_batch_at_or_after(101).unwrap(), Some(5));
         assert_eq!(log.first_batch_at_or_after(501).unwrap(), None);
+    }
+
+    #[test]
+    fn the_head_of_the_index_is_found_and_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let log = store.partition_log(4);
+        // Batches [0..5), [5..10), [10..12) of 100, 200 and 300 bytes.
+        fill(&log, &store, &[(0, 100), (5, 200), (10, 300)]);
+        assert_eq!(log.batch_at_or_before(7).unwrap(), Some(5));
+        assert_eq!(log.batch_at_or_before(5).unwrap(), Some(5));
+        assert_eq!(log.batch_at_or_before(99).unwrap(), Some(10));
+        assert_eq!(store.partition_log(3).batch_at_or_before(7).unwrap(), None);
+        assert_eq!(log.oldest_needed_for(12, 300).unwrap(), Some(10));
+        assert_eq!(log.oldest_needed_for(12, 301).unwrap(), Some(5));
+        assert_eq!(log.oldest_needed_for(12, 600).unwrap(), Some(0));
+        assert_eq!(log.oldest_needed_for(12, 601).unwrap(), None);
+        assert_eq!(log.oldest_needed_for(10, 1).unwrap(), Some(5));
+
+        let mut b = store.state_batch();
+        log.put_time_index(&mut b, 100, 0);
+        log.put_time_index(&mut b, 300, 5);
+        log.put_time_index(&mut b, 400, 10);
+        store.write_state(b).unwrap();
+        assert_eq!(log.time_index_below(10).unwrap(), [(100, 0), (300, 5)]);
+        assert_eq!(log.time_index_below(0).unwrap(), []);
+
+        let mut b = store.state_batch();
+        log.forget_batches_below(&mut b, 10);
+        log.delete_time_index(&mut b, 100, 0);
+        store.write_state(b).unwrap();
+        assert_eq!(log.batch_at_or_before(9).unwrap(), None);
+        assert_eq!(log.location_of(10).unwrap().unwrap().len, 300);
+        assert_eq!(log.first_batch_at_or_after(0).unwrap(), Some(5));
     }
 
     #[test]

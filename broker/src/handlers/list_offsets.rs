@@ -117,6 +117,7 @@ fn lookup(replica: &PartitionReplica, timestamp: i64) -> Result<Found, ResponseE
                 .meta()
                 .map_err(storage_error)?
                 .unwrap_or_default();
+            // -1 also once retention deleted the batch (see PartitionMachine).
             if meta.max_timestamp_batch < 0 {
                 return Ok(at(-1, -1, -1));
             }
@@ -129,19 +130,37 @@ fn lookup(replica: &PartitionReplica, timestamp: i64) -> Result<Found, ResponseE
             Ok(at(best.offset, best.timestamp, epoch_of(best.offset)))
         }
         t if t >= 0 => {
+            // The index may name the log end, where the next batch will be, once
+            // retention deleted every batch.
             let Some(base) = replica
                 .reader
                 .index()
                 .first_batch_at_or_after(t)
                 .map_err(storage_error)?
+                .filter(|base| *base < status.high_watermark)
             else {
                 return Ok(at(-1, -1, -1));
             };
-            let stamps = stamps_of(replica, base)?;
-            match stamps.iter().find(|s| s.timestamp >= t) {
-                Some(s) => Ok(at(s.offset, s.timestamp, epoch_of(s.offset))),
-                None => Ok(at(-1, -1, -1)),
+            // The indexed batch holds a record of time t or later, unless that record is
+            // below the log start (the batch holds the start): then a later batch does.
+            let mut batch = Some(base);
+            while let Some(base) = batch {
+                let stamps = stamps_of(replica, base)?;
+                let found = stamps
+                    .iter()
+                    .find(|s| s.timestamp >= t && s.offset >= status.log_start_offset);
+                if let Some(s) = found {
+                    return Ok(at(s.offset, s.timestamp, epoch_of(s.offset)));
+                }
+                batch = replica
+                    .reader
+                    .index()
+                    .locate_from_base(base + 1, status.high_watermark, 1)
+                    .map_err(storage_error)?
+                    .first()
+                    .map(|(base, _)| *base);
             }
+            Ok(at(-1, -1, -1))
         }
         _ => Err(ResponseError::InvalidRequest),
     }

@@ -7,6 +7,7 @@ mod alter_partition_reassignments;
 mod api_versions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
@@ -64,6 +65,7 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     api_versions::VERSIONS,
     create_topics::VERSIONS,
     delete_topics::VERSIONS,
+    delete_records::VERSIONS,
     init_producer_id::VERSIONS,
     offset_for_leader_epoch::VERSIONS,
     describe_configs::VERSIONS,
@@ -209,6 +211,9 @@ pub async fn start(
         }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(create_topics::handle(broker, r, version).await)
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(delete_records::handle(broker, r).await)
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(broker, r, version).await)

@@ -301,7 +301,7 @@ async fn submit_partition(
 
     let records: Bytes = data.records.unwrap_or_default();
     let headers = validate_produce_records(&records).map_err(batch_failure)?;
-    let settings = TopicSettings::resolve(&topic.configs, broker.config.max_message_bytes);
+    let settings = TopicSettings::resolve(&topic.configs, &broker.config);
     if let Some(big) = headers
         .iter()
         .find(|h| h.total_len() > settings.max_message_bytes as usize)

@@ -302,12 +302,9 @@ impl ControllerMachine {
         );
         Response::TopicCreated { groups }
     }
-}
 
-impl Machine for ControllerMachine {
-    fn observe_term(&mut self, _term: u64, _batch: &mut StateBatch) {}
-
-    fn apply(&mut self, _log_id: &LogId, command: Command, batch: &mut StateBatch) -> Response {
+    /// Applies a command; reads nothing from storage, so it cannot fail.
+    fn apply_command(&mut self, command: Command, batch: &mut StateBatch) -> Response {
         let Command::Controller(command) = command else {
             return Response::Rejected(Rejection::WrongGroup);
         };
@@ -377,6 +374,19 @@ impl Machine for ControllerMachine {
                 Response::BrokerRegistered
             }
         }
+    }
+}
+
+impl Machine for ControllerMachine {
+    fn observe_term(&mut self, _term: u64, _batch: &mut StateBatch) {}
+
+    fn apply(
+        &mut self,
+        _log_id: &LogId,
+        command: Command,
+        batch: &mut StateBatch,
+    ) -> Result<Response, strand_storage::StorageError> {
+        Ok(self.apply_command(command, batch))
     }
 
     fn finish_round(&mut self, _batch: &mut StateBatch) {}
@@ -461,11 +471,13 @@ mod tests {
 
     fn run(m: &mut ControllerMachine, store: &Store, cmd: ControllerCommand) -> Response {
         let mut wb = store.state_batch();
-        let r = m.apply(
-            &LogId::new(CommittedLeaderId::new(1, 1), 1),
-            Command::Controller(cmd),
-            &mut wb,
-        );
+        let r = m
+            .apply(
+                &LogId::new(CommittedLeaderId::new(1, 1), 1),
+                Command::Controller(cmd),
+                &mut wb,
+            )
+            .unwrap();
         store.write_state(wb).unwrap();
         m.publish();
         r

@@ -49,6 +49,10 @@ pub struct PartitionMachine {
     meta_changed: bool,
     producers: Producers,
     status: watch::Sender<PartitionStatus>,
+    /// Batches and time index entries put in the current round: not yet in the store, so
+    /// moving the log start consults them as well as what is stored.
+    round_batches: Vec<i64>,
+    round_time_index: Vec<(i64, i64)>,
 }
 
 impl PartitionMachine {
@@ -68,6 +72,8 @@ impl PartitionMachine {
                 log_start_offset: 0,
             })
             .0,
+            round_batches: Vec::new(),
+            round_time_index: Vec::new(),
         };
         machine.reload()?;
         let rx = machine.status.subscribe();
@@ -136,9 +142,11 @@ impl PartitionMachine {
             };
             position += summary.len as usize;
             self.log.put_batch(batch, offset, location);
+            self.round_batches.push(offset);
             if summary.max_timestamp > self.meta.max_timestamp {
                 self.log
                     .put_time_index(batch, summary.max_timestamp, offset);
+                self.round_time_index.push((summary.max_timestamp, offset));
                 self.meta.max_timestamp = summary.max_timestamp;
                 self.meta.max_timestamp_batch = offset;
             }
@@ -149,6 +157,53 @@ impl PartitionMachine {
             base_offset,
             log_start_offset: self.meta.log_start_offset,
         }
+    }
+
+    /// Moves the log start up to `offset` (at most the log end) and forgets the batches
+    /// wholly below it. The batch holding the new start stays whole: a fetch from the start
+    /// gets that batch, as Kafka serves it. The time index keeps, for the first batch
+    /// kept, the largest timestamp of those forgotten, so it still answers "the first
+    /// batch whose records reach time t" from the new start on.
+    fn advance_log_start(
+        &mut self,
+        offset: i64,
+        batch: &mut StateBatch,
+    ) -> Result<Response, StorageError> {
+        let start = offset.min(self.meta.next_offset);
+        if start > self.meta.log_start_offset {
+            let first_kept = if start < self.meta.next_offset {
+                let stored = self.log.batch_at_or_before(start)?;
+                let in_round = self.round_batches.iter().copied().filter(|b| *b <= start);
+                stored.into_iter().chain(in_round).max().unwrap_or(start)
+            } else {
+                start
+            };
+            self.log.forget_batches_below(batch, first_kept);
+            let mut forgotten = self.log.time_index_below(first_kept)?;
+            forgotten.extend(
+                self.round_time_index
+                    .iter()
+                    .filter(|(_, b)| *b < first_kept),
+            );
+            for &(ts, base) in &forgotten {
+                self.log.delete_time_index(batch, ts, base);
+            }
+            if let Some(&(ts, _)) = forgotten.iter().max() {
+                self.log.put_time_index(batch, ts, first_kept);
+                self.round_time_index.push((ts, first_kept));
+            }
+            if self.meta.max_timestamp_batch < first_kept {
+                // Which batch now holds the largest timestamp is unknown without reading
+                // them all; ListOffsets answers MAX_TIMESTAMP as for an empty log until a
+                // batch with a larger timestamp comes.
+                self.meta.max_timestamp_batch = -1;
+            }
+            self.meta.log_start_offset = start;
+            self.meta_changed = true;
+        }
+        Ok(Response::LogStartAdvanced {
+            log_start_offset: self.meta.log_start_offset,
+        })
     }
 }
 
@@ -174,17 +229,25 @@ impl Machine for PartitionMachine {
         }
     }
 
-    fn apply(&mut self, log_id: &LogId, command: Command, batch: &mut StateBatch) -> Response {
-        match command {
+    fn apply(
+        &mut self,
+        log_id: &LogId,
+        command: Command,
+        batch: &mut StateBatch,
+    ) -> Result<Response, StorageError> {
+        Ok(match command {
             Command::Append(append) => self.append(log_id, append, batch),
             Command::ExpireProducers { before } => Response::ProducersExpired {
                 count: self.producers.expire(before) as u32,
             },
+            Command::AdvanceLogStart { offset } => self.advance_log_start(offset, batch)?,
             Command::Controller(_) => Response::Rejected(Rejection::WrongGroup),
-        }
+        })
     }
 
     fn finish_round(&mut self, batch: &mut StateBatch) {
+        self.round_batches.clear();
+        self.round_time_index.clear();
         if self.meta_changed {
             self.log.put_meta(batch, &self.meta);
             self.meta_changed = false;
@@ -207,6 +270,8 @@ impl Machine for PartitionMachine {
     }
 
     fn reload(&mut self) -> Result<(), strand_storage::StorageError> {
+        self.round_batches.clear();
+        self.round_time_index.clear();
         self.meta = self.log.meta()?.unwrap_or_default();
         self.last_epoch = self.log.epochs()?.last().map(|(e, _)| *e as i32);
         self.producers = Producers::default();
@@ -535,7 +600,7 @@ mod tests {
             .unwrap();
         let mut wb = store.state_batch();
         m.observe_term(id.leader_id.term, &mut wb);
-        let r = m.apply(&id, cmd, &mut wb);
+        let r = m.apply(&id, cmd, &mut wb).unwrap();
         m.finish_round(&mut wb);
         store.write_state(wb).unwrap();
         m.publish();
@@ -651,5 +716,146 @@ mod tests {
         assert_eq!(bad, Response::Rejected(Rejection::InvalidAppend));
         let (_, status) = PartitionMachine::open(store.partition_log(1)).unwrap();
         assert_eq!(status.borrow().high_watermark, 5);
+    }
+
+    /// A step of the model test: appends and log start moves, several to a round.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A batch of `records` records whose largest timestamp is `ts`.
+        Append { records: i32, ts: i64 },
+        /// Move the log start `ahead` offsets past where it is (perhaps past the log end).
+        Advance { ahead: i64 },
+    }
+
+    /// What the partition must look like: its batches (base, records, max timestamp),
+    /// log start and end, and the largest timestamp of the batches forgotten.
+    #[derive(Debug, Default)]
+    struct Model {
+        batches: Vec<(i64, i64, i64)>,
+        start: i64,
+        end: i64,
+    }
+
+    impl Model {
+        fn step(&mut self, step: &Step) {
+            match *step {
+                Step::Append { records, ts } => {
+                    self.batches.push((self.end, records as i64, ts));
+                    self.end += records as i64;
+                }
+                Step::Advance { ahead } => {
+                    self.start = (self.start + ahead).min(self.end).max(self.start);
+                }
+            }
+        }
+
+        /// The batches holding offsets at or after the log start.
+        fn kept(&self) -> Vec<i64> {
+            self.batches
+                .iter()
+                .filter(|(base, n, _)| base + n > self.start)
+                .map(|b| b.0)
+                .collect()
+        }
+
+        /// The first kept batch whose records, with all before it, reach time `t`.
+        fn first_reaching(&self, t: i64) -> Option<i64> {
+            let mut running = i64::MIN;
+            for &(base, n, ts) in &self.batches {
+                running = running.max(ts);
+                if base + n > self.start && running >= t {
+                    return Some(base);
+                }
+            }
+            None
+        }
+    }
+
+    fn step_strategy() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (1..5i32, 0..100i64).prop_map(|(records, ts)| Step::Append { records, ts }),
+            1 => (0..12i64).prop_map(|ahead| Step::Advance { ahead }),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Random appends and log start moves, some in the same apply round, with reopens
+        /// in between, against a model: the log start and end, the batches still indexed
+        /// (nothing wholly below the start), reads from the start and the time index.
+        #[test]
+        fn moving_the_log_start_matches_the_model(
+            rounds in proptest::collection::vec(
+                (proptest::collection::vec(step_strategy(), 1..4), proptest::bool::ANY),
+                1..25,
+            )
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+            let (mut m, mut status) = PartitionMachine::open(store.partition_log(1)).unwrap();
+            let mut model = Model::default();
+            let mut index = 0;
+            for (steps, reopen) in rounds {
+                let mut wb = store.state_batch();
+                for step in &steps {
+                    let cmd = match *step {
+                        Step::Append { records, ts } => append_of(&[fake_batch(records, ts)]),
+                        Step::Advance { ahead } => Command::AdvanceLogStart {
+                            offset: model.start + ahead,
+                        },
+                    };
+                    model.step(step);
+                    index += 1;
+                    let id = log_id(1, index);
+                    let entry = crate::types::Entry {
+                        log_id: id,
+                        payload: openraft::EntryPayload::Normal(cmd.clone()),
+                    };
+                    store
+                        .raft_log(1)
+                        .append([(index, codec::encode_entry(&entry).as_slice())])
+                        .unwrap();
+                    m.observe_term(1, &mut wb);
+                    m.apply(&id, cmd, &mut wb).unwrap();
+                }
+                m.finish_round(&mut wb);
+                store.write_state(wb).unwrap();
+                m.publish();
+                if reopen {
+                    (m, status) = PartitionMachine::open(store.partition_log(1)).unwrap();
+                }
+
+                let now = *status.borrow();
+                proptest::prop_assert_eq!(
+                    (now.log_start_offset, now.high_watermark),
+                    (model.start, model.end)
+                );
+                let reader = PartitionReader::new(store.partition_log(1), store.raft_log(1));
+                let indexed: Vec<i64> = reader
+                    .locate(0, model.end, usize::MAX)
+                    .unwrap()
+                    .iter()
+                    .map(|b| b.0)
+                    .collect();
+                proptest::prop_assert_eq!(&indexed, &model.kept());
+                let read: Vec<i64> = reader
+                    .read(model.start, model.end, usize::MAX)
+                    .unwrap()
+                    .iter()
+                    .map(|b| b.base_offset)
+                    .collect();
+                proptest::prop_assert_eq!(&read, &model.kept());
+                for t in [0, 10, 33, 50, 77, 99, 100] {
+                    let found = store
+                        .partition_log(1)
+                        .first_batch_at_or_after(t)
+                        .unwrap()
+                        .filter(|b| *b < model.end);
+                    proptest::prop_assert_eq!(found, model.first_reaching(t), "t = {}", t);
+                }
+            }
+        }
     }
 }

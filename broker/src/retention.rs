@@ -1,0 +1,94 @@
+//! Retention: the leader of each partition moves its log start past the records its
+//! topic no longer keeps (retention.ms, retention.bytes, or the node's log.retention.*
+//! defaults), through the partition's Raft group, so every replica deletes the same
+//! records at the same point of its log.
+//!
+//! Kafka deletes whole segments, oldest first, once the newest record in a segment is
+//! past retention.ms, or while the rest of the log still holds retention.bytes. Strand
+//! does the same with record batches as the unit: a batch goes once every record in it
+//! and before it is older than retention.ms, or while the batches after it hold at least
+//! retention.bytes. A record with a timestamp in the future holds back everything after
+//! it, as it holds back its segment and the later ones in Kafka.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use strand_raft::{Command, PartitionReplica};
+use strand_storage::StorageError;
+
+use crate::topics::TopicSettings;
+use crate::Broker;
+
+/// Longest one partition's proposal may hold up the others.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Every `log.retention.check.interval.ms`, for each partition this node leads, proposes
+/// the log start its topic's retention asks for. Topic configs are read afresh each time,
+/// so a change made with kafka-configs takes effect at the next check.
+pub async fn retention_loop(broker: Arc<Broker>) {
+    let interval = broker.config.log_retention_check_interval;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let metadata = broker.node.controller().metadata();
+        for topic in metadata.topics.values() {
+            let settings = TopicSettings::resolve(&topic.configs, &broker.config);
+            if settings.retention_ms < 0 && settings.retention_bytes < 0 {
+                continue;
+            }
+            for info in &topic.partitions {
+                let Some(partition) = broker.node.partition(info.group) else {
+                    continue;
+                };
+                if !partition.replica.leadership().serving {
+                    continue;
+                }
+                match retention_point(&partition, &settings, now_ms()) {
+                    Ok(Some(offset)) => {
+                        let proposed = partition
+                            .replica
+                            .propose(Command::AdvanceLogStart { offset });
+                        let outcome = tokio::time::timeout(PROPOSE_TIMEOUT, proposed).await;
+                        tracing::debug!(topic = %topic.name, group = info.group, offset, ?outcome, "retention moved the log start");
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(topic = %topic.name, group = info.group, error = %e, "cannot apply retention")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where the partition's log should start under `settings` at time `now`, when that is
+/// past where it starts.
+pub fn retention_point(
+    partition: &PartitionReplica,
+    settings: &TopicSettings,
+    now: i64,
+) -> Result<Option<i64>, StorageError> {
+    let status = partition.status();
+    let index = partition.reader.index();
+    let mut start = status.log_start_offset;
+    if settings.retention_ms >= 0 {
+        let oldest_kept = now.saturating_sub(settings.retention_ms);
+        let first_young = index
+            .first_batch_at_or_after(oldest_kept)?
+            .unwrap_or(status.high_watermark);
+        start = start.max(first_young.min(status.high_watermark));
+    }
+    if let Ok(bytes) = u64::try_from(settings.retention_bytes) {
+        if let Some(oldest_needed) = index.oldest_needed_for(status.high_watermark, bytes)? {
+            start = start.max(oldest_needed);
+        }
+    }
+    Ok((start > status.log_start_offset).then_some(start))
+}
