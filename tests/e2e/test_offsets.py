@@ -1,5 +1,7 @@
 """Replay from the earliest or latest offset, from any offset, or from a point in time."""
 
+import time
+
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from kafka import KafkaConsumer
@@ -7,7 +9,8 @@ from kafka import TopicPartition as KpTopicPartition
 
 from clients import consume_confluent, create_topic
 
-BASE = 1_700_000_000_000
+# An hour ago: well inside the default retention (7 days), which would delete older records.
+BASE = (int(time.time()) - 3600) * 1000
 
 
 def produce_with_timestamps(bootstrap, topic, stamps):
