@@ -137,27 +137,7 @@ fn plan(
                 "no partitions assigned".into(),
             ));
         }
-        let rf = assignments[0].len();
-        for replicas in assignments {
-            if replicas.is_empty() || replicas.len() != rf {
-                return Err(TopicError::InvalidAssignment(
-                    "every partition needs the same, non-zero number of replicas".into(),
-                ));
-            }
-            if let Some(unknown) = replicas.iter().find(|r| !brokers.contains(r)) {
-                return Err(TopicError::InvalidAssignment(format!(
-                    "broker {unknown} is not in the cluster"
-                )));
-            }
-            let mut distinct = replicas.clone();
-            distinct.sort();
-            distinct.dedup();
-            if distinct.len() != replicas.len() {
-                return Err(TopicError::InvalidAssignment(
-                    "a partition lists the same broker twice".into(),
-                ));
-            }
-        }
+        check_assignments(assignments, assignments[0].len(), &brokers)?;
         return Ok(assignments.clone());
     }
     let partitions = match spec.partitions {
@@ -189,16 +169,149 @@ fn plan(
             brokers.len()
         )));
     }
-    let start = spec
-        .name
-        .bytes()
-        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
     Ok(place_replicas(
         partitions as usize,
         rf as usize,
         &brokers,
-        start % brokers.len().max(1),
+        placement_start(&spec.name) % brokers.len().max(1),
     ))
+}
+
+/// Where a topic's placement starts in the list of brokers, so that topics' partition 0s
+/// spread over the brokers.
+fn placement_start(name: &str) -> usize {
+    name.bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+}
+
+/// Checks replicas chosen by a client: `rf` replicas for each partition, all known
+/// brokers, none twice.
+fn check_assignments(
+    assignments: &[Vec<NodeId>],
+    rf: usize,
+    brokers: &[NodeId],
+) -> Result<(), TopicError> {
+    for replicas in assignments {
+        if replicas.is_empty() || replicas.len() != rf {
+            return Err(TopicError::InvalidAssignment(format!(
+                "every partition needs the same, non-zero number of replicas ({rf})"
+            )));
+        }
+        if let Some(unknown) = replicas.iter().find(|r| !brokers.contains(r)) {
+            return Err(TopicError::InvalidAssignment(format!(
+                "broker {unknown} is not in the cluster"
+            )));
+        }
+        let mut distinct = replicas.clone();
+        distinct.sort();
+        distinct.dedup();
+        if distinct.len() != replicas.len() {
+            return Err(TopicError::InvalidAssignment(
+                "a partition lists the same broker twice".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Most partitions a topic may have.
+const MAX_PARTITIONS: usize = 100_000;
+
+/// Adds partitions to topic `name` until it has `count` (CreatePartitions), on the
+/// replicas the client chose or placed as a new topic's would be, continuing its rotation;
+/// with `validate_only`, only checks that it could. Returns once this node's new replicas
+/// have leaders, or when `wait` runs out.
+pub async fn add_partitions(
+    broker: &Broker,
+    name: &str,
+    count: i32,
+    assignments: Option<Vec<Vec<NodeId>>>,
+    validate_only: bool,
+    wait: Duration,
+) -> Result<(), TopicError> {
+    let metadata = broker.node.controller().metadata();
+    let topic = metadata
+        .topics
+        .get(name)
+        .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+    let now = topic.partitions.len();
+    let count = match usize::try_from(count) {
+        Ok(c) if c > MAX_PARTITIONS => {
+            return Err(TopicError::InvalidPartitions(format!(
+                "{c} partitions is more than this broker supports ({MAX_PARTITIONS})"
+            )))
+        }
+        Ok(c) if c > now => c,
+        Ok(c) if c == now => {
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic already has {now} partitions"
+            )))
+        }
+        _ => {
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic currently has {now} partitions, which is more than the requested \
+                 {count}: partitions cannot be removed"
+            )))
+        }
+    };
+    let rf = topic.partitions.first().map_or(1, |p| p.replicas.len());
+    let brokers: Vec<NodeId> = metadata.brokers.keys().copied().collect();
+    let replicas = match assignments {
+        Some(assignments) => {
+            if assignments.len() != count - now {
+                return Err(TopicError::InvalidAssignment(format!(
+                    "{} assignments for {} new partitions",
+                    assignments.len(),
+                    count - now
+                )));
+            }
+            check_assignments(&assignments, rf, &brokers)?;
+            assignments
+        }
+        None if rf > brokers.len() => {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "the topic's replication factor {rf} is larger than the {} available broker(s)",
+                brokers.len()
+            )))
+        }
+        None => place_replicas(
+            count - now,
+            rf,
+            &brokers,
+            (placement_start(name) + now) % brokers.len().max(1),
+        ),
+    };
+    if validate_only {
+        return Ok(());
+    }
+    let command = Command::Controller(ControllerCommand::AddPartitions {
+        name: name.to_string(),
+        count,
+        replicas,
+    });
+    match broker
+        .node
+        .propose(CONTROLLER_GROUP, command)
+        .await
+        .map_err(from_propose)?
+    {
+        Response::Done => {}
+        Response::Rejected(Rejection::UnknownTopic(name)) => return Err(TopicError::Unknown(name)),
+        Response::Rejected(Rejection::PartitionCountChanged(_, now)) => {
+            return Err(TopicError::InvalidPartitions(format!(
+                "the topic's partition count changed to {now} meanwhile; ask again"
+            )))
+        }
+        other => {
+            return Err(TopicError::Unavailable(format!(
+                "unexpected result {other:?}"
+            )))
+        }
+    }
+    tracing::info!(topic = %name, count, "partitions added");
+    // Committed: the partitions exist whether or not their leaders are elected in time.
+    wait_for_topic(broker, name, wait, count).await;
+    Ok(())
 }
 
 /// Creates a topic (or only validates it). Returns the topic once this node has opened
@@ -250,7 +363,7 @@ pub async fn create_topic(
         }
     }
     tracing::info!(topic = %spec.name, "topic created");
-    let topic = wait_for_topic(broker, &spec.name, wait).await;
+    let topic = wait_for_topic(broker, &spec.name, wait, 0).await;
     topic.ok_or_else(|| TopicError::Unavailable("the new topic did not appear in time".into()))
 }
 
@@ -317,9 +430,15 @@ pub async fn delete_topic(broker: &Broker, name: &str) -> Result<(), TopicError>
     }
 }
 
-/// Waits until `name` exists and every partition this node replicates has a local
-/// replica that leads and serves, up to `wait`. Returns the topic if it exists.
-async fn wait_for_topic(broker: &Broker, name: &str, wait: Duration) -> Option<Arc<TopicInfo>> {
+/// Waits until `name` exists with at least `partitions` partitions and every partition
+/// this node replicates has a local replica that leads and serves, up to `wait`. Returns
+/// the topic if it exists.
+async fn wait_for_topic(
+    broker: &Broker,
+    name: &str,
+    wait: Duration,
+    partitions: usize,
+) -> Option<Arc<TopicInfo>> {
     let deadline = Instant::now() + wait;
     loop {
         let topic = broker
@@ -329,7 +448,7 @@ async fn wait_for_topic(broker: &Broker, name: &str, wait: Duration) -> Option<A
             .topics
             .get(name)
             .cloned();
-        if let Some(topic) = &topic {
+        if let Some(topic) = topic.as_ref().filter(|t| t.partitions.len() >= partitions) {
             let ready = topic.partitions.iter().all(|p| {
                 !p.replicas.contains(&broker.node.id())
                     || broker

@@ -224,6 +224,60 @@ fn list_offsets_answers_at_every_advertised_version() {
 }
 
 #[test]
+fn create_partitions_answers_at_every_advertised_version() {
+    let (_node, mut c) = start();
+    assert_eq!(common::create_topic(&mut c, "grown", 1, &[]), 0, "setup");
+    let mut count = 1;
+    for v in versions(ApiKey::CreatePartitions) {
+        let mut answer = |topic: &str, count: i32, validate_only: bool| {
+            let req = CreatePartitionsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_validate_only(validate_only)
+                .with_topics(vec![
+                    create_partitions_request::CreatePartitionsTopic::default()
+                        .with_name(name(topic))
+                        .with_count(count)
+                        .with_assignments(None),
+                ]);
+            let ResponseKind::CreatePartitions(r) = c.call(
+                ApiKey::CreatePartitions,
+                v,
+                RequestKind::CreatePartitions(req),
+            ) else {
+                unreachable!()
+            };
+            r.results[0].error_code
+        };
+        assert_eq!(
+            answer("grown", count + 2, true),
+            0,
+            "CreatePartitions v{v}: validate only"
+        );
+        assert_eq!(
+            answer("grown", count + 1, false),
+            0,
+            "CreatePartitions v{v}"
+        );
+        count += 1;
+        assert_eq!(
+            answer("grown", count, false),
+            37,
+            "CreatePartitions v{v}: INVALID_PARTITIONS for the current count"
+        );
+        assert_eq!(
+            answer("never-created", 3, false),
+            3,
+            "CreatePartitions v{v}: UNKNOWN_TOPIC_OR_PARTITION"
+        );
+        let partitions = common::metadata(&mut c, "grown").topics[0].partitions.len();
+        assert_eq!(
+            partitions, count as usize,
+            "CreatePartitions v{v}: metadata"
+        );
+    }
+}
+
+#[test]
 fn delete_records_answers_at_every_advertised_version() {
     let (_node, mut c) = start();
     let high_watermark = fill_sweep(&mut c, 10);

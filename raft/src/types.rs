@@ -176,6 +176,14 @@ pub enum ControllerCommand {
     UnregisterBroker {
         id: NodeId,
     },
+    /// Add partitions to a topic that has `count - replicas.len()` of them, new partition
+    /// `i` replicated on `replicas[i]` (CreatePartitions). Refused if the topic's count
+    /// changed since the broker planned it.
+    AddPartitions {
+        name: String,
+        count: usize,
+        replicas: Vec<Vec<NodeId>>,
+    },
 }
 
 /// A topic name and partition index.
@@ -252,6 +260,8 @@ pub enum Rejection {
     UnknownBroker(NodeId),
     #[error("broker {0} still holds replicas of {1}: move them away first")]
     BrokerInUse(NodeId, String),
+    #[error("topic '{0}' has {1} partitions now")]
+    PartitionCountChanged(String, usize),
 }
 
 /// A broker as clients see it.

@@ -5,7 +5,7 @@ acknowledged record is present exactly once, in order, at its offset."""
 import socket
 import time
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 
@@ -38,6 +38,26 @@ def test_rf3_topics_spread_leaders_and_every_node_agrees(cluster):
     assert sorted(set(leaders)) == [1, 2, 3], f"leaders are not spread: {leaders}"
     for leader, replicas in views[0].values():
         assert sorted(replicas) == [1, 2, 3]
+
+
+def test_added_partitions_are_replicated_on_every_node_and_take_writes(cluster):
+    admin = create_rf3_topic(cluster, "widened", partitions=3)
+    admin.create_partitions([NewPartitions("widened", 6)])["widened"].result(30)
+
+    def widened_everywhere():
+        for node in cluster.nodes:
+            md = AdminClient({"bootstrap.servers": node.bootstrap}).list_topics("widened", timeout=10)
+            partitions = md.topics["widened"].partitions
+            if len(partitions) != 6 or any(sorted(d.isrs) != [1, 2, 3] for d in partitions.values()):
+                return False
+        return True
+
+    wait_until("the new partitions replicated on every node", widened_everywhere, 30)
+    writer = IdempotentWriter(cluster.bootstrap, keys=24, topic="widened")
+    writer.start()
+    writer.wait_until_acked_everywhere(6)
+    writer.finish()
+    check_acknowledged_exactly_once(cluster.bootstrap, "widened", writer, 6)
 
 
 def test_acked_records_survive_a_leader_kill_mid_stream(cluster):

@@ -4,7 +4,7 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic as KpNewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -98,3 +98,33 @@ def test_librdkafka_auto_creates_with_the_default_partition_count(broker):
     p.produce("auto-by-librdkafka", b"hello")
     assert p.flush(20) == 0
     assert len(admin(broker).list_topics(timeout=10).topics["auto-by-librdkafka"].partitions) == 3
+
+
+def test_partitions_are_added_by_kafka_topics_and_the_admin_client_and_take_records(broker, java):
+    a = admin(broker)
+    a.create_topics([NewTopic("growing", num_partitions=2, replication_factor=1)])["growing"].result(10)
+    result = java.run(java.TOPICS, "--bootstrap-server", broker.bootstrap, "--alter",
+                      "--topic", "growing", "--partitions", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    a.create_partitions([NewPartitions("growing", 6)])["growing"].result(10)
+    assert wait_for(lambda: len(a.list_topics(timeout=10).topics["growing"].partitions) == 6)
+
+    with pytest.raises(KafkaException) as fewer:
+        a.create_partitions([NewPartitions("growing", 3)])["growing"].result(10)
+    assert fewer.value.args[0].code() == 37, "INVALID_PARTITIONS"
+
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    delivered = []
+    for partition in range(6):
+        p.produce("growing", value=b"to %d" % partition, partition=partition,
+                  on_delivery=lambda err, m: delivered.append((err, m.partition(), m.offset())))
+    assert p.flush(10) == 0
+    assert sorted(delivered) == [(None, i, 0) for i in range(6)]
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "growing-reader",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition("growing", 5, 0)])
+        msg = c.poll(10)
+        assert msg is not None and msg.error() is None and msg.value() == b"to 5"
+    finally:
+        c.close()

@@ -5,6 +5,7 @@
 
 mod alter_partition_reassignments;
 mod api_versions;
+mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_records;
@@ -70,6 +71,7 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     offset_for_leader_epoch::VERSIONS,
     describe_configs::VERSIONS,
     describe_log_dirs::VERSIONS,
+    create_partitions::VERSIONS,
     delete_groups::VERSIONS,
     elect_leaders::VERSIONS,
     incremental_alter_configs::VERSIONS,
@@ -211,6 +213,9 @@ pub async fn start(
         }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(create_topics::handle(broker, r, version).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, r).await)
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, r).await)

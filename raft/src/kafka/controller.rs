@@ -266,6 +266,43 @@ impl ControllerMachine {
         Response::Done
     }
 
+    fn add_partitions(
+        &mut self,
+        name: String,
+        count: usize,
+        replicas: Vec<Vec<NodeId>>,
+        batch: &mut StateBatch,
+    ) -> Response {
+        let Some(topic) = self.metadata.topics.get(&name) else {
+            return Response::Rejected(Rejection::UnknownTopic(name));
+        };
+        let now = topic.partitions.len();
+        if now + replicas.len() != count {
+            return Response::Rejected(Rejection::PartitionCountChanged(name, now));
+        }
+        let first = self.metadata.next_group.max(CONTROLLER_GROUP + 1);
+        let mut topic = (**topic).clone();
+        topic
+            .partitions
+            .extend(
+                replicas
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, replicas)| PartitionInfo {
+                        group: first + i as RaftGroupId,
+                        initial: replicas.clone(),
+                        replicas,
+                    }),
+            );
+        self.metadata.next_group = first + (count - now) as RaftGroupId;
+        self.put_topic(topic, batch);
+        batch.put(
+            &ControllerRecord::NextGroup.key(),
+            &self.metadata.next_group.to_be_bytes(),
+        );
+        Response::Done
+    }
+
     fn create_topic(
         &mut self,
         name: String,
@@ -365,6 +402,11 @@ impl ControllerMachine {
                 self.put_topic(topic, batch);
                 Response::Done
             }
+            ControllerCommand::AddPartitions {
+                name,
+                count,
+                replicas,
+            } => self.add_partitions(name, count, replicas, batch),
             ControllerCommand::RegisterBroker(info) => {
                 batch.put(
                     &ControllerRecord::Broker(info.id).key(),
@@ -608,6 +650,46 @@ mod tests {
         assert_eq!(
             rx.borrow().brokers.keys().copied().collect::<Vec<_>>(),
             [1, 2, 4]
+        );
+    }
+
+    #[test]
+    fn added_partitions_get_new_groups_after_the_existing_ones_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let (mut m, _, _) = ControllerMachine::open(store.clone()).unwrap();
+        run(&mut m, &store, create("a", 2));
+        run(&mut m, &store, create("b", 1));
+        let add = |count: usize, new: usize| ControllerCommand::AddPartitions {
+            name: "a".into(),
+            count,
+            replicas: vec![vec![1]; new],
+        };
+        assert_eq!(run(&mut m, &store, add(4, 2)), Response::Done);
+        assert_eq!(
+            run(&mut m, &store, add(5, 2)),
+            Response::Rejected(Rejection::PartitionCountChanged("a".into(), 4)),
+            "planned against a count that is no longer the topic's"
+        );
+        let unknown = ControllerCommand::AddPartitions {
+            name: "zz".into(),
+            count: 2,
+            replicas: vec![vec![1]],
+        };
+        assert_eq!(
+            run(&mut m, &store, unknown),
+            Response::Rejected(Rejection::UnknownTopic("zz".into()))
+        );
+        let (_, rx, _) = ControllerMachine::open(store.clone()).unwrap();
+        let groups: Vec<_> = rx.borrow().topics["a"]
+            .partitions
+            .iter()
+            .map(|p| p.group)
+            .collect();
+        assert_eq!(groups, [1, 2, 4, 5]);
+        assert_eq!(
+            run(&mut m, &store, create("c", 1)),
+            Response::TopicCreated { groups: vec![6] }
         );
     }
 
