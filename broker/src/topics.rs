@@ -71,9 +71,46 @@ pub fn config_problem(key: &str, value: &str) -> Option<String> {
             "{key} must be an integer of at least {min}, not '{value}'"
         )),
     };
+    let boolean = || match value {
+        "true" | "false" => None,
+        _ => Some(format!("{key} must be true or false, not '{value}'")),
+    };
     match key {
-        "max.message.bytes" => integer(0),
+        "max.message.bytes"
+        | "segment.jitter.ms"
+        | "index.interval.bytes"
+        | "flush.ms"
+        | "delete.retention.ms"
+        | "min.compaction.lag.ms"
+        | "file.delete.delay.ms"
+        | "message.timestamp.before.max.ms"
+        | "message.timestamp.after.max.ms"
+        | "message.timestamp.difference.max.ms" => integer(0),
+        "segment.ms" | "flush.messages" | "max.compaction.lag.ms" | "min.insync.replicas" => {
+            integer(1)
+        }
+        "segment.index.bytes" => integer(4),
+        // The smallest record there is (Kafka's minimum for segment.bytes).
+        "segment.bytes" => integer(14),
         "retention.ms" | "retention.bytes" => integer(-1),
+        "local.retention.ms" | "local.retention.bytes" => integer(-2),
+        "preallocate"
+        | "unclean.leader.election.enable"
+        | "message.downconversion.enable"
+        | "remote.storage.enable" => boolean(),
+        "min.cleanable.dirty.ratio" => match value.parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => None,
+            _ => Some(format!(
+                "min.cleanable.dirty.ratio must be a number from 0 to 1, not '{value}'"
+            )),
+        },
+        "compression.type" => match value {
+            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => None,
+            _ => Some(format!(
+                "compression.type must be producer, uncompressed, gzip, snappy, lz4 or zstd, \
+                 not '{value}'"
+            )),
+        },
         "message.timestamp.type" => match value {
             "CreateTime" => None,
             "LogAppendTime" => Some(
@@ -138,6 +175,28 @@ mod tests {
         assert_eq!(config_problem("retention.ms", "-1"), None);
         assert!(config_problem("retention.ms", "soon").is_some());
         assert!(config_problem("no.such.config", "1").is_some());
+        for (key, bad) in [
+            ("retention.bytes", "-2"),
+            ("segment.bytes", "10"),
+            ("segment.ms", "0"),
+            ("delete.retention.ms", "-1"),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.insync.replicas", "0"),
+            ("compression.type", "brotli"),
+            ("preallocate", "yes"),
+            ("cleanup.policy", "foo"),
+        ] {
+            assert!(config_problem(key, bad).is_some(), "{key}={bad} accepted");
+        }
+        for (key, good) in [
+            ("segment.bytes", "1048576"),
+            ("min.cleanable.dirty.ratio", "0.5"),
+            ("compression.type", "zstd"),
+            ("local.retention.ms", "-2"),
+            ("preallocate", "false"),
+        ] {
+            assert_eq!(config_problem(key, good), None, "{key}={good} refused");
+        }
         let mut broker = Config::resolve(crate::config::Settings::default()).unwrap();
         broker.max_message_bytes = 100;
         broker.log_retention_bytes = 7;
