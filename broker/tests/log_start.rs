@@ -1,6 +1,6 @@
 //! The log start offset, moved by DeleteRecords: what Fetch and ListOffsets answer around
-//! it, and that every replica keeps the same start through a restart and a change of
-//! leader.
+//! it, that idempotent producers' state outlives the batches it came from, and that every
+//! replica keeps the same start through a change of leader.
 
 mod common;
 
@@ -137,6 +137,45 @@ fn a_start_inside_a_batch_serves_that_batch_and_refuses_reads_below_it() {
     assert_eq!((error, base), (0, 12));
     assert_eq!(list_offset(&mut c, "inside", -2), (0, 12));
     assert_eq!(fetch_start(&mut c, "inside", 12), (0, 12, Some(12)));
+}
+
+#[test]
+fn an_idempotent_producer_keeps_its_sequence_after_its_batches_are_deleted() {
+    let node = Node::start();
+    let mut c = node.try_connect().unwrap();
+    assert_eq!(create_topic(&mut c, "sequenced", 1, &[]), 0);
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    let ResponseKind::InitProducerId(r) =
+        c.call(ApiKey::InitProducerId, 0, RequestKind::InitProducerId(req))
+    else {
+        unreachable!()
+    };
+    let pid = r.producer_id.0;
+    let send = |c: &mut Client, sequence: i32| {
+        let batch = record_batch(&[("k", "v")], Compression::None, Some((pid, 0, sequence)));
+        produce(c, "sequenced", 0, batch, -1)
+    };
+    assert_eq!(send(&mut c, 0), (0, 0));
+    assert_eq!(send(&mut c, 1), (0, 1));
+    assert_eq!(delete_records(&mut c, "sequenced", -1), (0, 2));
+    assert_eq!(
+        send(&mut c, 1),
+        (0, 1),
+        "a retry of a deleted batch is still a duplicate"
+    );
+    assert_eq!(
+        list_offset(&mut c, "sequenced", -1),
+        (0, 2),
+        "and is not stored again"
+    );
+    assert_eq!(
+        send(&mut c, 3).0,
+        45,
+        "a gap is still OUT_OF_ORDER_SEQUENCE_NUMBER"
+    );
+    assert_eq!(send(&mut c, 2), (0, 2), "the sequence goes on");
 }
 
 #[test]
