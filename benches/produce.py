@@ -14,9 +14,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,32 +23,9 @@ from pathlib import Path
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from systems import Strand
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_strand(binary, workdir):
-    port, metrics = free_port(), free_port()
-    log = open(workdir / "strand.log", "wb")
-    proc = subprocess.Popen(
-        [binary, "--listen", f"127.0.0.1:{port}", "--raft-listen", f"127.0.0.1:{free_port()}",
-         "--metrics-listen", f"127.0.0.1:{metrics}", "--data-dir", str(workdir / "data")],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=1)
-            return proc, f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics"
-        except Exception:
-            time.sleep(0.2)
-    proc.kill()
-    sys.exit("strand did not start; see " + str(workdir / "strand.log"))
 
 
 def broker_counters(metrics_url, pid):
@@ -93,11 +67,17 @@ def main():
     args = ap.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="strand-bench-"))
-    proc, metrics_url = None, None
+    node, pid, metrics_url = None, None, None
     if args.bootstrap:
         bootstrap = args.bootstrap
     else:
-        proc, bootstrap, metrics_url = start_strand(args.strand, workdir)
+        node = Strand(args.strand, workdir, nodes=1)
+        try:
+            node.start()
+        except RuntimeError as e:
+            sys.exit(str(e))
+        bootstrap, pid = node.bootstrap, node.pids()[0]
+        metrics_url = f"http://127.0.0.1:{node.metrics_port(1)}/metrics"
     try:
         topic = f"bench-{int(time.time())}"
         admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -137,7 +117,7 @@ def main():
             if measuring and before is None:
                 producer.flush(30)
                 measured_acks = 0
-                before = (time.monotonic(), broker_counters(metrics_url, proc.pid if proc else None))
+                before = (time.monotonic(), broker_counters(metrics_url, pid))
                 continue
             try:
                 producer.produce(topic, payload, key=str(n % 1024).encode(), on_delivery=make_cb(now, measuring))
@@ -147,7 +127,7 @@ def main():
             if n % 256 == 0:
                 producer.poll(0)
         producer.flush(60)
-        after = (time.monotonic(), broker_counters(metrics_url, proc.pid if proc else None))
+        after = (time.monotonic(), broker_counters(metrics_url, pid))
         elapsed = after[0] - before[0]
         records = measured_acks
         mb = records * args.record_size / 1e6
@@ -183,12 +163,8 @@ def main():
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     finally:
-        if proc:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if node:
+            node.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
