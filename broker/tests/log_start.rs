@@ -12,18 +12,8 @@ use kafka_protocol::records::Compression;
 
 /// DeleteRecords (v2) of partition 0 up to `offset`: the error code and low watermark.
 fn delete_records(c: &mut Client, topic: &str, offset: i64) -> (i16, i64) {
-    let req = DeleteRecordsRequest::default()
-        .with_timeout_ms(10_000)
-        .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
-            .with_name(name(topic))
-            .with_partitions(vec![
-                delete_records_request::DeleteRecordsPartition::default()
-                    .with_partition_index(0)
-                    .with_offset(offset),
-            ])]);
-    let ResponseKind::DeleteRecords(r) =
-        c.call(ApiKey::DeleteRecords, 2, RequestKind::DeleteRecords(req))
-    else {
+    let req = common::delete_records_request(topic, offset);
+    let ResponseKind::DeleteRecords(r) = c.call(ApiKey::DeleteRecords, 2, req) else {
         unreachable!()
     };
     let p = &r.topics[0].partitions[0];
@@ -144,15 +134,7 @@ fn an_idempotent_producer_keeps_its_sequence_after_its_batches_are_deleted() {
     let node = Node::start();
     let mut c = node.try_connect().unwrap();
     assert_eq!(create_topic(&mut c, "sequenced", 1, &[]), 0);
-    let req = InitProducerIdRequest::default()
-        .with_transactional_id(None)
-        .with_transaction_timeout_ms(60_000);
-    let ResponseKind::InitProducerId(r) =
-        c.call(ApiKey::InitProducerId, 0, RequestKind::InitProducerId(req))
-    else {
-        unreachable!()
-    };
-    let pid = r.producer_id.0;
+    let (_, pid, _) = common::init_producer_id(&mut c);
     let send = |c: &mut Client, sequence: i32| {
         let batch = record_batch(&[("k", "v")], Compression::None, Some((pid, 0, sequence)));
         produce(c, "sequenced", 0, batch, -1)

@@ -281,24 +281,13 @@ fn create_partitions_answers_at_every_advertised_version() {
 fn delete_records_answers_at_every_advertised_version() {
     let (_node, mut c) = start();
     let high_watermark = fill_sweep(&mut c, 10);
-    let delete = |topic: &str, offset: i64| {
-        RequestKind::DeleteRecords(
-            DeleteRecordsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
-                    .with_name(name(topic))
-                    .with_partitions(vec![
-                        delete_records_request::DeleteRecordsPartition::default()
-                            .with_partition_index(0)
-                            .with_offset(offset),
-                    ])]),
-        )
-    };
     for v in versions(ApiKey::DeleteRecords) {
         let mut answer = |topic: &str, offset: i64| {
-            let ResponseKind::DeleteRecords(r) =
-                c.call(ApiKey::DeleteRecords, v, delete(topic, offset))
-            else {
+            let ResponseKind::DeleteRecords(r) = c.call(
+                ApiKey::DeleteRecords,
+                v,
+                common::delete_records_request(topic, offset),
+            ) else {
                 unreachable!()
             };
             let p = &r.topics[0].partitions[0];

@@ -4,25 +4,11 @@
 
 mod common;
 
-use common::{create_topic, fetch, produce, record_batch, Client, Node};
-use kafka_protocol::messages::*;
+use common::{create_topic, fetch, init_producer_id, produce, record_batch, Node};
 use kafka_protocol::records::Compression;
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
-
-/// InitProducerId v0 for an idempotent producer: error code, producer id, epoch.
-fn init_producer_id(c: &mut Client) -> (i16, i64, i16) {
-    let req = InitProducerIdRequest::default()
-        .with_transactional_id(None)
-        .with_transaction_timeout_ms(60_000);
-    let ResponseKind::InitProducerId(r) =
-        c.call(ApiKey::InitProducerId, 0, RequestKind::InitProducerId(req))
-    else {
-        unreachable!()
-    };
-    (r.error_code, r.producer_id.0, r.producer_epoch)
-}
 
 #[test]
 fn sequence_rules_over_the_wire() {

@@ -182,6 +182,16 @@ impl PartitionLog {
         Ok(out)
     }
 
+    /// An iterator over the partition's batch index, below base offset `end`.
+    fn batch_iter(&self, end: i64) -> rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(keys::batch(self.group, 0).to_vec());
+        ro.set_iterate_upper_bound(keys::batch(self.group, end).to_vec());
+        self.store
+            .db
+            .raw_iterator_cf_opt(self.store.cf(CF_STATE), ro)
+    }
+
     /// Locations of the batches holding offsets from `from` up to (not including) `end`,
     /// stopping once `max_bytes` is reached but always including at least one batch when
     /// one exists. The first may start before `from` (the batch containing it), as Kafka
@@ -217,13 +227,7 @@ impl PartitionLog {
         if from >= end {
             return Ok(out);
         }
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_lower_bound(keys::batch(self.group, 0).to_vec());
-        ro.set_iterate_upper_bound(keys::batch(self.group, end).to_vec());
-        let mut iter = self
-            .store
-            .db
-            .raw_iterator_cf_opt(self.store.cf(CF_STATE), ro);
+        let mut iter = self.batch_iter(end);
         if with_batch_containing_from {
             iter.seek_for_prev(keys::batch(self.group, from));
         }
@@ -250,19 +254,9 @@ impl PartitionLog {
     /// The base offset of the last batch starting at or before `offset`: the batch holding
     /// it, when `offset` is below the log end.
     pub fn batch_at_or_before(&self, offset: i64) -> Result<Option<i64>> {
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_lower_bound(keys::batch(self.group, 0).to_vec());
-        let mut iter = self
-            .store
-            .db
-            .raw_iterator_cf_opt(self.store.cf(CF_STATE), ro);
+        let mut iter = self.batch_iter(i64::MAX);
         iter.seek_for_prev(keys::batch(self.group, offset));
-        let found = match iter.key() {
-            Some(key) if key.starts_with(&keys::state(self.group, keys::BATCH)) => {
-                keys::batch_base_offset(key)
-            }
-            _ => None,
-        };
+        let found = iter.key().and_then(keys::batch_base_offset);
         iter.status()?;
         Ok(found)
     }
@@ -271,13 +265,7 @@ impl PartitionLog {
     /// hold at least `bytes`: the batches from it on hold `bytes` or more, those after it
     /// less. `None` when all of them together hold less.
     pub fn oldest_needed_for(&self, end: i64, bytes: u64) -> Result<Option<i64>> {
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_lower_bound(keys::batch(self.group, 0).to_vec());
-        ro.set_iterate_upper_bound(keys::batch(self.group, end).to_vec());
-        let mut iter = self
-            .store
-            .db
-            .raw_iterator_cf_opt(self.store.cf(CF_STATE), ro);
+        let mut iter = self.batch_iter(end);
         iter.seek_to_last();
         let mut held = 0u64;
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {

@@ -530,3 +530,31 @@ pub fn kafka_string(s: &str) -> Vec<u8> {
     out.extend_from_slice(s.as_bytes());
     out
 }
+
+/// DeleteRecords of partition 0 of `topic` up to `offset`.
+pub fn delete_records_request(topic: &str, offset: i64) -> RequestKind {
+    RequestKind::DeleteRecords(
+        DeleteRecordsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    delete_records_request::DeleteRecordsPartition::default()
+                        .with_partition_index(0)
+                        .with_offset(offset),
+                ])]),
+    )
+}
+
+/// InitProducerId v0 for an idempotent producer: error code, producer id, epoch.
+pub fn init_producer_id(c: &mut Client) -> (i16, i64, i16) {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    let ResponseKind::InitProducerId(r) =
+        c.call(ApiKey::InitProducerId, 0, RequestKind::InitProducerId(req))
+    else {
+        unreachable!()
+    };
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}

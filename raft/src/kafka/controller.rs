@@ -266,6 +266,30 @@ impl ControllerMachine {
         Response::Done
     }
 
+    /// Partitions replicated on `replicas`, with Raft groups never used before.
+    fn new_partitions(
+        &mut self,
+        replicas: Vec<Vec<NodeId>>,
+        batch: &mut StateBatch,
+    ) -> Vec<PartitionInfo> {
+        let first = self.metadata.next_group.max(CONTROLLER_GROUP + 1);
+        let partitions: Vec<PartitionInfo> = replicas
+            .into_iter()
+            .enumerate()
+            .map(|(i, replicas)| PartitionInfo {
+                group: first + i as RaftGroupId,
+                initial: replicas.clone(),
+                replicas,
+            })
+            .collect();
+        self.metadata.next_group = first + partitions.len() as RaftGroupId;
+        batch.put(
+            &ControllerRecord::NextGroup.key(),
+            &self.metadata.next_group.to_be_bytes(),
+        );
+        partitions
+    }
+
     fn add_partitions(
         &mut self,
         name: String,
@@ -280,26 +304,10 @@ impl ControllerMachine {
         if now + replicas.len() != count {
             return Response::Rejected(Rejection::PartitionCountChanged(name, now));
         }
-        let first = self.metadata.next_group.max(CONTROLLER_GROUP + 1);
         let mut topic = (**topic).clone();
-        topic
-            .partitions
-            .extend(
-                replicas
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, replicas)| PartitionInfo {
-                        group: first + i as RaftGroupId,
-                        initial: replicas.clone(),
-                        replicas,
-                    }),
-            );
-        self.metadata.next_group = first + (count - now) as RaftGroupId;
+        let added = self.new_partitions(replicas, batch);
+        topic.partitions.extend(added);
         self.put_topic(topic, batch);
-        batch.put(
-            &ControllerRecord::NextGroup.key(),
-            &self.metadata.next_group.to_be_bytes(),
-        );
         Response::Done
     }
 
@@ -314,18 +322,8 @@ impl ControllerMachine {
         if self.metadata.topics.contains_key(&name) {
             return Response::Rejected(Rejection::TopicExists(name));
         }
-        let first = self.metadata.next_group.max(CONTROLLER_GROUP + 1);
-        let partitions: Vec<PartitionInfo> = replicas
-            .into_iter()
-            .enumerate()
-            .map(|(i, replicas)| PartitionInfo {
-                group: first + i as RaftGroupId,
-                initial: replicas.clone(),
-                replicas,
-            })
-            .collect();
+        let partitions = self.new_partitions(replicas, batch);
         let groups = partitions.iter().map(|p| p.group).collect();
-        self.metadata.next_group = first + partitions.len() as RaftGroupId;
         let topic = TopicInfo {
             name,
             id: topic_id,
@@ -333,10 +331,6 @@ impl ControllerMachine {
             configs,
         };
         self.put_topic(topic, batch);
-        batch.put(
-            &ControllerRecord::NextGroup.key(),
-            &self.metadata.next_group.to_be_bytes(),
-        );
         Response::TopicCreated { groups }
     }
 
