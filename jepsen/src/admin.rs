@@ -1,7 +1,6 @@
 //! The admin requests of the membership nemesis that librdkafka does not offer
 //! (AlterPartitionReassignments, ListPartitionReassignments, UnregisterBroker), sent over
-//! a plain blocking connection to whichever node answers, and the readiness check of a
-//! started node.
+//! a plain blocking connection to whichever node answers.
 
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use anyhow::{bail, Context};
 use strand_protocol::kafka_protocol::messages::{
     alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic},
     AlterPartitionReassignmentsRequest, ApiKey, BrokerId, ListPartitionReassignmentsRequest,
-    MetadataRequest, RequestKind, ResponseKind, TopicName, UnregisterBrokerRequest,
+    RequestKind, ResponseKind, TopicName, UnregisterBrokerRequest,
 };
 use strand_protocol::kafka_protocol::protocol::StrBytes;
 use strand_protocol::ResponseError;
@@ -21,16 +20,6 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 fn call(addr: &str, key: ApiKey, version: i16, body: &RequestKind) -> anyhow::Result<ResponseKind> {
     let mut conn = Connection::connect(addr.parse()?, TIMEOUT, "jepsen-nemesis")?;
     Ok(conn.call(key, version, body)?)
-}
-
-/// Whether the node at `addr` answers a Metadata request: it accepts connections as soon as
-/// it starts, but answers only once it has joined its cluster.
-pub fn answers_metadata(addr: &str) -> bool {
-    let body = RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![])));
-    matches!(
-        call(addr, ApiKey::Metadata, 1, &body),
-        Ok(ResponseKind::Metadata(_))
-    )
 }
 
 /// A Kafka error code as a result, with the broker's message.
