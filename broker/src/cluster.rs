@@ -278,7 +278,7 @@ pub async fn add_partitions(
             count - now,
             rf,
             &brokers,
-            (placement_start(name) + now) % brokers.len().max(1),
+            placement_start(name).wrapping_add(now) % brokers.len().max(1),
         ),
     };
     if validate_only {

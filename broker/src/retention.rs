@@ -8,7 +8,9 @@
 //! does the same with record batches as the unit: a batch goes once every record in it
 //! and before it is older than retention.ms, or while the batches after it hold at least
 //! retention.bytes. A record with a timestamp in the future holds back everything after
-//! it, as it holds back its segment and the later ones in Kafka.
+//! it, as it holds back its segment and the later ones in Kafka; unlike Kafka, it still
+//! does after it is deleted, because the time index carries the largest timestamp deleted
+//! onto the first batch kept. Only retention by size and DeleteRecords move past it.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

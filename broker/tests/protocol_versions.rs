@@ -275,6 +275,27 @@ fn create_partitions_answers_at_every_advertised_version() {
             "CreatePartitions v{v}: metadata"
         );
     }
+    // A topic named twice is left alone and answered once, with INVALID_REQUEST.
+    let topic = |count: i32| {
+        create_partitions_request::CreatePartitionsTopic::default()
+            .with_name(name("grown"))
+            .with_count(count)
+            .with_assignments(None)
+    };
+    let twice = CreatePartitionsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![topic(count + 1), topic(count + 2)]);
+    let ResponseKind::CreatePartitions(r) = c.call(
+        ApiKey::CreatePartitions,
+        3,
+        RequestKind::CreatePartitions(twice),
+    ) else {
+        unreachable!()
+    };
+    let answers: Vec<i16> = r.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(answers, [42], "INVALID_REQUEST, once");
+    let partitions = common::metadata(&mut c, "grown").topics[0].partitions.len();
+    assert_eq!(partitions, count as usize, "nothing added");
 }
 
 #[test]

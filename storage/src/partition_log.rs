@@ -131,8 +131,9 @@ impl PartitionLog {
     }
 
     /// Records that the batch at `base_offset` raised the partition's max timestamp to
-    /// `max_timestamp`. Entries are only ever added with a growing timestamp, so the index
-    /// is sorted by both time and offset.
+    /// `max_timestamp`, or, when the log start moves, that the first batch kept follows
+    /// batches reaching that time. Either way a later entry never has an earlier time or a
+    /// lower offset, so the index is sorted by both.
     pub fn put_time_index(&self, batch: &mut StateBatch, max_timestamp: i64, base_offset: i64) {
         batch.put(
             &keys::time_index(self.group, max_timestamp, base_offset),

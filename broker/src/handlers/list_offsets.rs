@@ -117,7 +117,8 @@ fn lookup(replica: &PartitionReplica, timestamp: i64) -> Result<Found, ResponseE
                 .meta()
                 .map_err(storage_error)?
                 .unwrap_or_default();
-            // -1 also once retention deleted the batch (see PartitionMachine).
+            // -1 also once retention or DeleteRecords deleted the batch (see
+            // PartitionMachine).
             if meta.max_timestamp_batch < 0 {
                 return Ok(at(-1, -1, -1));
             }

@@ -48,7 +48,8 @@ public final class ClientCheck {
             check(d.partitions().get(0).leader().id() == 1, "partition 0 has no leader");
         }
 
-        long baseTime = 1_700_000_000_000L;
+        // An hour ago: inside the default retention (seven days), which deletes older records.
+        long baseTime = System.currentTimeMillis() - 3_600_000L;
         Map<String, RecordMetadata> placed = new HashMap<>();
         for (String codec : List.of("none", "gzip", "snappy", "lz4", "zstd")) {
             Properties p = new Properties();
