@@ -149,9 +149,9 @@ fn plan(
             )))
         }
     };
-    if partitions > 100_000 {
+    if partitions as usize > MAX_PARTITIONS {
         return Err(TopicError::InvalidPartitions(format!(
-            "{partitions} partitions is more than this broker supports (100000)"
+            "{partitions} partitions is more than this broker supports ({MAX_PARTITIONS})"
         )));
     }
     let rf = match spec.replication_factor {

@@ -7,11 +7,12 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use strand_raft::{Command, ControllerCommand, ProposeError, RaftNode, Response, CONTROLLER_GROUP};
 use tokio::sync::Mutex;
 
+use crate::groups::now_ms;
 use crate::Broker;
 
 /// Producer ids fetched from the controller at a time.
@@ -43,12 +44,6 @@ impl ProducerIds {
         block.start += 1;
         Ok(id)
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// How often leaders look for producers to expire.

@@ -13,22 +13,17 @@
 //! onto the first batch kept. Only retention by size and DeleteRecords move past it.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use strand_raft::{Command, PartitionReplica};
 use strand_storage::StorageError;
 
+use crate::groups::now_ms;
 use crate::topics::TopicSettings;
 use crate::Broker;
 
 /// Longest one partition's proposal may hold up the others.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// Every `log.retention.check.interval.ms`, for each partition this node leads, proposes
 /// the log start its topic's retention asks for. Topic configs are read afresh each time,
