@@ -44,12 +44,14 @@ def port_free(port):
 
 class Strand:
     """`nodes` strand processes; node N serves Kafka on base_port+N-1, Raft on
-    base_port+100+N-1 and metrics on base_port+200+N-1."""
+    base_port+100+N-1 and metrics on base_port+200+N-1. `extra_config` adds config file
+    settings (name: value) to every node."""
 
     durability = "fsync before ack (its only mode)"
 
-    def __init__(self, binary, workdir, nodes, base_port=STRAND_BASE_PORT):
+    def __init__(self, binary, workdir, nodes, base_port=STRAND_BASE_PORT, extra_config=None):
         self.binary, self.dir, self.nodes, self.base_port = binary, Path(workdir), nodes, base_port
+        self.extra_config = extra_config or {}
         self.procs = {}
         self.bootstrap = ",".join(f"127.0.0.1:{self.kafka_port(n)}" for n in self.node_ids())
 
@@ -84,6 +86,7 @@ class Strand:
                 f'raft-listen = "127.0.0.1:{self.raft_port(n)}"\n'
                 f'metrics-listen = "127.0.0.1:{self.metrics_port(n)}"\n'
                 f'initial-cluster = "{initial}"\n'
+                + "".join(f"{k} = {v}\n" for k, v in self.extra_config.items())
             )
             log = open(d / "strand.log", "ab")
             self.procs[n] = subprocess.Popen([self.binary, "--config", str(config)], stdout=log,

@@ -80,6 +80,7 @@ impl Broker {
                 config.raft_election_timeout * 2,
             ),
             leader_balance_interval: config.leader_balance_interval,
+            purge_unread: config.unsafe_mode.is(UnsafeMode::PurgeUnread),
         };
         let voters: BTreeMap<u64, BasicNode> = config
             .initial_cluster

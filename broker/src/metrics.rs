@@ -125,6 +125,17 @@ impl Metrics {
             "Bytes written by state machines.",
             stats.state_bytes.load(Relaxed),
         );
+        let (snapshots, snapshot_bytes) = broker.node.snapshots_installed();
+        counter(
+            "strand_raft_snapshots_installed_total",
+            "Raft snapshots installed, by replicas behind their leader's purge point.",
+            snapshots,
+        );
+        counter(
+            "strand_raft_snapshot_bytes_total",
+            "Raft log entry bytes those snapshots carried.",
+            snapshot_bytes,
+        );
         let (appends, quiet) = broker.node.heartbeat_counts();
         let _ = writeln!(
             out,
@@ -134,6 +145,13 @@ impl Metrics {
              # TYPE strand_raft_heartbeats_total counter\n\
              strand_raft_heartbeats_total{{kind=\"append\"}} {appends}\n\
              strand_raft_heartbeats_total{{kind=\"quiet\"}} {quiet}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP strand_raft_purged_entries Raft log entries purged on this node: the sum \
+             of its groups' purge points.\n\
+             # TYPE strand_raft_purged_entries gauge\nstrand_raft_purged_entries {}",
+            broker.node.purged_entries()
         );
         let _ = writeln!(
             out,

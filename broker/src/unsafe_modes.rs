@@ -18,6 +18,10 @@ pub enum UnsafeMode {
     /// The WAL is never fsynced: a write is acknowledged once a majority has it in the
     /// OS's page cache, so a crash of a majority that loses that cache loses it.
     SkipFsync,
+    /// Raft logs are purged up to the last applied entry, entries that partitions still
+    /// serve records from included: reads of older records fail, and a replica catching up
+    /// by snapshot gets no records.
+    PurgeUnread,
 }
 
 impl UnsafeMode {

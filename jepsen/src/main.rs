@@ -20,6 +20,7 @@ const USAGE: &str = "usage:
               [--nemesis kill,pause,partition,lose-unsynced,membership|none]
               [--targets one,leader,majority,ring,clients,all]
               [--fault-seconds S] [--gap-seconds S] [--min-sends N] [--min-faults N]
+              [--delete-records S]
     --subscribers how many workers consume as members of one consumer group (subscribe,
                   committed offsets; default 4); the others assign every partition
     --net         ns (default): each node in its own network namespace (needs root);
@@ -37,15 +38,19 @@ const USAGE: &str = "usage:
                   uniformly among the pairs that apply
     --min-sends, --min-faults   fail unless at least this many sends were acknowledged and
                                 faults injected (guards against a run that tested nothing)
+    --delete-records S          every S seconds (default 2; 0: never) DeleteRecords moves a
+                                random partition's start up to where every assigning
+                                worker has read it, so nodes purge their Raft logs and
+                                lagging ones catch up by snapshot
     --unsafe-mode MODE          pass --unsafe-mode MODE to every node (a strand built with
                                 the unsafe-modes feature; see selfcheck)
   jepsen selfcheck --strand PATH [test options]
     runs the test against a strand built with the unsafe-modes feature, once per unsafe
     mode, each under the faults that expose it, and once with none under the same faults
     as the control; exits 0 only if every unsafe run is found invalid and every control
-    run valid. ack-before-commit and read-uncommitted run under the test options (default
-    --nemesis partition --targets leader --duration 40 --dir store/selfcheck);
-    skip-fsync always under --nemesis lose-unsynced --targets all
+    run valid. ack-before-commit, read-uncommitted and purge-unread run under the test
+    options (default --nemesis partition --targets leader --duration 40 --dir
+    store/selfcheck); skip-fsync always under --nemesis lose-unsynced --targets all
   jepsen check HISTORY.jsonl [--subscribe]
     --subscribe   consumers used subscribe (consumer groups): poll-skip and
                   nonmonotonic-poll are then reported but allowed, as in Jepsen";
@@ -121,6 +126,7 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
         targets: vec![Target::One, Target::Leader, Target::Ring, Target::Clients],
         fault_length: Duration::from_secs(4),
         fault_gap: Duration::from_secs(2),
+        delete_every: Some(Duration::from_secs(2)),
     };
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -153,6 +159,10 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
             "--seed" => options.seed = number()? as u64,
             "--fault-seconds" => options.fault_length = Duration::from_secs_f64(number()?),
             "--gap-seconds" => options.fault_gap = Duration::from_secs_f64(number()?),
+            "--delete-records" => {
+                let every = number()?;
+                options.delete_every = (every > 0.0).then(|| Duration::from_secs_f64(every));
+            }
             "--unsafe-mode" => options.strand_args = vec![flag.clone(), value.clone()],
             "--min-sends" => minimum.sends = number()? as usize,
             "--min-faults" => minimum.faults = number()? as usize,
@@ -206,10 +216,11 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
 /// The self-check's runs: `(unsafe mode, faults it runs under)`. A mode runs under the
 /// test options when it has no faults of its own; every fault mix has its control run
 /// ("off") before its unsafe ones.
-const SELFCHECK_RUNS: [(&str, Option<(Fault, Target)>); 5] = [
+const SELFCHECK_RUNS: [(&str, Option<(Fault, Target)>); 6] = [
     ("off", None),
     ("ack-before-commit", None),
     ("read-uncommitted", None),
+    ("purge-unread", None),
     // Only a crash of every node that loses the page cache shows a missing fsync: any
     // node left with the data would hand it back to the others.
     ("off", Some((Fault::LoseUnsynced, Target::All))),

@@ -15,7 +15,7 @@ use crate::clients::{client_config, retry};
 use crate::cluster::{Cluster, Net};
 use crate::nemesis::{nemesis, Fault, Target};
 use crate::recorder::Recorder;
-use crate::workload::{final_reads, worker, TOPIC};
+use crate::workload::{deleter, final_reads, worker, ReadPositions, TOPIC};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -39,6 +39,9 @@ pub struct RunOptions {
     /// How long each fault lasts, and the quiet time between faults.
     pub fault_length: Duration,
     pub fault_gap: Duration,
+    /// How often the deleter moves a partition's log start (see [`crate::workload`]);
+    /// `None`: never.
+    pub delete_every: Option<Duration>,
 }
 
 impl RunOptions {
@@ -94,15 +97,23 @@ pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
     let history = Recorder::create(&history_path)?;
     let next_value: Vec<AtomicI64> = (0..options.keys).map(|_| AtomicI64::new(0)).collect();
     let stop = AtomicBool::new(false);
+    let readers = options.workers.saturating_sub(options.subscribers);
+    let positions = ReadPositions::new(readers, options.keys);
     let cluster = Arc::new(Mutex::new(cluster));
     let faults = std::thread::scope(|s| -> anyhow::Result<usize> {
-        let workers: Vec<_> = (0..options.workers as u64)
+        let mut workers: Vec<_> = (0..options.workers as u64)
             .map(|id| {
-                let (history, next_value, stop, bootstrap) =
-                    (&history, &next_value, &stop, &bootstrap);
-                s.spawn(move || worker(id, options, bootstrap, history, next_value, stop))
+                let (history, next_value, positions, stop, bootstrap) =
+                    (&history, &next_value, &positions, &stop, &bootstrap);
+                s.spawn(move || {
+                    worker(id, options, bootstrap, history, next_value, positions, stop)
+                })
             })
             .collect();
+        {
+            let (history, positions, stop, bootstrap) = (&history, &positions, &stop, &bootstrap);
+            workers.push(s.spawn(move || deleter(options, bootstrap, history, positions, stop)));
+        }
         let nemesis = {
             let (cluster, history, stop, bootstrap) = (&cluster, &history, &stop, &bootstrap);
             s.spawn(move || nemesis(options, bootstrap, cluster, history, stop))

@@ -4,6 +4,12 @@
 //! order; some as members of one consumer group, committing what they read. A send that
 //! fails is recorded as `info` (it may still have happened); the checker decides what it
 //! means. After the faults heal, final reads read every partition to its end.
+//!
+//! Meanwhile a deleter moves each partition's log start with DeleteRecords, up to where
+//! every assigning worker has read it: the records deleted were all seen, so the checker
+//! needs no notion of deletion, and any acknowledged record at or above a log start that
+//! the final reads miss is a lost write. Deleting makes the nodes purge their Raft logs,
+//! and a node that was down meanwhile catch up by snapshot.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -11,13 +17,15 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
-use crate::clients::{abandon, consumer, producer, retry, subscriber, Reader};
+use crate::clients::{abandon, client_config, consumer, producer, retry, subscriber, Reader};
 use crate::recorder::Recorder;
 use crate::run::RunOptions;
 
@@ -74,6 +82,132 @@ fn poll_once(consumer: &Reader, window: Duration, carried: &mut Carried) -> Resu
     Ok(json!([["poll", reads]]))
 }
 
+/// For each key of a poll's result, the offset after the last record read.
+fn read_up_to(poll: &Value) -> Vec<(i32, i64)> {
+    poll[0][1]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let key = entry[0].as_i64()? as i32;
+            let last = entry[1].as_array()?.last()?;
+            Some((key, last[0].as_i64()? + 1))
+        })
+        .collect()
+}
+
+/// How far each assigning worker has read each key: the offset after the last record one
+/// of its ok polls returned.
+pub(crate) struct ReadPositions {
+    keys: usize,
+    next: Vec<AtomicI64>,
+}
+
+impl ReadPositions {
+    pub(crate) fn new(readers: usize, keys: i32) -> ReadPositions {
+        let keys = keys.max(0) as usize;
+        ReadPositions {
+            keys,
+            next: (0..readers * keys).map(|_| AtomicI64::new(0)).collect(),
+        }
+    }
+
+    fn advance(&self, reader: usize, key: i32, next: i64) {
+        if let Some(slot) = self.next.get(reader * self.keys + key as usize) {
+            slot.fetch_max(next, Ordering::Relaxed);
+        }
+    }
+
+    /// The offset every reader has read `key` up to; `None` without readers.
+    fn read_by_all(&self, key: i32) -> Option<i64> {
+        self.next
+            .iter()
+            .skip(key as usize)
+            .step_by(self.keys.max(1))
+            .map(|n| n.load(Ordering::Relaxed))
+            .min()
+    }
+}
+
+/// The deleter's process id in the history.
+const DELETER: u64 = 2_000_000;
+
+/// Every `options.delete_every`, moves a random key's log start up to where every
+/// assigning worker has read it (if that is past where it was last moved to).
+pub(crate) fn deleter(
+    options: &RunOptions,
+    bootstrap: &str,
+    history: &Recorder,
+    positions: &ReadPositions,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let Some(every) = options.delete_every else {
+        return Ok(());
+    };
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create()?;
+    let request = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let mut rng = StdRng::seed_from_u64(options.seed ^ DELETER);
+    let mut deleted = vec![0i64; options.keys.max(0) as usize];
+    let mut next = Instant::now() + every;
+    while !stop.load(Ordering::Relaxed) {
+        if Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        next += every;
+        let key = rng.gen_range(0..options.keys);
+        let Some(offset) = positions.read_by_all(key) else {
+            eprintln!("jepsen: no worker assigns itself partitions, so nothing is deleted");
+            return Ok(());
+        };
+        if offset <= deleted[key as usize] {
+            continue;
+        }
+        let process = json!(DELETER);
+        history.log(
+            process.clone(),
+            "invoke",
+            "delete",
+            json!([["delete", key, offset]]),
+            None,
+        );
+        let mut partitions = TopicPartitionList::new();
+        partitions.add_partition_offset(TOPIC, key, Offset::Offset(offset))?;
+        let result = futures::executor::block_on(admin.delete_records(&partitions, &request))
+            .map_err(|e| e.to_string())
+            .and_then(|list| {
+                let element = list.elements().into_iter().next();
+                match element {
+                    Some(e) => match e.error() {
+                        Ok(()) => Ok(e.offset().to_raw().unwrap_or(-1)),
+                        Err(err) => Err(err.to_string()),
+                    },
+                    None => Err("no result for the partition".to_string()),
+                }
+            });
+        match result {
+            Ok(start) => {
+                deleted[key as usize] = offset;
+                history.log(
+                    process,
+                    "ok",
+                    "delete",
+                    json!([["delete", key, start]]),
+                    None,
+                );
+            }
+            Err(e) => history.log(
+                process,
+                "info",
+                "delete",
+                json!([["delete", key, offset]]),
+                Some(e),
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// One worker's loop: sends and polls at its share of the rate until `stop`.
 pub(crate) fn worker(
     id: u64,
@@ -81,6 +215,7 @@ pub(crate) fn worker(
     bootstrap: &str,
     history: &Recorder,
     next_value: &[AtomicI64],
+    positions: &ReadPositions,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(options.seed ^ (id + 1).wrapping_mul(0x9E37_79B9));
@@ -143,6 +278,12 @@ pub(crate) fn worker(
             history.log(json!(id), "invoke", "poll", json!([["poll"]]), None);
             match poll_once(&consumer, Duration::from_millis(100), &mut carried) {
                 Ok(value) => {
+                    if !member {
+                        let reader = id as usize - options.subscribers;
+                        for (key, next) in read_up_to(&value) {
+                            positions.advance(reader, key, next);
+                        }
+                    }
                     history.log(json!(id), "ok", "poll", value, None);
                     if member {
                         // Commit what was read; a rebalance resumes from here. A commit
@@ -164,7 +305,9 @@ pub(crate) fn worker(
 }
 
 /// Reads every partition from the start up to the end it had once everything healed, as a
-/// fresh process, so that every acknowledged value has had its chance to be seen.
+/// fresh process, so that every acknowledged value has had its chance to be seen. The start
+/// and end of each partition go into the history first (`ends`): the reads must return
+/// everything acknowledged between them.
 pub(crate) fn final_reads(
     options: &RunOptions,
     bootstrap: &str,
@@ -174,6 +317,7 @@ pub(crate) fn final_reads(
     let consumer = consumer(bootstrap, options.keys, process.clone(), history)?;
     let mut carried: Carried = None;
     let mut ends = BTreeMap::new();
+    let mut range = Vec::new();
     // Leadership may still be settling after the last fault: retry errors a while, two
     // minutes in all but at least 20 s for each partition.
     let all_deadline = Instant::now() + Duration::from_secs(120);
@@ -185,8 +329,9 @@ pub(crate) fn final_reads(
             Ok(consumer.fetch_watermarks(TOPIC, key, Timeout::After(Duration::from_secs(10)))?)
         });
         match end {
-            Ok((_, high)) => {
+            Ok((low, high)) => {
                 ends.insert(key, high);
+                range.push(json!([key, low, high]));
             }
             // A partition the cluster no longer serves at all (a broken broker may even
             // have lost the topic) is not read: the checker then finds its acknowledged
@@ -204,6 +349,14 @@ pub(crate) fn final_reads(
             }
         }
     }
+    // What the reads must return all of (the checker's final-read-gap).
+    history.log(
+        process.clone(),
+        "ok",
+        "ends",
+        json!([["ends", range]]),
+        None,
+    );
     let mut reached: BTreeMap<i32, i64> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline
@@ -214,12 +367,7 @@ pub(crate) fn final_reads(
         history.log(process.clone(), "invoke", "poll", json!([["poll"]]), None);
         match poll_once(&consumer, Duration::from_millis(500), &mut carried) {
             Ok(value) => {
-                for entry in value[0][1].as_array().into_iter().flatten() {
-                    let key = entry[0].as_i64().unwrap_or(-1) as i32;
-                    if let Some(last) = entry[1].as_array().and_then(|r| r.last()) {
-                        reached.insert(key, last[0].as_i64().unwrap_or(0) + 1);
-                    }
-                }
+                reached.extend(read_up_to(&value));
                 history.log(process.clone(), "ok", "poll", value, None);
             }
             Err(e) => history.log(process.clone(), "info", "poll", json!([["poll"]]), Some(e)),

@@ -126,6 +126,30 @@ fn unseen_an_acknowledged_send_no_poll_read() {
 }
 
 #[test]
+fn final_read_gap_a_record_the_final_reads_miss_between_start_and_end() {
+    let rows = |final_reads: &[(i64, i64)]| {
+        vec![
+            (json!(0), "ok", "send", send(1, 0, 10)),
+            (json!(0), "ok", "send", send(1, 1, 11)),
+            (json!(0), "ok", "send", send(1, 2, 12)),
+            (
+                json!(1),
+                "ok",
+                "poll",
+                poll(1, &[(0, 10), (1, 11), (2, 12)]),
+            ),
+            // Offset 0 was deleted: the log starts at 1.
+            (json!(9), "ok", "ends", json!([["ends", [[1, 1, 3]]]])),
+            (json!(9), "ok", "poll", poll(1, final_reads)),
+        ]
+    };
+    assert!(run(&rows(&[(1, 11), (2, 12)])).valid);
+    let r = run(&rows(&[(2, 12)]));
+    only_bad(&r, "final-read-gap");
+    assert_eq!(r.anomalies["final-read-gap"].examples[0]["offset"], 1);
+}
+
+#[test]
 fn g1a_reading_what_a_failed_send_wrote() {
     let r = run(&[
         (json!(0), "fail", "send", send(1, 0, 10)),

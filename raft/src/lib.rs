@@ -37,6 +37,7 @@ mod messages;
 mod network;
 mod node;
 mod peers;
+mod purge;
 mod recent_entries;
 mod replica;
 mod snapshot;

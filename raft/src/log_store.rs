@@ -12,6 +12,7 @@ use strand_storage::RaftLog;
 
 use crate::codec;
 use crate::recent_entries::RecentEntries;
+use crate::snapshot::LogFloor;
 use crate::types::{Entry, LogId, StorageError, Types, Vote};
 
 /// One group's Raft log store. Clones share the same underlying log.
@@ -19,6 +20,7 @@ use crate::types::{Entry, LogId, StorageError, Types, Vote};
 pub struct LogStore {
     log: RaftLog,
     recent: RecentEntries,
+    floor: LogFloor,
 }
 
 impl LogStore {
@@ -26,12 +28,18 @@ impl LogStore {
         LogStore {
             log,
             recent: RecentEntries::default(),
+            floor: LogFloor::default(),
         }
     }
 
     /// The entries appended last, for the group's state machine to forget once applied.
     pub fn recent(&self) -> RecentEntries {
         self.recent.clone()
+    }
+
+    /// Where purging stops, for the group's state machine to set.
+    pub fn floor(&self) -> LogFloor {
+        self.floor.clone()
     }
 
     fn read_hard_state<T: serde::de::DeserializeOwned>(
@@ -89,9 +97,9 @@ impl RaftLogReader<Types> for LogStore {
     }
 }
 
-/// The most entry bytes one AppendEntries carries (one entry more if a single entry is
-/// larger).
-const MAX_APPEND_BYTES: usize = 1 << 20;
+/// The most entry bytes one AppendEntries, or one snapshot chunk, carries (one entry more
+/// if a single entry is larger).
+pub(crate) const MAX_APPEND_BYTES: usize = 1 << 20;
 
 impl LogStore {
     fn read(&self, start: u64, end: u64, max_bytes: usize) -> Result<Vec<Entry>, StorageError> {
@@ -195,9 +203,16 @@ impl RaftLogStorage<Types> for LogStore {
         Ok(())
     }
 
+    /// Entries at or above the floor stay on disk, and a purge past the written applied
+    /// entry is left to the snapshot install that it follows (see [`LogFloor`]); openraft
+    /// never reads a purged entry again either way.
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        if log_id.index > self.floor.applied() {
+            self.recent.forget_upto(log_id.index);
+            return Ok(());
+        }
         self.log
-            .purge_upto(log_id.index, &codec::encode(&log_id))
+            .purge_upto(log_id.index, self.floor.get(), &codec::encode(&log_id))
             .map_err(|e| StorageIOError::write_logs(&e))?;
         self.recent.forget_upto(log_id.index);
         Ok(())

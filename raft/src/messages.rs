@@ -6,9 +6,12 @@
 //! fields in order: add new variants at the end and never reorder, or nodes of two versions
 //! stop understanding each other.
 
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
 use serde::{Deserialize, Serialize};
 
+use crate::snapshot::SnapshotChunk;
 use crate::types::{Command, NodeId, RaftGroupId, Response, Types, Vote};
 
 /// A message to a peer.
@@ -44,6 +47,11 @@ pub enum Request {
         from: NodeId,
         groups: Vec<QuietGroup>,
     },
+    /// A piece of a snapshot of `group` for a replica behind its leader's purge point.
+    Snapshot {
+        group: RaftGroupId,
+        chunk: SnapshotChunk,
+    },
 }
 
 /// A peer's answer.
@@ -63,6 +71,9 @@ pub enum Reply {
     Refused(String),
     /// The quiet groups whose heartbeat the receiver confirmed.
     QuietConfirmed(Vec<RaftGroupId>),
+    /// A snapshot's last chunk was received and the snapshot installed (or refused for an
+    /// older vote).
+    Installed(SnapshotResponse<NodeId>),
 }
 
 /// One group a node leads, as it reports it to its peers.

@@ -13,14 +13,22 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, OptionalSend, RPCTypes, Snapshot};
+use strand_storage::RaftLog;
 
 use crate::contacts::QuorumContacts;
+use crate::log_store::MAX_APPEND_BYTES;
 use crate::messages::{Reply, Request};
+use crate::snapshot::SnapshotChunk;
 use crate::transport::{Transport, TransportError};
 use crate::types::{NodeId, RaftGroupId, Types, Vote};
 
 /// See [`PeerClient::backoff`].
 const REPLICATION_BACKOFF: Duration = Duration::from_millis(200);
+
+/// How long a peer may take to take one snapshot chunk; the last one, which installs the
+/// whole snapshot, gets [`SNAPSHOT_INSTALL_TIMEOUT`].
+const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
+const SNAPSHOT_INSTALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Creates the per-peer clients openraft asks for, all sharing the node's transport.
 pub struct NetworkFactory {
@@ -28,20 +36,23 @@ pub struct NetworkFactory {
     group: RaftGroupId,
     transport: Arc<Transport>,
     contacts: Arc<QuorumContacts>,
+    /// The group's log, which snapshots are sent from.
+    log: RaftLog,
 }
 
 impl NetworkFactory {
     pub fn new(
         node: NodeId,
-        group: RaftGroupId,
         transport: Arc<Transport>,
         contacts: Arc<QuorumContacts>,
+        log: RaftLog,
     ) -> NetworkFactory {
         NetworkFactory {
             node,
-            group,
+            group: log.group(),
             transport,
             contacts,
+            log,
         }
     }
 }
@@ -57,6 +68,7 @@ impl RaftNetworkFactory<Types> for NetworkFactory {
             addr: node.addr.clone(),
             transport: self.transport.clone(),
             contacts: self.contacts.clone(),
+            log: self.log.clone(),
         }
     }
 }
@@ -69,6 +81,7 @@ pub struct PeerClient {
     addr: String,
     transport: Arc<Transport>,
     contacts: Arc<QuorumContacts>,
+    log: RaftLog,
 }
 
 fn network_error(reason: impl Into<String>) -> NetworkError {
@@ -158,18 +171,91 @@ impl RaftNetwork<Types> for PeerClient {
         Backoff::new(std::iter::repeat(REPLICATION_BACKOFF))
     }
 
-    /// Never used: Raft logs are never purged, so every peer catches up from the log (see
-    /// [`crate::snapshot`]).
+    /// Sends the snapshot's state, then its entries read from this node's log, one chunk at
+    /// a time: each waits for the peer's answer, so a transfer takes a share of the peer
+    /// connection, never all of it.
     async fn full_snapshot(
         &mut self,
-        _vote: Vote,
-        _snapshot: Snapshot<Types>,
-        _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        vote: Vote,
+        snapshot: Snapshot<Types>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, StreamingError<Types, Fatal<NodeId>>> {
-        Err(StreamingError::Network(network_error(
-            "snapshot transfer is not supported: Raft logs are never purged",
-        )))
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            sent = self.send_snapshot(vote, snapshot) => sent.map_err(|e| match e {
+                RPCError::Timeout(t) => StreamingError::Timeout(t),
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                other => StreamingError::Network(network_error(other.to_string())),
+            }),
+        }
+    }
+}
+
+impl PeerClient {
+    async fn send_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: Snapshot<Types>,
+    ) -> RpcResult<SnapshotResponse<NodeId>> {
+        let Snapshot { meta, snapshot } = snapshot;
+        let end = meta.last_log_id.map_or(0, |id| id.index + 1);
+        let mut next = snapshot.first_entry;
+        let mut state = Some(snapshot.state);
+        tracing::info!(group = self.group, to = self.target, snapshot = %meta.snapshot_id,
+            first_entry = next, "sending a snapshot");
+        loop {
+            let entries = if next < end {
+                self.log
+                    .read_limited(next, end, MAX_APPEND_BYTES)
+                    .map_err(|e| RPCError::Network(network_error(e.to_string())))?
+            } else {
+                Vec::new()
+            };
+            if next < end && entries.first().map(|(i, _)| *i) != Some(next) {
+                // Purged since the snapshot was taken: openraft sends the newer one.
+                return Err(RPCError::Network(network_error(format!(
+                    "entry {next} of group {} is gone",
+                    self.group
+                ))));
+            }
+            next += entries.len() as u64;
+            let done = next >= end;
+            let chunk = SnapshotChunk {
+                vote,
+                meta: meta.clone(),
+                state: state.take(),
+                first_entry: snapshot.first_entry,
+                entries: entries
+                    .into_iter()
+                    .map(|(i, e)| (i, bytes::Bytes::from(e)))
+                    .collect(),
+                done,
+            };
+            let timeout = if done {
+                SNAPSHOT_INSTALL_TIMEOUT
+            } else {
+                SNAPSHOT_CHUNK_TIMEOUT
+            };
+            let request = Request::Snapshot {
+                group: self.group,
+                chunk,
+            };
+            let option = RPCOption::new(timeout);
+            match self
+                .call(request, RPCTypes::InstallSnapshot, &option)
+                .await?
+            {
+                Reply::Ack if !done => {}
+                Reply::Installed(response) if done => return Ok(response),
+                Reply::Refused(reason) => return Err(self.refused(reason)),
+                other => {
+                    return Err(RPCError::Network(network_error(format!(
+                        "unexpected reply {other:?}"
+                    ))))
+                }
+            }
+        }
     }
 }
 
@@ -193,7 +279,11 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_is_unreachable_so_the_replication_stream_backs_off() {
         let addr = refusing_peer().await;
-        let mut factory = NetworkFactory::new(1, 5, Transport::new(), Default::default());
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            strand_storage::Store::open(&strand_storage::StoreOptions::new(dir.path())).unwrap();
+        let mut factory =
+            NetworkFactory::new(1, Transport::new(), Default::default(), store.raft_log(5));
         let mut peer = factory.new_client(2, &BasicNode { addr }).await;
         let option = RPCOption::new(Duration::from_secs(5));
 

@@ -57,6 +57,9 @@ pub struct RaftTuning {
     pub election_timeout: (Duration, Duration),
     /// How often leaders hand partitions back to their preferred replicas; None: never.
     pub leader_balance_interval: Option<Duration>,
+    /// Unsafe, for the Jepsen self-check alone: purge every group's log up to its last
+    /// applied entry, entries its state machine still reads included.
+    pub purge_unread: bool,
 }
 
 impl Default for RaftTuning {
@@ -65,6 +68,7 @@ impl Default for RaftTuning {
             heartbeat_interval: Duration::from_millis(400),
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
             leader_balance_interval: Some(Duration::from_secs(30)),
+            purge_unread: false,
         }
     }
 }
@@ -78,9 +82,10 @@ impl RaftTuning {
             election_timeout_max: self.election_timeout.1.as_millis() as u64,
             // Entries are whole produce requests: a few hundred per message is plenty.
             max_payload_entries: 128,
-            // The Raft log is the partition's data and is never purged, so no snapshot is
-            // ever needed (see `crate::snapshot`).
+            // Snapshots are taken, and logs purged, by `crate::purge` alone, where and when
+            // a group's state machine no longer reads the entries (see `crate::snapshot`).
             snapshot_policy: SnapshotPolicy::Never,
+            max_in_snapshot_log_to_keep: u64::MAX,
             // Heartbeats come from `heartbeat::heartbeat_loop`, for all groups at once.
             enable_heartbeat: false,
             // `election_timer_loop` turns each group's tick on where it may be needed.
@@ -135,6 +140,10 @@ pub struct RaftNode {
     pub(crate) heartbeats: crate::heartbeat::HeartbeatCounts,
     /// Wakes peer requests waiting for a group this node has not opened yet.
     pub(crate) partition_opened: tokio::sync::Notify,
+    /// Snapshots this node is receiving.
+    pub(crate) snapshots: crate::snapshot::Inbox,
+    /// See [`RaftTuning::purge_unread`].
+    purge_unread: bool,
 }
 
 impl RaftNode {
@@ -150,16 +159,15 @@ impl RaftNode {
         let config = Arc::new(tuning.openraft_config()?);
         let contacts = Arc::new(QuorumContacts::default());
         let (machine, metadata, offsets) = ControllerMachine::open(store.clone())?;
-        let replica = open_group(
-            &identity,
-            &store,
-            &config,
-            &transport,
-            &contacts,
-            CONTROLLER_GROUP,
-            machine,
-        )
-        .await?;
+        let env = GroupEnv {
+            identity: &identity,
+            store: &store,
+            config: &config,
+            transport: &transport,
+            contacts: &contacts,
+            purge_unread: tuning.purge_unread,
+        };
+        let replica = open_group(&env, CONTROLLER_GROUP, machine).await?;
         if let Some(voters) = bootstrap {
             initialize_if_new(&replica, voters).await?;
         }
@@ -179,7 +187,10 @@ impl RaftNode {
             moves: Default::default(),
             heartbeats: Default::default(),
             partition_opened: Default::default(),
+            snapshots: Default::default(),
+            purge_unread: tuning.purge_unread,
         });
+        tokio::spawn(crate::purge::purge_loop(Arc::downgrade(&node)));
         tokio::spawn(crate::membership::move_loop(Arc::downgrade(&node)));
         tokio::spawn(crate::election_timer::election_timer_loop(
             Arc::downgrade(&node),
@@ -206,6 +217,27 @@ impl RaftNode {
     /// appends, quiet)`; see `crate::heartbeat`.
     pub fn heartbeat_counts(&self) -> (u64, u64) {
         self.heartbeats.totals()
+    }
+
+    /// Raft log entries purged on this node, over all its groups: the sum of each group's
+    /// purge point.
+    pub fn purged_entries(&self) -> u64 {
+        let purged = |r: &Replica| r.purged_and_snapshot().0;
+        purged(&self.controller.replica)
+            + self
+                .partitions()
+                .iter()
+                .map(|p| purged(&p.replica))
+                .sum::<u64>()
+    }
+
+    /// Snapshots this node installed since it started, and the entry bytes they carried.
+    pub fn snapshots_installed(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.snapshots.installed.load(Relaxed),
+            self.snapshots.installed_bytes.load(Relaxed),
+        )
     }
 
     /// How long a follower refuses to vote after hearing from its leader (openraft's leader
@@ -362,16 +394,15 @@ impl RaftNode {
         let log = self.store.partition_log(group);
         let reader = PartitionReader::new(log.clone(), self.store.raft_log(group));
         let (machine, status) = PartitionMachine::open(log)?;
-        let replica = open_group(
-            &self.identity,
-            &self.store,
-            &self.config,
-            &self.transport,
-            &self.contacts,
-            group,
-            machine,
-        )
-        .await?;
+        let env = GroupEnv {
+            identity: &self.identity,
+            store: &self.store,
+            config: &self.config,
+            transport: &self.transport,
+            contacts: &self.contacts,
+            purge_unread: self.purge_unread,
+        };
+        let replica = open_group(&env, group, machine).await?;
         if let Some(start) = start {
             if start.preferred_leader == self.identity.id {
                 initialize_if_new(&replica, start.voters).await?;
@@ -435,22 +466,49 @@ impl RaftNode {
     }
 }
 
+/// What every group of a node is opened with.
+struct GroupEnv<'a> {
+    identity: &'a NodeIdentity,
+    store: &'a Store,
+    config: &'a Arc<openraft::Config>,
+    transport: &'a Arc<Transport>,
+    contacts: &'a Arc<QuorumContacts>,
+    purge_unread: bool,
+}
+
 async fn open_group<M: Machine>(
-    identity: &NodeIdentity,
-    store: &Store,
-    config: &Arc<openraft::Config>,
-    transport: &Arc<Transport>,
-    contacts: &Arc<QuorumContacts>,
+    env: &GroupEnv<'_>,
     group: RaftGroupId,
     machine: M,
 ) -> Result<Replica, NodeError> {
+    let GroupEnv {
+        identity,
+        store,
+        config,
+        transport,
+        contacts,
+        purge_unread,
+    } = *env;
     let mut log_store = LogStore::new(store.raft_log(group));
     let restored = RestoredLeadership::read(&mut log_store, identity.id)
         .await
         .map_err(|e| NodeError::Raft(format!("group {group}: {e}")))?;
-    let state_machine = StateMachine::open(store.clone(), group, machine, log_store.recent())
-        .map_err(|e| NodeError::Raft(e.to_string()))?;
-    let network = NetworkFactory::new(identity.id, group, transport.clone(), contacts.clone());
+    let floor = log_store.floor();
+    let state_machine = StateMachine::open(
+        store.clone(),
+        group,
+        machine,
+        log_store.recent(),
+        floor.clone(),
+    )
+    .map_err(|e| NodeError::Raft(e.to_string()))?
+    .purging_unread(purge_unread);
+    let network = NetworkFactory::new(
+        identity.id,
+        transport.clone(),
+        contacts.clone(),
+        store.raft_log(group),
+    );
     let raft = Raft::new(
         identity.id,
         config.clone(),
@@ -474,6 +532,8 @@ async fn open_group<M: Machine>(
             config.election_timeout_max - config.election_timeout_min,
         )),
         quorum_lease: Default::default(),
+        floor,
+        purge_seen: Default::default(),
     })
 }
 

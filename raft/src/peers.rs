@@ -20,13 +20,14 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use openraft::raft::AppendEntriesResponse;
+use openraft::Snapshot;
 use tokio::net::TcpListener;
 
 use crate::messages::{LeaderReport, Reply, Request};
 use crate::node::RaftNode;
 use crate::replica::{is_voter, voters_of, ProposeError, Replica};
 use crate::transport;
-use crate::types::{Command, NodeId, RaftGroupId, Response};
+use crate::types::{Command, NodeId, RaftGroupId, Response, Types, Vote};
 
 /// How often leaders report.
 const REPORT_INTERVAL: Duration = Duration::from_millis(500);
@@ -245,7 +246,37 @@ impl RaftNode {
                 self.leaders.heard(from);
                 Reply::QuietConfirmed(self.confirm_quiet(from, &groups))
             }
+            Request::Snapshot { group, chunk } => {
+                let Some(replica) = self.replica_soon(group).await else {
+                    return unknown(group);
+                };
+                replica.election_timer.heard_leader();
+                match self.snapshots.receive(group, chunk) {
+                    Ok(None) => Reply::Ack,
+                    Ok(Some((vote, snapshot))) => self.install(&replica, vote, snapshot).await,
+                    Err(why) => Reply::Refused(format!("snapshot chunk refused: {why}")),
+                }
+            }
         }
+    }
+
+    /// Installs a snapshot received whole. The answer waits for it to be on disk: the
+    /// leader then counts this replica as holding the log up to the snapshot.
+    async fn install(&self, replica: &Replica, vote: Vote, snapshot: Snapshot<Types>) -> Reply {
+        tracing::info!(group = replica.group, snapshot = %snapshot.meta.snapshot_id,
+            entries = snapshot.snapshot.entries.len(), "installing a snapshot");
+        let bytes = snapshot.snapshot.entry_bytes();
+        let response = match replica.raft.install_full_snapshot(vote, snapshot).await {
+            Ok(response) => response,
+            Err(e) => return Reply::Refused(e.to_string()),
+        };
+        if let Err(e) = self.store.group_commit().sync().await {
+            return Reply::Refused(format!("cannot sync the snapshot: {e}"));
+        }
+        if response.vote <= vote {
+            self.snapshots.count_installed(bytes);
+        }
+        Reply::Installed(response)
     }
 
     /// Proposes `command` to `group` wherever its leader is: on this node, or forwarded to

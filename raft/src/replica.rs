@@ -13,6 +13,7 @@ use tokio::sync::{oneshot, watch};
 use crate::contacts::QuorumContacts;
 use crate::election_timer::ElectionTimer;
 use crate::log_store::LogStore;
+use crate::snapshot::LogFloor;
 use crate::types::{
     AppliedReply, Command, NodeId, Raft, RaftGroupId, Response, StorageError, Types,
 };
@@ -64,6 +65,22 @@ pub struct Replica {
     pub(crate) election_timer: ElectionTimer,
     /// Until when this node, leading, knows it has a quorum (see [`Replica::leadership`]).
     pub(crate) quorum_lease: Arc<Mutex<Option<QuorumLease>>>,
+    /// The first entry the group's state machine reads.
+    pub(crate) floor: LogFloor,
+    /// That floor as `crate::purge` saw it last time.
+    pub(crate) purge_seen: Arc<Mutex<u64>>,
+}
+
+impl Replica {
+    /// The index up to which the group's log is purged and the index of its last snapshot,
+    /// as openraft reports them (0 for none).
+    pub(crate) fn purged_and_snapshot(&self) -> (u64, u64) {
+        let m = self.metrics.borrow();
+        (
+            m.purged.map_or(0, |id| id.index),
+            m.snapshot.map_or(0, |id| id.index),
+        )
+    }
 }
 
 /// A leader's quorum, known to hold until `until` for the term and membership it was

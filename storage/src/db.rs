@@ -351,6 +351,59 @@ impl Store {
         self.write_logged(batch)
     }
 
+    /// Every `state` key and value of `group`: a state machine's whole state, for a
+    /// snapshot.
+    pub fn group_state(&self, group: RaftGroupId) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.scan_state(
+            &keys::group_start(group),
+            &keys::group_end(group),
+            |k, v| {
+                out.push((k.to_vec(), v.to_vec()));
+                true
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Installs a snapshot of `group`, atomically: its state becomes `state` (keys of the
+    /// group only), its log entries below `first_entry` go, `entries` are written, and the
+    /// log's purge point becomes `purge_point`. Later entries the group holds stay; Raft
+    /// decides about those.
+    pub fn install_group(
+        &self,
+        group: RaftGroupId,
+        state: &[(Vec<u8>, Vec<u8>)],
+        first_entry: u64,
+        entries: &[(u64, impl AsRef<[u8]>)],
+        purge_point: &[u8],
+    ) -> Result<()> {
+        let (start, end) = (keys::group_start(group), keys::group_end(group));
+        if let Some((key, _)) = state.iter().find(|(k, _)| !k.starts_with(&start)) {
+            return Err(crate::StorageError::Corrupt {
+                what: "snapshot",
+                detail: format!("key {key:02x?} is not group {group}'s"),
+            });
+        }
+        let mut batch = WriteBatch::default();
+        let state_cf = self.cf(CF_STATE);
+        batch.delete_range_cf(state_cf, start, end);
+        for (key, value) in state {
+            batch.put_cf(state_cf, key, value);
+        }
+        let log_cf = self.cf(CF_RAFT_LOG);
+        batch.delete_range_cf(log_cf, &start[..], &keys::raft_log(group, first_entry)[..]);
+        for (index, entry) in entries {
+            batch.put_cf(log_cf, keys::raft_log(group, *index), entry);
+        }
+        batch.put_cf(
+            self.cf(CF_RAFT_STATE),
+            keys::raft_state(group, keys::RAFT_PURGED),
+            purge_point,
+        );
+        self.write_logged(batch)
+    }
+
     /// Whether any key of `group` exists in the Raft state family (the group was created
     /// on this node before).
     pub fn group_exists(&self, group: RaftGroupId) -> Result<bool> {

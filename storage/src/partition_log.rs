@@ -262,6 +262,15 @@ impl PartitionLog {
         Ok(found)
     }
 
+    /// Where the first batch of the index is: the oldest entry the partition still reads.
+    pub fn first_location(&self) -> Result<Option<BatchLocation>> {
+        let mut iter = self.batch_iter(i64::MAX);
+        iter.seek_to_first();
+        let found = iter.value().map(BatchLocation::decode).transpose()?;
+        iter.status()?;
+        Ok(found)
+    }
+
     /// The base offset of the oldest batch that must stay for the batches below `end` to
     /// hold at least `bytes`: the batches from it on hold `bytes` or more, those after it
     /// less. `None` when all of them together hold less.
@@ -447,6 +456,8 @@ mod tests {
         store.write_state(b).unwrap();
         assert_eq!(log.batch_at_or_before(9).unwrap(), None);
         assert_eq!(log.location_of(10).unwrap().unwrap().len, 300);
+        assert_eq!(log.first_location().unwrap().unwrap().raft_index, 3);
+        assert_eq!(store.partition_log(3).first_location().unwrap(), None);
         assert_eq!(log.first_batch_at_or_after(0).unwrap(), Some(5));
     }
 

@@ -150,19 +150,24 @@ impl RaftLog {
         self.store.write_logged(batch)
     }
 
-    /// Records the purge point and deletes every entry with index `<= upto`, atomically.
-    pub fn purge_upto(&self, upto: u64, purge_point: &[u8]) -> Result<()> {
+    /// Records the purge point and deletes every entry with index `<= upto` and below
+    /// `floor`, atomically. Entries from `floor` on stay even if purged in Raft's view: the
+    /// state machine still reads them.
+    pub fn purge_upto(&self, upto: u64, floor: u64, purge_point: &[u8]) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.put_cf(
             self.store.cf(CF_RAFT_STATE),
             keys::raft_state(self.group, keys::RAFT_PURGED),
             purge_point,
         );
-        batch.delete_range_cf(
-            self.store.cf(CF_RAFT_LOG),
-            keys::raft_log(self.group, 0),
-            keys::raft_log(self.group, upto.saturating_add(1)),
-        );
+        let end = upto.saturating_add(1).min(floor);
+        if end > 0 {
+            batch.delete_range_cf(
+                self.store.cf(CF_RAFT_LOG),
+                keys::raft_log(self.group, 0),
+                keys::raft_log(self.group, end),
+            );
+        }
         self.store.write_logged(batch)
     }
 
@@ -256,10 +261,15 @@ mod tests {
             .unwrap();
         log.truncate_from(8).unwrap();
         assert_eq!(log.last().unwrap().unwrap().0, 7);
-        log.purge_upto(3, b"p3").unwrap();
+        log.purge_upto(3, u64::MAX, b"p3").unwrap();
         assert_eq!(log.read(0, 100).unwrap(), [], "reads stop at the first gap");
         assert_eq!(log.read(4, 100).unwrap().len(), 4);
         assert_eq!(log.hard_state(keys::RAFT_PURGED).unwrap().unwrap(), b"p3");
+        // Below the floor only, whatever Raft counts as purged.
+        log.purge_upto(6, 5, b"p6").unwrap();
+        assert_eq!(log.read(5, 100).unwrap().len(), 3);
+        assert_eq!(log.read(4, 5).unwrap(), []);
+        assert_eq!(log.hard_state(keys::RAFT_PURGED).unwrap().unwrap(), b"p6");
     }
 
     #[tokio::test]

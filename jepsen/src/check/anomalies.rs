@@ -93,6 +93,55 @@ pub fn unseen(a: &Analysis, found: &mut Findings) -> usize {
     acknowledged_sends
 }
 
+/// `final-read-gap` (not one of Jepsen's): an acknowledged send at an offset between a
+/// partition's log start and end, as the final reads found them (their `ends` operation),
+/// that those reads did not return. Jepsen's anomalies compare reads with one another, so a
+/// record every worker read and the cluster then lost goes unnoticed by them; the final
+/// reads, made once everything healed, must return all that the log still holds.
+pub fn final_read_gaps(a: &Analysis, found: &mut Findings) {
+    let Some(ends) = a.ok().filter(|op| op.f == "ends").last() else {
+        return;
+    };
+    let ranges: HashMap<u64, (i64, i64)> = ends.value[0][1]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some((r[0].as_u64()?, (r[1].as_i64()?, r[2].as_i64()?))))
+        .collect();
+    let mut read: HashSet<(u64, i64)> = HashSet::new();
+    for op in a.ok().filter(|op| op.process == ends.process) {
+        for mop in a.mops(op) {
+            if let Mop::Poll(reads) = mop {
+                for (key, pairs) in reads {
+                    read.extend(pairs.into_iter().map(|(offset, _)| (key, offset)));
+                }
+            }
+        }
+    }
+    for op in a.ok() {
+        for mop in a.mops(op) {
+            let Mop::Send {
+                key,
+                value,
+                offset: Some(offset),
+            } = mop
+            else {
+                continue;
+            };
+            let Some(&(start, end)) = ranges.get(&key) else {
+                continue;
+            };
+            if (start..end).contains(&offset) && !read.contains(&(key, offset)) {
+                found.add(
+                    "final-read-gap",
+                    json!({"key": key, "value": value, "offset": offset, "log-start": start,
+                           "log-end": end, "writer": op.index}),
+                );
+            }
+        }
+    }
+}
+
 /// `G1a` (aborted read): an ok operation read a value whose writer certainly failed.
 pub fn aborted_reads(a: &Analysis, found: &mut Findings) {
     for op in a.ok() {

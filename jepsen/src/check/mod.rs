@@ -82,6 +82,7 @@ pub fn check(history: &[Op], options: Options) -> anyhow::Result<Report> {
     anomalies::duplicates(&analysis, &mut found);
     anomalies::lost_writes(&analysis, &mut found);
     let acknowledged_sends = anomalies::unseen(&analysis, &mut found);
+    anomalies::final_read_gaps(&analysis, &mut found);
     anomalies::aborted_reads(&analysis, &mut found);
     anomalies::within_operations(&analysis, &mut found);
     anomalies::across_operations(&analysis, &mut found);

@@ -92,6 +92,9 @@ pub type GroupOffsets = BTreeMap<String, BTreeMap<TopicPartition, CommittedOffse
 /// The committed offsets as this replica has applied them, shared with the broker.
 pub type SharedOffsets = Arc<RwLock<GroupOffsets>>;
 
+/// How many entries of the controller's log are purged at once.
+const SNAPSHOT_EVERY: u64 = 10_000;
+
 pub struct ControllerMachine {
     store: Store,
     metadata: ClusterMetadata,
@@ -426,6 +429,12 @@ impl Machine for ControllerMachine {
     }
 
     fn finish_round(&mut self, _batch: &mut StateBatch) {}
+
+    /// The state reads no entry: the log can go up to the applied point, in steps of
+    /// [`SNAPSHOT_EVERY`] entries so that a snapshot is not taken for every commit.
+    fn keep_from(&self, applied: u64) -> u64 {
+        (applied + 1) / SNAPSHOT_EVERY * SNAPSHOT_EVERY
+    }
 
     fn publish(&mut self) {
         if std::mem::take(&mut self.changed) {
@@ -809,5 +818,75 @@ mod tests {
         assert_eq!(*offsets.read().unwrap(), expected);
         let (_, _, reopened) = ControllerMachine::open(store.clone()).unwrap();
         assert_eq!(*reopened.read().unwrap(), expected);
+    }
+
+    /// The controller's snapshot is its records alone: installed on a node that never had
+    /// the group, it gives the same metadata and offsets, and no entry is needed.
+    #[tokio::test]
+    async fn a_snapshot_carries_the_whole_controller_state() {
+        use crate::recent_entries::RecentEntries;
+        use crate::snapshot::LogFloor;
+        use crate::state_machine::StateMachine;
+        use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+        use openraft::{Entry, EntryPayload};
+
+        let open = |dir: &std::path::Path| {
+            let store = Store::open(&StoreOptions::new(dir)).unwrap();
+            let (machine, metadata, offsets) = ControllerMachine::open(store.clone()).unwrap();
+            let sm = StateMachine::open(
+                store,
+                CONTROLLER_GROUP,
+                machine,
+                RecentEntries::default(),
+                LogFloor::default(),
+            )
+            .unwrap();
+            (sm, metadata, offsets)
+        };
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut a, a_metadata, a_offsets) = open(a_dir.path());
+        let (mut b, b_metadata, b_offsets) = open(b_dir.path());
+        let commands = [
+            register(1),
+            create("orders", 3),
+            ControllerCommand::CommitOffsets {
+                group: "g".into(),
+                offsets: vec![(
+                    ("orders".into(), 1),
+                    CommittedOffset {
+                        offset: 42,
+                        leader_epoch: 1,
+                        metadata: None,
+                        commit_timestamp: 1000,
+                    },
+                )],
+            },
+        ];
+        for (i, command) in commands.into_iter().enumerate() {
+            let entry = Entry::<crate::types::Types> {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), i as u64 + 1),
+                payload: EntryPayload::Normal(Command::Controller(command)),
+            };
+            a.apply([entry]).await.unwrap();
+        }
+        assert!(a.get_current_snapshot().await.unwrap().is_none());
+        a.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let snapshot = a.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(
+            snapshot.snapshot.first_entry, 0,
+            "under SNAPSHOT_EVERY entries"
+        );
+        b.install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(**b_metadata.borrow(), **a_metadata.borrow());
+        assert_eq!(b_metadata.borrow().topics["orders"].partitions.len(), 3);
+        assert_eq!(*b_offsets.read().unwrap(), *a_offsets.read().unwrap());
+        assert_eq!(b_offsets.read().unwrap()["g"].len(), 1);
+        assert_eq!(b.applied_state().await.unwrap().0.unwrap().index, 3);
     }
 }

@@ -53,6 +53,11 @@ pub struct PartitionMachine {
     /// moving the log start consults them as well as what is stored.
     round_batches: Vec<i64>,
     round_time_index: Vec<(i64, i64)>,
+    /// The Raft index of the entry holding the first batch kept (`None`: no batch), the
+    /// oldest entry this partition reads; `first_entry_moved` once the log start moved
+    /// past it, until it is looked up again after the round is stored.
+    first_entry: Option<u64>,
+    first_entry_moved: bool,
 }
 
 impl PartitionMachine {
@@ -74,6 +79,8 @@ impl PartitionMachine {
             .0,
             round_batches: Vec::new(),
             round_time_index: Vec::new(),
+            first_entry: None,
+            first_entry_moved: false,
         };
         machine.reload()?;
         let rx = machine.status.subscribe();
@@ -132,6 +139,7 @@ impl PartitionMachine {
         }
 
         let base_offset = self.meta.next_offset;
+        self.first_entry.get_or_insert(log_id.index);
         let mut position = codec::append_data_start(append.batches.len());
         for summary in &append.batches {
             let offset = self.meta.next_offset;
@@ -200,6 +208,7 @@ impl PartitionMachine {
             }
             self.meta.log_start_offset = start;
             self.meta_changed = true;
+            self.first_entry_moved = true;
         }
         Ok(Response::LogStartAdvanced {
             log_start_offset: self.meta.log_start_offset,
@@ -263,15 +272,29 @@ impl Machine for PartitionMachine {
     }
 
     fn publish(&mut self) {
+        if self.first_entry_moved {
+            // Until it is found, the entry that held the first batch before is as safe a
+            // floor as any.
+            if let Ok(first) = self.log.first_location() {
+                self.first_entry = first.map(|l| l.raft_index);
+                self.first_entry_moved = false;
+            }
+        }
         self.status.send_replace(PartitionStatus {
             high_watermark: self.meta.next_offset,
             log_start_offset: self.meta.log_start_offset,
         });
     }
 
+    fn keep_from(&self, applied: u64) -> u64 {
+        self.first_entry.unwrap_or(applied + 1)
+    }
+
     fn reload(&mut self) -> Result<(), strand_storage::StorageError> {
         self.round_batches.clear();
         self.round_time_index.clear();
+        self.first_entry = self.log.first_location()?.map(|l| l.raft_index);
+        self.first_entry_moved = false;
         self.meta = self.log.meta()?.unwrap_or_default();
         self.last_epoch = self.log.epochs()?.last().map(|(e, _)| *e as i32);
         self.producers = Producers::default();
