@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 STRAND := $(CARGO_TARGET_DIR)/release/strand
 VENV := $(CURDIR)/.venv
 
-.PHONY: run test build setup unit fuzz e2e lint fmt bench bench-full bench-produce disk-flat kafka-install bench-cluster cluster cluster-stop clean-data jepsen jepsen-smoke jepsen-selfcheck
+.PHONY: run test build setup unit fuzz e2e lint fmt bench bench-full bench-produce disk-flat bench-move kafka-install bench-cluster cluster cluster-stop clean-data jepsen jepsen-smoke jepsen-selfcheck
 
 setup:
 	@scripts/setup.sh
@@ -83,6 +83,11 @@ bench-produce: build $(VENV)/.installed
 # check the purging it relies on (tests/e2e/test_snapshots.py).
 disk-flat: build $(VENV)/.installed
 	$(VENV)/bin/python benches/disk_flat.py --strand $(STRAND) $(DISK_FLAT_ARGS)
+
+# Moving a partition of 5 GB to a new node, all retained (replayed from the log) and with
+# all but 1 GB deleted (sent as a snapshot): time and bytes (benches/move.py).
+bench-move: build $(VENV)/.installed
+	$(VENV)/bin/python benches/move.py --strand $(STRAND) $(BENCH_ARGS)
 
 # The cluster figures: replicated throughput, produce stall after leader kills, idle CPU
 # with 1,000 partitions (benches/cluster.py; uses ports 9092-9094, so stop `make cluster`).
