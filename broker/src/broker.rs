@@ -19,9 +19,9 @@ use crate::groups::{self, Coordinator, GroupLimits};
 use crate::handlers::ReadAheadBudget;
 use crate::metrics::Metrics;
 use crate::producer_ids::{self, ProducerIds};
-use crate::retention;
 use crate::unsafe_modes::UnsafeMode;
 use crate::Config;
+use crate::{cleaner, retention};
 
 /// Everything a request handler needs, shared by all connections.
 pub struct Broker {
@@ -138,6 +138,7 @@ impl Broker {
         });
         tokio::spawn(producer_ids::expiry_loop(broker.clone()));
         tokio::spawn(retention::retention_loop(broker.clone()));
+        tokio::spawn(cleaner::cleaner_loop(broker.clone()));
         tokio::spawn(groups::run(broker.clone()));
         Ok(broker)
     }

@@ -185,6 +185,11 @@ pub struct Settings {
     #[arg(long, env = "STRAND_LOG_RETENTION_CHECK_INTERVAL_MS")]
     pub log_retention_check_interval_ms: Option<u64>,
 
+    /// How often leaders of compacted topics look for partitions to clean
+    /// (Kafka: log.cleaner.backoff.ms)
+    #[arg(long, env = "STRAND_LOG_CLEANER_BACKOFF_MS")]
+    pub log_cleaner_backoff_ms: Option<u64>,
+
     /// Log filter, in tracing's EnvFilter syntax (RUST_LOG also works)
     #[arg(long, env = "STRAND_LOG")]
     pub log: Option<String>,
@@ -260,6 +265,7 @@ pub mod defaults {
     pub const LOG_RETENTION_BYTES: i64 = -1;
     /// Five minutes, as Kafka.
     pub const LOG_RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
+    pub const LOG_CLEANER_BACKOFF_MS: u64 = 15_000;
     pub const LOG: &str = "info,openraft=warn";
 }
 
@@ -313,6 +319,7 @@ pub fn documented_defaults() -> Vec<(&'static str, String)> {
             "log-retention-check-interval-ms",
             LOG_RETENTION_CHECK_INTERVAL_MS.to_string(),
         ),
+        ("log-cleaner-backoff-ms", LOG_CLEANER_BACKOFF_MS.to_string()),
         ("log", LOG.to_string()),
     ]
 }
@@ -371,6 +378,7 @@ pub struct Config {
     pub log_retention_ms: i64,
     pub log_retention_bytes: i64,
     pub log_retention_check_interval: Duration,
+    pub log_cleaner_backoff: Duration,
     pub log: String,
     /// Always `Off` in a normal build.
     pub unsafe_mode: UnsafeMode,
@@ -594,7 +602,18 @@ impl Config {
                 "give a number of milliseconds above 0",
             ));
         }
+        let log_cleaner_backoff_ms = s
+            .log_cleaner_backoff_ms
+            .unwrap_or(defaults::LOG_CLEANER_BACKOFF_MS);
+        if log_cleaner_backoff_ms == 0 {
+            return Err(invalid(
+                "log-cleaner-backoff-ms",
+                0,
+                "give a number of milliseconds above 0",
+            ));
+        }
         Ok(Config {
+            log_cleaner_backoff: Duration::from_millis(log_cleaner_backoff_ms),
             log_retention_ms,
             log_retention_bytes,
             log_retention_check_interval: Duration::from_millis(log_retention_check_interval_ms),

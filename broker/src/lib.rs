@@ -11,9 +11,11 @@
 //! - [`groups`]: the group coordinator: consumer group membership and committed offsets.
 //! - [`producer_ids`]: producer ids for idempotent producers, and expiring their state.
 //! - [`retention`]: deleting records past their topic's retention.
+//! - [`cleaner`]: the log cleaner of compacted topics.
 //! - [`metrics`]: the Prometheus endpoint.
 
 pub mod broker;
+pub mod cleaner;
 pub mod cluster;
 pub mod config;
 pub mod connection;

@@ -37,7 +37,7 @@ pub async fn retention_loop(broker: Arc<Broker>) {
         let metadata = broker.node.controller().metadata();
         for topic in metadata.topics.values() {
             let settings = TopicSettings::resolve(&topic.configs, &broker.config);
-            if settings.retention_ms < 0 && settings.retention_bytes < 0 {
+            if !settings.delete || (settings.retention_ms < 0 && settings.retention_bytes < 0) {
                 continue;
             }
             for info in &topic.partitions {

@@ -121,24 +121,45 @@ pub fn config_problem(key: &str, value: &str) -> Option<String> {
                 "message.timestamp.type must be CreateTime or LogAppendTime, not '{value}'"
             )),
         },
-        "cleanup.policy" => match value {
-            "delete" => None,
-            _ => Some(format!(
-                "cleanup.policy={value} is not supported yet; only 'delete' is"
-            )),
-        },
+        "cleanup.policy" => {
+            let policies: Vec<&str> = value.split(',').map(str::trim).collect();
+            if policies.iter().all(|p| matches!(*p, "delete" | "compact")) {
+                None
+            } else {
+                Some(format!(
+                    "cleanup.policy must be delete, compact or compact,delete, not '{value}'"
+                ))
+            }
+        }
         _ => None,
     }
 }
 
+/// Kafka's defaults for the topic configs of log compaction (its log.cleaner.* broker
+/// settings), which Strand has no node-wide settings for.
+pub mod cleaner_defaults {
+    pub const DELETE_RETENTION_MS: i64 = 86_400_000;
+    pub const MIN_CLEANABLE_DIRTY_RATIO: f64 = 0.5;
+    pub const MIN_COMPACTION_LAG_MS: i64 = 0;
+    pub const MAX_COMPACTION_LAG_MS: i64 = i64::MAX;
+}
+
 /// The topic settings the broker enforces, resolved against the broker's defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TopicSettings {
     pub max_message_bytes: i32,
     /// -1: keep records forever.
     pub retention_ms: i64,
     /// -1: no size limit.
     pub retention_bytes: i64,
+    /// cleanup.policy includes delete: retention applies.
+    pub delete: bool,
+    /// cleanup.policy includes compact: the log cleaner keeps each key's last record.
+    pub compact: bool,
+    pub delete_retention_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
 }
 
 impl TopicSettings {
@@ -146,11 +167,25 @@ impl TopicSettings {
         fn get<T: std::str::FromStr>(configs: &BTreeMap<String, String>, key: &str) -> Option<T> {
             configs.get(key).and_then(|v| v.parse().ok())
         }
+        let policy = configs
+            .get("cleanup.policy")
+            .map_or("delete", String::as_str);
+        let has = |p: &str| policy.split(',').any(|x| x.trim() == p);
         TopicSettings {
             max_message_bytes: get(configs, "max.message.bytes")
                 .unwrap_or(broker.max_message_bytes),
             retention_ms: get(configs, "retention.ms").unwrap_or(broker.log_retention_ms),
             retention_bytes: get(configs, "retention.bytes").unwrap_or(broker.log_retention_bytes),
+            delete: has("delete"),
+            compact: has("compact"),
+            delete_retention_ms: get(configs, "delete.retention.ms")
+                .unwrap_or(cleaner_defaults::DELETE_RETENTION_MS),
+            min_cleanable_dirty_ratio: get(configs, "min.cleanable.dirty.ratio")
+                .unwrap_or(cleaner_defaults::MIN_CLEANABLE_DIRTY_RATIO),
+            min_compaction_lag_ms: get(configs, "min.compaction.lag.ms")
+                .unwrap_or(cleaner_defaults::MIN_COMPACTION_LAG_MS),
+            max_compaction_lag_ms: get(configs, "max.compaction.lag.ms")
+                .unwrap_or(cleaner_defaults::MAX_COMPACTION_LAG_MS),
         }
     }
 }
@@ -185,6 +220,8 @@ mod tests {
             ("compression.type", "brotli"),
             ("preallocate", "yes"),
             ("cleanup.policy", "foo"),
+            ("cleanup.policy", "compact,foo"),
+            ("cleanup.policy", ""),
         ] {
             assert!(config_problem(key, bad).is_some(), "{key}={bad} accepted");
         }
@@ -194,6 +231,9 @@ mod tests {
             ("compression.type", "zstd"),
             ("local.retention.ms", "-2"),
             ("preallocate", "false"),
+            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "compact,delete"),
+            ("cleanup.policy", "delete, compact"),
         ] {
             assert_eq!(config_problem(key, good), None, "{key}={good} refused");
         }
@@ -218,5 +258,18 @@ mod tests {
             (set.max_message_bytes, set.retention_ms, set.retention_bytes),
             (5000, -1, 4096)
         );
+        assert_eq!((set.delete, set.compact), (true, false));
+        configs.insert("cleanup.policy".into(), "compact".into());
+        configs.insert("min.cleanable.dirty.ratio".into(), "0.01".into());
+        let set = TopicSettings::resolve(&configs, &broker);
+        assert_eq!((set.delete, set.compact), (false, true));
+        assert_eq!(set.min_cleanable_dirty_ratio, 0.01);
+        assert_eq!(
+            set.delete_retention_ms,
+            cleaner_defaults::DELETE_RETENTION_MS
+        );
+        configs.insert("cleanup.policy".into(), "compact,delete".into());
+        let set = TopicSettings::resolve(&configs, &broker);
+        assert_eq!((set.delete, set.compact), (true, true));
     }
 }

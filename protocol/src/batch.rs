@@ -28,7 +28,7 @@ pub const MAGIC_V2: i8 = 2;
 pub const HEADER_LEN: usize = 61;
 /// The bytes of the header that `batch_length` does not count (base offset and itself).
 pub const LOG_OVERHEAD: usize = 12;
-const CRC_START: usize = 21;
+pub(crate) const CRC_START: usize = 21;
 
 /// Compression codec of a batch (attribute bits 0-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,10 +286,26 @@ pub(crate) mod tests {
         values: &[&str],
         first_ts: i64,
     ) -> Vec<u8> {
-        let records: Vec<Record> = values
+        let keys: Vec<String> = (0..values.len()).map(|i| format!("k{i}")).collect();
+        let records: Vec<(Option<&str>, Option<&str>)> = keys
+            .iter()
+            .zip(values)
+            .map(|(k, v)| (Some(k.as_str()), Some(*v)))
+            .collect();
+        producer_batch_with_keys(compression, &records, first_ts)
+    }
+
+    /// Like [`producer_batch`], with each record's key and value given (`None`: null).
+    pub(crate) fn producer_batch_with_keys(
+        compression: Compression,
+        records: &[(Option<&str>, Option<&str>)],
+        first_ts: i64,
+    ) -> Vec<u8> {
+        let text = |s: Option<&str>| s.map(|s| bytes::Bytes::from(s.to_string()));
+        let records: Vec<Record> = records
             .iter()
             .enumerate()
-            .map(|(i, v)| Record {
+            .map(|(i, (k, v))| Record {
                 transactional: false,
                 control: false,
                 delete_horizon: false,
@@ -300,8 +316,8 @@ pub(crate) mod tests {
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
                 timestamp: first_ts + i as i64 * 10,
-                key: Some(bytes::Bytes::from(format!("k{i}"))),
-                value: Some(bytes::Bytes::from(v.to_string())),
+                key: text(*k),
+                value: text(*v),
                 headers: IndexMap::new(),
             })
             .collect();

@@ -8,6 +8,8 @@
 //!   fields the broker owns (base offset, partition leader epoch) in place.
 //! - [`records`] reads individual records out of a stored batch (for timestamp lookups),
 //!   decompressing with a hard size cap.
+//! - [`compaction`] reads the keys of a stored batch and rebuilds it with the records the
+//!   log cleaner keeps.
 //!
 //! Everything here is tested on bytes alone.
 
@@ -15,6 +17,7 @@ pub mod alloc;
 pub mod api_versions;
 pub mod batch;
 pub mod codec;
+pub mod compaction;
 pub mod frame;
 pub mod records;
 

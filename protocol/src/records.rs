@@ -33,7 +33,7 @@ pub enum RecordsError {
 }
 
 /// Reads a zig-zag varint of at most `max_bytes` bytes.
-fn read_varint(buf: &mut &[u8], max_bytes: usize) -> Result<i64, RecordsError> {
+pub(crate) fn read_varint(buf: &mut &[u8], max_bytes: usize) -> Result<i64, RecordsError> {
     let mut value: u64 = 0;
     for i in 0..max_bytes {
         let (&byte, rest) = buf

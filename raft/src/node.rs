@@ -392,8 +392,8 @@ impl RaftNode {
             return Ok(existing);
         }
         let log = self.store.partition_log(group);
-        let reader = PartitionReader::new(log.clone(), self.store.raft_log(group));
-        let (machine, status) = PartitionMachine::open(log)?;
+        let reader = PartitionReader::new(log, self.store.raft_log(group));
+        let (machine, status) = PartitionMachine::open(reader.clone())?;
         let env = GroupEnv {
             identity: &self.identity,
             store: &self.store,

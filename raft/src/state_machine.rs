@@ -43,6 +43,11 @@ pub trait Machine: Send + Sync + 'static {
     fn keep_from(&self, applied: u64) -> u64;
     /// The stored state was replaced (snapshot installed): reload it.
     fn reload(&mut self) -> Result<(), strand_storage::StorageError>;
+    /// Whether `command` reads the machine's stored state as the entries before it left
+    /// it: the round so far is written before it is applied.
+    fn reads_stored_state(&self, _command: &Command) -> bool {
+        false
+    }
 }
 
 /// The applied point, persisted with every apply round.
@@ -135,8 +140,8 @@ impl<M: Machine> StateMachine<M> {
     /// A snapshot of the state as it is now, with the stored state if `with_state`: called
     /// on the state machine's task, between applies, so the state read is exactly the
     /// state at the applied point. The state is small next to the entries a snapshot
-    /// carries (one key per batch), so a snapshot is taken afresh whenever one is sent
-    /// rather than kept.
+    /// carries (one key per batch, besides batches the log cleaner kept), so a snapshot is
+    /// taken afresh whenever one is sent rather than kept.
     fn snapshot_now(&self, with_state: bool) -> Result<Snapshot<Types>, StorageError> {
         let state = if with_state {
             self.store
@@ -153,6 +158,22 @@ impl<M: Machine> StateMachine<M> {
                 entries: Vec::new(),
             }),
         })
+    }
+
+    /// Stores a round of applied entries with the applied point, and publishes it.
+    fn write_round(&mut self, mut batch: StateBatch) -> Result<(), StorageError> {
+        self.machine.finish_round(&mut batch);
+        batch.put(
+            &keys::state(self.group, keys::APPLIED),
+            &codec::encode(&self.applied),
+        );
+        self.store
+            .write_state(batch)
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.machine.publish();
+        self.floor
+            .set(self.keep_from(), applied_index(&self.applied));
+        Ok(())
     }
 }
 
@@ -174,9 +195,18 @@ impl<M: Machine> RaftStateMachine<Types> for StateMachine<M> {
         I::IntoIter: OptionalSend,
     {
         let mut batch = self.store.state_batch();
+        let mut in_round = 0;
         let mut responses = Vec::new();
         let mut replies = Vec::new();
         for entry in entries {
+            if let EntryPayload::Normal(command) = &entry.payload {
+                if in_round > 0 && self.machine.reads_stored_state(command) {
+                    let round = std::mem::replace(&mut batch, self.store.state_batch());
+                    self.write_round(round)?;
+                    in_round = 0;
+                }
+            }
+            in_round += 1;
             self.machine
                 .observe_term(entry.log_id.leader_id.term, &mut batch);
             let response = match entry.payload {
@@ -203,17 +233,7 @@ impl<M: Machine> RaftStateMachine<Types> for StateMachine<M> {
             self.applied.0 = Some(entry.log_id);
             responses.push(response);
         }
-        self.machine.finish_round(&mut batch);
-        batch.put(
-            &keys::state(self.group, keys::APPLIED),
-            &codec::encode(&self.applied),
-        );
-        self.store
-            .write_state(batch)
-            .map_err(|e| StorageIOError::write_state_machine(&e))?;
-        self.machine.publish();
-        self.floor
-            .set(self.keep_from(), applied_index(&self.applied));
+        self.write_round(batch)?;
         // Only now: a producer that has its answer must find the records when it reads.
         for (reply, response) in replies {
             reply.send(response);
@@ -303,7 +323,7 @@ impl RaftSnapshotBuilder<Types> for SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::partition::PartitionMachine;
+    use crate::kafka::partition::{PartitionMachine, PartitionReader};
     use crate::types::{AppendBatches, BatchSummary};
     use bytes::Bytes;
     use openraft::CommittedLeaderId;
@@ -342,7 +362,11 @@ mod tests {
     async fn the_proposer_gets_the_result_once_the_append_is_visible() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
-        let (machine, status) = PartitionMachine::open(store.partition_log(1)).unwrap();
+        let (machine, status) = PartitionMachine::open(PartitionReader::new(
+            store.partition_log(1),
+            store.raft_log(1),
+        ))
+        .unwrap();
         let mut sm = StateMachine::open(
             store.clone(),
             1,
@@ -393,7 +417,11 @@ mod tests {
     async fn an_installed_snapshot_serves_what_the_sender_serves() {
         let open = |dir: &std::path::Path| {
             let store = Store::open(&StoreOptions::new(dir)).unwrap();
-            let (machine, _) = PartitionMachine::open(store.partition_log(3)).unwrap();
+            let (machine, _) = PartitionMachine::open(PartitionReader::new(
+                store.partition_log(3),
+                store.raft_log(3),
+            ))
+            .unwrap();
             let log = crate::log_store::LogStore::new(store.raft_log(3));
             let floor = log.floor();
             let sm =

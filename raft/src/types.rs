@@ -49,6 +49,15 @@ pub enum Command {
     /// retention and DeleteRecords, decided by the leader and applied at the same point of
     /// the log on every replica. A start at or below the current one changes nothing.
     AdvanceLogStart { offset: i64 },
+    /// Clean a compacted partition's batches below `upto` (a batch boundary the leader
+    /// chose): keep each key's last record, drop tombstones first cleaned more than
+    /// `delete_retention_ms` before `now` (ms since the epoch). Offsets never change. The
+    /// leader decides the inputs; every replica computes the same result from them.
+    Compact {
+        upto: i64,
+        now: i64,
+        delete_retention_ms: i64,
+    },
 }
 
 /// Record batches for one partition, exactly as the producer sent them, with the facts the
@@ -234,6 +243,11 @@ pub enum Response {
     /// The partition's log start offset after an `AdvanceLogStart`.
     LogStartAdvanced {
         log_start_offset: i64,
+    },
+    /// What a `Compact` did: the bytes of the batches it went over, before and after.
+    Compacted {
+        bytes_before: u64,
+        bytes_after: u64,
     },
 }
 

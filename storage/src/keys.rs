@@ -12,6 +12,8 @@
 //!            [group u64][TIME_INDEX][max_ts i64*][base_offset u64]   (running max time)
 //!            [group u64][EPOCH][epoch u32]                -> first offset of that epoch
 //!            [group u64][PRODUCER][producer_id i64*]      -> idempotent producer state
+//!            [group u64][CLEANED][base_offset u64]        -> delete horizon i64 + a batch as the log
+//!                                                            cleaner rewrote it
 //!            [group u64][RECORD][name bytes]              -> a state machine's named record
 //!
 //! The controller group's (group 0) named records:
@@ -36,6 +38,7 @@ pub const BATCH: u8 = 0x10;
 pub const TIME_INDEX: u8 = 0x11;
 pub const EPOCH: u8 = 0x12;
 pub const PRODUCER: u8 = 0x13;
+pub const CLEANED: u8 = 0x14;
 pub const RECORD: u8 = 0x20;
 
 pub fn raft_log(group: RaftGroupId, index: u64) -> [u8; 16] {
@@ -91,6 +94,14 @@ pub fn batch(group: RaftGroupId, base_offset: i64) -> [u8; 17] {
 /// The base offset of a `batch` key.
 pub fn batch_base_offset(key: &[u8]) -> Option<i64> {
     Some(u64::from_be_bytes(key.get(9..17)?.try_into().ok()?) as i64)
+}
+
+/// A batch the log cleaner rewrote, which lives here instead of in its Raft entry.
+pub fn cleaned(group: RaftGroupId, base_offset: i64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&state(group, CLEANED));
+    k[9..].copy_from_slice(&(base_offset as u64).to_be_bytes());
+    k
 }
 
 fn sortable_i64(v: i64) -> [u8; 8] {
@@ -279,6 +290,8 @@ mod tests {
         assert!(time_index(3, -5, 0) < time_index(3, 0, 0));
         assert!(time_index(3, 0, 0) < time_index(3, 1, 0));
         assert!(producer(3, -1) < producer(3, 0));
+        assert!(cleaned(7, 9) < cleaned(7, 10));
+        assert!(cleaned(7, i64::MAX).as_slice() < state_tag_end(7, CLEANED).as_slice());
     }
 
     #[test]

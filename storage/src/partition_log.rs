@@ -1,8 +1,9 @@
 //! A partition's index over its Raft log: where each record batch is (which entry, at what
 //! position, how long), keyed by base offset; a time index; the leader-epoch history and a
 //! small meta record. The batches themselves stay in the Raft log entries that carried
-//! them. The partition state machine is the only writer (through a [`StateBatch`]); Fetch
-//! and ListOffsets read concurrently.
+//! them, until the log cleaner rewrites them into the partition's state. The partition
+//! state machine is the only writer (through a [`StateBatch`]); Fetch and ListOffsets read
+//! concurrently.
 
 use rocksdb::ReadOptions;
 
@@ -72,6 +73,22 @@ pub struct BatchLocation {
 }
 
 impl BatchLocation {
+    /// The `raft_index` of a batch the log cleaner rewrote: it lives in the partition's
+    /// state (see [`PartitionLog::cleaned`]), no longer in a Raft entry.
+    pub const CLEANED: u64 = u64::MAX;
+
+    pub fn cleaned(len: u32) -> BatchLocation {
+        BatchLocation {
+            raft_index: Self::CLEANED,
+            position: 0,
+            len,
+        }
+    }
+
+    pub fn is_cleaned(&self) -> bool {
+        self.raft_index == Self::CLEANED
+    }
+
     fn encode(&self) -> [u8; 16] {
         let mut b = [0u8; 16];
         b[0..8].copy_from_slice(&self.raft_index.to_be_bytes());
@@ -128,6 +145,65 @@ impl PartitionLog {
     /// Records where the batch with `base_offset` is.
     pub fn put_batch(&self, batch: &mut StateBatch, base_offset: i64, location: BatchLocation) {
         batch.put(&keys::batch(self.group, base_offset), &location.encode());
+    }
+
+    /// Stores the batch at `base_offset` as the log cleaner rewrote it, with the time after
+    /// which its tombstones may go, and points the index at it.
+    pub fn put_cleaned(
+        &self,
+        batch: &mut StateBatch,
+        base_offset: i64,
+        delete_horizon: i64,
+        bytes: &[u8],
+    ) {
+        let mut value = Vec::with_capacity(8 + bytes.len());
+        value.extend_from_slice(&delete_horizon.to_be_bytes());
+        value.extend_from_slice(bytes);
+        batch.put(&keys::cleaned(self.group, base_offset), &value);
+        self.put_batch(
+            batch,
+            base_offset,
+            BatchLocation::cleaned(bytes.len() as u32),
+        );
+    }
+
+    /// A batch the log cleaner rewrote: its delete horizon and its bytes.
+    pub fn cleaned(&self, base_offset: i64) -> Result<Option<(i64, Vec<u8>)>> {
+        let Some(mut value) = self
+            .store
+            .get_state(&keys::cleaned(self.group, base_offset))?
+        else {
+            return Ok(None);
+        };
+        if value.len() < 8 {
+            return Err(StorageError::Corrupt {
+                what: "cleaned batch",
+                detail: format!("{} bytes", value.len()),
+            });
+        }
+        let horizon = i64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
+        value.drain(..8);
+        Ok(Some((horizon, value)))
+    }
+
+    /// How many bytes of the batches below `end` the cleaner has rewritten and how many it
+    /// has not (Kafka's clean and dirty sections), and the base offset of the first dirty one.
+    pub fn cleaning_state(&self, end: i64) -> Result<(u64, u64, Option<i64>)> {
+        let (mut clean, mut dirty, mut first_dirty) = (0u64, 0u64, None);
+        let mut iter = self.batch_iter(end);
+        iter.seek_to_first();
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            let location = BatchLocation::decode(value)?;
+            if location.is_cleaned() {
+                clean += u64::from(location.len);
+            } else {
+                dirty += u64::from(location.len);
+                first_dirty = first_dirty.or_else(|| keys::batch_base_offset(key));
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok((clean, dirty, first_dirty))
     }
 
     /// Records that the batch at `base_offset` raised the partition's max timestamp to
@@ -262,13 +338,20 @@ impl PartitionLog {
         Ok(found)
     }
 
-    /// Where the first batch of the index is: the oldest entry the partition still reads.
+    /// Where the first batch still in a Raft entry is: the oldest entry the partition still
+    /// reads (the batches before it, if any, are cleaned ones).
     pub fn first_location(&self) -> Result<Option<BatchLocation>> {
         let mut iter = self.batch_iter(i64::MAX);
         iter.seek_to_first();
-        let found = iter.value().map(BatchLocation::decode).transpose()?;
+        while let Some(value) = iter.value() {
+            let location = BatchLocation::decode(value)?;
+            if !location.is_cleaned() {
+                return Ok(Some(location));
+            }
+            iter.next();
+        }
         iter.status()?;
-        Ok(found)
+        Ok(None)
     }
 
     /// The base offset of the oldest batch that must stay for the batches below `end` to
@@ -296,6 +379,10 @@ impl PartitionLog {
         batch.delete_range(
             &keys::batch(self.group, 0),
             &keys::batch(self.group, first_kept),
+        );
+        batch.delete_range(
+            &keys::cleaned(self.group, 0),
+            &keys::cleaned(self.group, first_kept),
         );
     }
 
@@ -459,6 +546,34 @@ mod tests {
         assert_eq!(log.first_location().unwrap().unwrap().raft_index, 3);
         assert_eq!(store.partition_log(3).first_location().unwrap(), None);
         assert_eq!(log.first_batch_at_or_after(0).unwrap(), Some(5));
+    }
+
+    #[test]
+    fn cleaned_batches_live_in_state_and_go_with_the_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let log = store.partition_log(4);
+        fill(&log, &store, &[(0, 100), (5, 200), (10, 300)]);
+        assert_eq!(log.cleaning_state(12).unwrap(), (0, 600, Some(0)));
+        let mut b = store.state_batch();
+        log.put_cleaned(&mut b, 0, 77, b"zero");
+        log.put_cleaned(&mut b, 5, -1, b"five!");
+        store.write_state(b).unwrap();
+        assert_eq!(log.cleaned(0).unwrap(), Some((77, b"zero".to_vec())));
+        assert_eq!(log.cleaned(10).unwrap(), None);
+        assert_eq!(log.location_of(5).unwrap(), Some(BatchLocation::cleaned(5)));
+        assert_eq!(log.cleaning_state(12).unwrap(), (9, 300, Some(10)));
+        assert_eq!(log.cleaning_state(10).unwrap(), (9, 0, None));
+        assert_eq!(
+            log.first_location().unwrap().unwrap().raft_index,
+            3,
+            "the Raft log is read from the first batch not cleaned"
+        );
+        let mut b = store.state_batch();
+        log.forget_batches_below(&mut b, 5);
+        store.write_state(b).unwrap();
+        assert_eq!(log.cleaned(0).unwrap(), None);
+        assert_eq!(log.cleaned(5).unwrap(), Some((-1, b"five!".to_vec())));
     }
 
     #[test]

@@ -191,6 +191,7 @@ class Java:
     TOPICS = "org.apache.kafka.tools.TopicCommand"
     REASSIGN = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
     CLUSTER = "org.apache.kafka.tools.ClusterTool"
+    CONNECT = "org.apache.kafka.connect.cli.ConnectDistributed"
 
     def __init__(self, classpath: str):
         self.classpath = classpath

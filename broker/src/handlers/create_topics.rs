@@ -12,6 +12,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use strand_protocol::api_versions::ApiRange;
 use uuid::Uuid;
 
+use super::describe_configs;
 use super::details::str_bytes;
 use crate::cluster::{self, TopicError, TopicSpec};
 use crate::Broker;
@@ -71,14 +72,17 @@ pub async fn handle(
                                 .map_or(0, |p| p.replicas.len() as i16),
                         );
                     if version >= 5 {
+                        // Clients read each config's source (Kafka Streams fails on one
+                        // it does not know), so they are answered as DescribeConfigs does.
+                        let entries = describe_configs::topic_entries(broker, &created.configs);
                         r = r.with_configs(Some(
-                            created
-                                .configs
-                                .iter()
-                                .map(|(k, v)| {
+                            entries
+                                .into_iter()
+                                .map(|(name, value, source)| {
                                     CreatableTopicConfigs::default()
-                                        .with_name(str_bytes(k.clone()))
-                                        .with_value(Some(str_bytes(v.clone())))
+                                        .with_name(str_bytes(name))
+                                        .with_value(Some(str_bytes(value)))
+                                        .with_config_source(source)
                                 })
                                 .collect(),
                         ));

@@ -13,6 +13,7 @@ use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
 
 use super::details::{str_bytes, BROKER, TOPIC};
+use crate::topics::cleaner_defaults;
 use crate::Broker;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DescribeConfigs, 1, 4);
@@ -81,10 +82,11 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
 }
 
 /// A config's name, value and Kafka config source.
-type Entry = (String, String, i8);
+pub(crate) type Entry = (String, String, i8);
 
-/// A topic's stored configs, and the defaults of those the broker enforces.
-fn topic_entries(broker: &Broker, stored: &BTreeMap<String, String>) -> Vec<Entry> {
+/// A topic's stored configs, and the defaults of those the broker enforces (CreateTopics
+/// answers with these too).
+pub(crate) fn topic_entries(broker: &Broker, stored: &BTreeMap<String, String>) -> Vec<Entry> {
     let defaults = [
         ("cleanup.policy", "delete".to_string()),
         (
@@ -92,6 +94,27 @@ fn topic_entries(broker: &Broker, stored: &BTreeMap<String, String>) -> Vec<Entr
             broker.config.max_message_bytes.to_string(),
         ),
         ("message.timestamp.type", "CreateTime".to_string()),
+        ("retention.ms", broker.config.log_retention_ms.to_string()),
+        (
+            "retention.bytes",
+            broker.config.log_retention_bytes.to_string(),
+        ),
+        (
+            "delete.retention.ms",
+            cleaner_defaults::DELETE_RETENTION_MS.to_string(),
+        ),
+        (
+            "min.cleanable.dirty.ratio",
+            cleaner_defaults::MIN_CLEANABLE_DIRTY_RATIO.to_string(),
+        ),
+        (
+            "min.compaction.lag.ms",
+            cleaner_defaults::MIN_COMPACTION_LAG_MS.to_string(),
+        ),
+        (
+            "max.compaction.lag.ms",
+            cleaner_defaults::MAX_COMPACTION_LAG_MS.to_string(),
+        ),
     ];
     let mut entries: Vec<Entry> = stored
         .iter()

@@ -19,6 +19,7 @@ use strand_storage::{
 use tokio::sync::watch;
 
 use crate::codec;
+use crate::kafka::compaction;
 use crate::kafka::producer_state::{self, ProducerBatch, ProducerEntry, Producers, Verdict};
 use crate::state_machine::Machine;
 use crate::types::{AppendBatches, BatchSummary, Command, LogId, Rejection, Response};
@@ -44,6 +45,8 @@ fn epoch_of(term: u64) -> i32 {
 
 pub struct PartitionMachine {
     log: PartitionLog,
+    /// Reads stored batches for the log cleaner.
+    reader: PartitionReader,
     meta: PartitionMeta,
     last_epoch: Option<i32>,
     meta_changed: bool,
@@ -63,11 +66,12 @@ pub struct PartitionMachine {
 impl PartitionMachine {
     /// Loads the partition's stored state.
     pub fn open(
-        log: PartitionLog,
+        reader: PartitionReader,
     ) -> Result<(PartitionMachine, watch::Receiver<PartitionStatus>), strand_storage::StorageError>
     {
         let mut machine = PartitionMachine {
-            log,
+            log: reader.index().clone(),
+            reader,
             meta: PartitionMeta::default(),
             last_epoch: None,
             meta_changed: false,
@@ -216,6 +220,33 @@ impl PartitionMachine {
     }
 }
 
+impl PartitionMachine {
+    /// A log cleaner pass (see [`compaction`]) over the batches from the log start below
+    /// `upto`. The round before it is stored (see [`Machine::reads_stored_state`]), so the
+    /// pass reads every batch it covers from the store.
+    fn compact(
+        &mut self,
+        upto: i64,
+        now: i64,
+        delete_retention_ms: i64,
+        batch: &mut StateBatch,
+    ) -> Result<Response, StorageError> {
+        let pass = compaction::Pass {
+            start: self.meta.log_start_offset,
+            upto: upto.min(self.meta.next_offset),
+            now,
+            delete_retention_ms,
+        };
+        let done = compaction::clean(&self.reader, pass, batch)?;
+        // The entries of the batches cleaned are no longer read.
+        self.first_entry_moved = true;
+        Ok(Response::Compacted {
+            bytes_before: done.bytes_before,
+            bytes_after: done.bytes_after,
+        })
+    }
+}
+
 fn producer_batch(summary: &BatchSummary) -> ProducerBatch {
     ProducerBatch {
         producer_id: summary.producer_id,
@@ -250,8 +281,17 @@ impl Machine for PartitionMachine {
                 count: self.producers.expire(before) as u32,
             },
             Command::AdvanceLogStart { offset } => self.advance_log_start(offset, batch)?,
+            Command::Compact {
+                upto,
+                now,
+                delete_retention_ms,
+            } => self.compact(upto, now, delete_retention_ms, batch)?,
             Command::Controller(_) => Response::Rejected(Rejection::WrongGroup),
         })
+    }
+
+    fn reads_stored_state(&self, command: &Command) -> bool {
+        matches!(command, Command::Compact { .. })
     }
 
     fn finish_round(&mut self, batch: &mut StateBatch) {
@@ -397,9 +437,10 @@ impl PartitionReader {
         let total: usize = located.iter().map(|(_, l)| l.len as usize).sum();
         let mut out = BytesMut::with_capacity(total);
         let mut batches = Vec::with_capacity(located.len());
-        self.for_each_located(located, |base_offset, location, entry| {
+        self.for_each_located(located, |base_offset, piece, epoch| {
             let start = out.len();
-            append_stamped(&mut out, entry, base_offset, location)?;
+            out.extend_from_slice(&piece);
+            patch_header(&mut out[start..], base_offset, epoch);
             batches.push((base_offset, start..out.len()));
             Ok(())
         })?;
@@ -428,15 +469,14 @@ impl PartitionReader {
         let copied: usize = located.iter().map(|(_, l)| copied_of(l.len as usize)).sum();
         let mut small = BytesMut::with_capacity(copied);
         let mut pieces = Vec::new();
-        self.for_each_located(located, |base_offset, location, entry| {
-            let (range, epoch) = batch_in(entry, location)?;
+        self.for_each_located(located, |base_offset, piece, epoch| {
             let at = small.len();
-            let copy_to = range.start + copied_of(range.len());
-            small.extend_from_slice(&entry[range.start..copy_to]);
+            let copied = copied_of(piece.len());
+            small.extend_from_slice(&piece[..copied]);
             patch_header(&mut small[at..], base_offset, epoch);
-            if copy_to < range.end {
+            if copied < piece.len() {
                 pieces.push(small.split().freeze());
-                pieces.push(entry.slice(copy_to..range.end));
+                pieces.push(piece.slice(copied..));
             }
             Ok(())
         })?;
@@ -447,25 +487,41 @@ impl PartitionReader {
     }
 
     /// Reads the entries holding `located` (each once) and calls `each` with every batch,
-    /// in order, and the entry it lies in.
+    /// in order: its bytes (shared with what RocksDB read) and its leader epoch. A cleaned
+    /// batch is read from where the cleaner stored it, with the epoch it was stamped with.
     fn for_each_located(
         &self,
         located: &[(i64, BatchLocation)],
-        mut each: impl FnMut(i64, BatchLocation, &Bytes) -> Result<(), StorageError>,
+        mut each: impl FnMut(i64, Bytes, i32) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
-        let mut wanted: Vec<u64> = located.iter().map(|(_, l)| l.raft_index).collect();
+        let mut wanted: Vec<u64> = located
+            .iter()
+            .filter(|(_, l)| !l.is_cleaned())
+            .map(|(_, l)| l.raft_index)
+            .collect();
         wanted.dedup();
         let entries = self.entries.get_many(&wanted)?;
         let mut next = wanted.iter().zip(entries.iter());
         let mut current = None;
         for &(base_offset, location) in located {
+            if location.is_cleaned() {
+                let (_, bytes) = self
+                    .index
+                    .cleaned(base_offset)?
+                    .ok_or_else(|| missing(base_offset, location))?;
+                let epoch =
+                    epoch_stamped_in(&bytes).ok_or_else(|| missing(base_offset, location))?;
+                each(base_offset, Bytes::from(bytes), epoch)?;
+                continue;
+            }
             while current.is_none_or(|(index, _): (&u64, _)| *index != location.raft_index) {
-                current = Some(next.next().ok_or_else(|| missing(location))?);
+                current = Some(next.next().ok_or_else(|| missing(base_offset, location))?);
             }
             let entry = current
                 .and_then(|(_, e)| e.as_ref())
-                .ok_or_else(|| missing(location))?;
-            each(base_offset, location, entry)?;
+                .ok_or_else(|| missing(base_offset, location))?;
+            let (range, epoch) = batch_in(entry, location)?;
+            each(base_offset, entry.slice(range), epoch)?;
         }
         Ok(())
     }
@@ -512,43 +568,36 @@ impl PartitionReader {
         let Some(location) = self.index.location_of(base_offset)? else {
             return Ok(None);
         };
-        let entry = self
-            .entries
-            .get_many(&[location.raft_index])?
-            .pop()
-            .flatten()
-            .ok_or_else(|| missing(location))?;
-        stamped(&entry, base_offset, location).map(Some)
+        let read = self.read_located(&[(base_offset, location)])?;
+        Ok(Some(read.bytes))
     }
 }
 
-fn missing(location: BatchLocation) -> StorageError {
+fn missing(base_offset: i64, location: BatchLocation) -> StorageError {
+    let detail = if location.is_cleaned() {
+        format!("the cleaned batch at offset {base_offset} is missing")
+    } else {
+        format!("Raft entry {} is missing", location.raft_index)
+    };
     StorageError::Corrupt {
         what: "partition index",
-        detail: format!("Raft entry {} is missing", location.raft_index),
+        detail,
     }
+}
+
+/// The partition leader epoch in a batch's header (stamped when it was first read).
+fn epoch_stamped_in(batch: &[u8]) -> Option<i32> {
+    (batch.len() >= PATCHED_HEADER_BYTES)
+        .then(|| i32::from_be_bytes(batch[12..16].try_into().expect("4 bytes")))
 }
 
 /// Copies a batch out of its stored entry and stamps its base offset and leader epoch.
+#[cfg(feature = "unsafe-modes")]
 fn stamped(entry: &[u8], base_offset: i64, location: BatchLocation) -> Result<Bytes, StorageError> {
-    let mut batch = BytesMut::with_capacity(location.len as usize);
-    append_stamped(&mut batch, entry, base_offset, location)?;
-    Ok(batch.freeze())
-}
-
-/// Appends a batch of its stored entry to `out` and stamps its base offset and leader
-/// epoch there.
-fn append_stamped(
-    out: &mut BytesMut,
-    entry: &[u8],
-    base_offset: i64,
-    location: BatchLocation,
-) -> Result<(), StorageError> {
     let (range, epoch) = batch_in(entry, location)?;
-    let at = out.len();
-    out.extend_from_slice(&entry[range]);
-    patch_header(&mut out[at..], base_offset, epoch);
-    Ok(())
+    let mut batch = BytesMut::from(&entry[range]);
+    patch_header(&mut batch, base_offset, epoch);
+    Ok(batch.freeze())
 }
 
 /// Where a located batch lies in its stored entry, and its leader epoch (the entry's term).
@@ -634,7 +683,11 @@ mod tests {
     fn offsets_are_contiguous_and_batches_stamped() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
-        let (mut m, status) = PartitionMachine::open(store.partition_log(1)).unwrap();
+        let (mut m, status) = PartitionMachine::open(PartitionReader::new(
+            store.partition_log(1),
+            store.raft_log(1),
+        ))
+        .unwrap();
         let r1 = apply(
             &mut m,
             &store,
@@ -694,7 +747,11 @@ mod tests {
     fn pieces_make_the_same_bytes_as_the_copying_read() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
-        let (mut m, _) = PartitionMachine::open(store.partition_log(1)).unwrap();
+        let (mut m, _) = PartitionMachine::open(PartitionReader::new(
+            store.partition_log(1),
+            store.raft_log(1),
+        ))
+        .unwrap();
         let big = 2 * SHARE_FROM as i32;
         apply(
             &mut m,
@@ -731,13 +788,21 @@ mod tests {
     fn state_reloads_after_reopen_and_bad_appends_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
-        let (mut m, _) = PartitionMachine::open(store.partition_log(1)).unwrap();
+        let (mut m, _) = PartitionMachine::open(PartitionReader::new(
+            store.partition_log(1),
+            store.raft_log(1),
+        ))
+        .unwrap();
         apply(&mut m, &store, log_id(1, 1), append_of(&[fake_batch(5, 1)]));
         let (b, mut s) = fake_batch(1, 1);
         s.len += 1;
         let bad = apply(&mut m, &store, log_id(1, 2), append_of(&[(b, s)]));
         assert_eq!(bad, Response::Rejected(Rejection::InvalidAppend));
-        let (_, status) = PartitionMachine::open(store.partition_log(1)).unwrap();
+        let (_, status) = PartitionMachine::open(PartitionReader::new(
+            store.partition_log(1),
+            store.raft_log(1),
+        ))
+        .unwrap();
         assert_eq!(status.borrow().high_watermark, 5);
     }
 
@@ -817,7 +882,7 @@ mod tests {
         ) {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
-            let (mut m, mut status) = PartitionMachine::open(store.partition_log(1)).unwrap();
+            let (mut m, mut status) = PartitionMachine::open(PartitionReader::new(store.partition_log(1), store.raft_log(1))).unwrap();
             let mut model = Model::default();
             let mut index = 0;
             for (steps, reopen) in rounds {
@@ -847,7 +912,7 @@ mod tests {
                 store.write_state(wb).unwrap();
                 m.publish();
                 if reopen {
-                    (m, status) = PartitionMachine::open(store.partition_log(1)).unwrap();
+                    (m, status) = PartitionMachine::open(PartitionReader::new(store.partition_log(1), store.raft_log(1))).unwrap();
                 }
 
                 let now = *status.borrow();

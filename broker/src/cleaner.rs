@@ -1,0 +1,100 @@
+//! The log cleaner: for each partition of a compacted topic (cleanup.policy=compact or
+//! compact,delete) this node leads, decide when a cleaning pass is due and propose it
+//! through the partition's Raft group, where every replica runs the same pass (see
+//! strand_raft's `kafka::compaction`).
+//!
+//! As Kafka's, a pass is due once the dirty part of the log (written since the last pass)
+//! is at least min.cleanable.dirty.ratio of the whole, or once its oldest record is older
+//! than max.compaction.lag.ms; records younger than min.compaction.lag.ms are never
+//! cleaned. Kafka also never cleans its active segment; Strand has none, so every
+//! committed batch is cleanable once old enough.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strand_protocol::batch::BatchHeader;
+use strand_raft::{Command, PartitionReplica};
+use strand_storage::StorageError;
+
+use crate::groups::now_ms;
+use crate::topics::TopicSettings;
+use crate::Broker;
+
+/// Longest one partition's pass may hold up the others.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every `log.cleaner.backoff.ms`, proposes a cleaning pass for each partition this node
+/// leads that needs one. Topic configs are read afresh each time.
+pub async fn cleaner_loop(broker: Arc<Broker>) {
+    let interval = broker.config.log_cleaner_backoff;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let metadata = broker.node.controller().metadata();
+        for topic in metadata.topics.values() {
+            let settings = TopicSettings::resolve(&topic.configs, &broker.config);
+            if !settings.compact {
+                continue;
+            }
+            for info in &topic.partitions {
+                let Some(partition) = broker.node.partition(info.group) else {
+                    continue;
+                };
+                if !partition.replica.leadership().serving {
+                    continue;
+                }
+                let now = now_ms();
+                match cleaning_point(&partition, &settings, now) {
+                    Ok(Some(upto)) => {
+                        let proposed = partition.replica.propose(Command::Compact {
+                            upto,
+                            now,
+                            delete_retention_ms: settings.delete_retention_ms,
+                        });
+                        let outcome = tokio::time::timeout(PROPOSE_TIMEOUT, proposed).await;
+                        tracing::debug!(topic = %topic.name, group = info.group, upto, ?outcome, "cleaned");
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(topic = %topic.name, group = info.group, error = %e, "cannot clean")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Where a cleaning pass of the partition should end (a batch boundary), when one is due
+/// under `settings` at time `now`.
+pub fn cleaning_point(
+    partition: &PartitionReplica,
+    settings: &TopicSettings,
+    now: i64,
+) -> Result<Option<i64>, StorageError> {
+    let status = partition.status();
+    let index = partition.reader.index();
+    let mut upto = status.high_watermark;
+    if settings.min_compaction_lag_ms > 0 {
+        // The time index gives the first batch whose records may reach that age: all
+        // before it are older.
+        if let Some(young) = index.first_batch_at_or_after(now - settings.min_compaction_lag_ms)? {
+            upto = upto.min(young);
+        }
+    }
+    let (clean, dirty, first_dirty) = index.cleaning_state(upto)?;
+    let Some(first_dirty) = first_dirty else {
+        return Ok(None);
+    };
+    let ratio = dirty as f64 / (clean + dirty).max(1) as f64;
+    if ratio >= settings.min_cleanable_dirty_ratio {
+        return Ok(Some(upto));
+    }
+    let overdue = settings.max_compaction_lag_ms < i64::MAX
+        && partition
+            .reader
+            .batch_at(first_dirty)?
+            .and_then(|b| BatchHeader::parse(&b).ok())
+            .is_some_and(|h| h.max_timestamp <= now.saturating_sub(settings.max_compaction_lag_ms));
+    Ok(overdue.then_some(upto))
+}

@@ -1,0 +1,419 @@
+//! Log compaction as a partition's state machine applies it (Kafka's log cleaner, made a
+//! replicated decision).
+//!
+//! The leader chooses what to clean (the batches below `upto`) and the clock (`now`) and
+//! proposes them through Raft; each replica then cleans the same batches with the same
+//! inputs and so stores the same bytes. One pass reads the batches twice: once for the
+//! offset of each key's last record, once to rebuild each batch with the records that
+//! stay. Every batch the pass covers ends up stored in the partition's state as a cleaned
+//! batch (see [`strand_storage::PartitionLog::put_cleaned`]), so the Raft entries that held
+//! them can be purged. A batch whose records cannot be read is kept whole, as it is.
+//!
+//! A tombstone stays for `delete.retention.ms` after the pass that first cleaned it (the
+//! batch's delete horizon, as Kafka's KIP-534), so consumers that read the old value also
+//! see the delete.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use strand_protocol::compaction::{clean_batch, for_each_keyed_record, Cleaned, KeyedRecord};
+use strand_storage::{BatchLocation, StateBatch, StorageError};
+
+use super::partition::PartitionReader;
+
+/// The most one batch may inflate to when the cleaner reads it.
+const MAX_INFLATED_BATCH: usize = 64 << 20;
+/// Batches read at once.
+const READ_CHUNK: usize = 256;
+
+/// The inputs of one cleaning pass, decided by the leader.
+#[derive(Debug, Clone, Copy)]
+pub struct Pass {
+    /// The log start: batches wholly before it are gone already.
+    pub start: i64,
+    pub upto: i64,
+    pub now: i64,
+    pub delete_retention_ms: i64,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassResult {
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// A stored batch as the cleaner reads it: its base offset, bytes, and delete horizon
+/// (`None`: not cleaned before).
+struct Read {
+    base_offset: i64,
+    bytes: Bytes,
+    horizon: Option<i64>,
+}
+
+/// Runs a cleaning pass over the partition `reader` reads, adding its writes to `batch`.
+pub fn clean(
+    reader: &PartitionReader,
+    pass: Pass,
+    batch: &mut StateBatch,
+) -> Result<PassResult, StorageError> {
+    let located = reader.index().locate(pass.start, pass.upto, usize::MAX)?;
+
+    let mut last_of_key: HashMap<Vec<u8>, i64> = HashMap::new();
+    for_each_read(reader, &located, pass.upto, |read| {
+        // A batch that cannot be read adds no keys, and is kept whole below.
+        let _ = for_each_keyed_record(&read.bytes, MAX_INFLATED_BATCH, |r| {
+            if let Some(key) = r.key {
+                last_of_key.insert(key.to_vec(), r.offset);
+            }
+        });
+        Ok(())
+    })?;
+
+    let index = reader.index();
+    let mut result = PassResult::default();
+    for_each_read(reader, &located, pass.upto, |read| {
+        let first_cleaning = read.horizon.is_none();
+        let horizon = read
+            .horizon
+            .unwrap_or_else(|| pass.now.saturating_add(pass.delete_retention_ms));
+        let tombstones_expired = !first_cleaning && pass.now >= horizon;
+        let keep = |r: KeyedRecord<'_>| match r.key {
+            Some(key) => {
+                last_of_key.get(key) == Some(&r.offset) && !(r.tombstone && tombstones_expired)
+            }
+            None => false,
+        };
+        let cleaned =
+            clean_batch(&read.bytes, MAX_INFLATED_BATCH, keep).unwrap_or(Cleaned::Unchanged);
+        result.bytes_before += read.bytes.len() as u64;
+        match cleaned {
+            Cleaned::Unchanged => {
+                result.bytes_after += read.bytes.len() as u64;
+                if first_cleaning {
+                    index.put_cleaned(batch, read.base_offset, horizon, &read.bytes);
+                }
+            }
+            Cleaned::Rebuilt(bytes) => {
+                result.bytes_after += bytes.len() as u64;
+                index.put_cleaned(batch, read.base_offset, horizon, &bytes);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(result)
+}
+
+/// Reads the batches of `located` that end below `upto`, in order, a chunk at a time.
+fn for_each_read(
+    reader: &PartitionReader,
+    located: &[(i64, BatchLocation)],
+    upto: i64,
+    mut each: impl FnMut(Read) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    for chunk in located.chunks(READ_CHUNK) {
+        let in_entries: Vec<(i64, BatchLocation)> = chunk
+            .iter()
+            .filter(|(_, l)| !l.is_cleaned())
+            .copied()
+            .collect();
+        let from_entries = reader.read_located(&in_entries)?;
+        let mut from_entries = from_entries.iter();
+        for &(base_offset, location) in chunk {
+            let (bytes, horizon) = if location.is_cleaned() {
+                let (horizon, bytes) =
+                    reader
+                        .index()
+                        .cleaned(base_offset)?
+                        .ok_or_else(|| StorageError::Corrupt {
+                            what: "partition index",
+                            detail: format!("the cleaned batch at offset {base_offset} is missing"),
+                        })?;
+                (Bytes::from(bytes), Some(horizon))
+            } else {
+                let stored = from_entries.next().ok_or(StorageError::Corrupt {
+                    what: "partition index",
+                    detail: format!("the batch at offset {base_offset} was not read"),
+                })?;
+                (stored.bytes, None)
+            };
+            if last_offset(&bytes).is_some_and(|last| last < upto) {
+                each(Read {
+                    base_offset,
+                    bytes,
+                    horizon,
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn last_offset(batch: &[u8]) -> Option<i64> {
+    strand_protocol::batch::BatchHeader::parse(batch)
+        .ok()
+        .map(|h| h.last_offset())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::{Bytes, BytesMut};
+    use openraft::CommittedLeaderId;
+    use proptest::prelude::*;
+    use strand_protocol::kafka_protocol::indexmap::IndexMap;
+    use strand_protocol::kafka_protocol::records::{
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
+    use strand_storage::{Store, StoreOptions};
+
+    use super::*;
+    use crate::codec;
+    use crate::kafka::partition::PartitionMachine;
+    use crate::state_machine::Machine;
+    use crate::types::{AppendBatches, BatchSummary, Command, LogId};
+
+    /// A record as written: key number and value (`None`: a tombstone).
+    type Written = (u8, Option<u32>);
+
+    fn append(records: &[Written], ts: i64, compression: Compression) -> Command {
+        let records: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                // The encoder starts a new batch where sequences are not consecutive.
+                sequence: i as i32 - 1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                timestamp: ts,
+                key: Some(Bytes::from(format!("{k}"))),
+                value: v.map(|v| Bytes::from(v.to_string())),
+                headers: IndexMap::new(),
+            })
+            .collect();
+        let mut data = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut data, &records, &options).unwrap();
+        Command::Append(AppendBatches {
+            batches: vec![BatchSummary {
+                len: data.len() as u32,
+                last_offset_delta: records.len() as i32 - 1,
+                max_timestamp: ts,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+            }],
+            data: data.freeze(),
+            ..AppendBatches::default()
+        })
+    }
+
+    /// One partition replica, applying entries as the state machine adapter does: in
+    /// rounds, with the round so far written before a command that reads stored state.
+    struct Replica {
+        _dir: tempfile::TempDir,
+        store: Store,
+        machine: PartitionMachine,
+        round: Option<strand_storage::StateBatch>,
+        index: u64,
+    }
+
+    impl Replica {
+        fn new() -> Replica {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+            let (machine, _) = PartitionMachine::open(Self::reader_of(&store)).unwrap();
+            Replica {
+                _dir: dir,
+                store,
+                machine,
+                round: None,
+                index: 0,
+            }
+        }
+
+        fn reader_of(store: &Store) -> PartitionReader {
+            PartitionReader::new(store.partition_log(1), store.raft_log(1))
+        }
+
+        fn apply(&mut self, command: Command) {
+            if self.machine.reads_stored_state(&command) {
+                self.end_round();
+            }
+            self.index += 1;
+            let id = LogId::new(CommittedLeaderId::new(1, 1), self.index);
+            let entry = crate::types::Entry {
+                log_id: id,
+                payload: openraft::EntryPayload::Normal(command.clone()),
+            };
+            self.store
+                .raft_log(1)
+                .append([(self.index, codec::encode_entry(&entry).as_slice())])
+                .unwrap();
+            let round = self.round.get_or_insert_with(|| self.store.state_batch());
+            self.machine.observe_term(1, round);
+            self.machine.apply(&id, command, round).unwrap();
+        }
+
+        fn end_round(&mut self) {
+            if let Some(mut round) = self.round.take() {
+                self.machine.finish_round(&mut round);
+                self.store.write_state(round).unwrap();
+                self.machine.publish();
+            }
+        }
+
+        fn reopen(&mut self) {
+            self.end_round();
+            (self.machine, _) = PartitionMachine::open(Self::reader_of(&self.store)).unwrap();
+        }
+
+        /// The bytes served from the log start, and the records in them, decoded as a
+        /// client decodes them (CRC checked): offset to record.
+        fn read(&mut self) -> (Bytes, BTreeMap<i64, Written>) {
+            self.end_round();
+            let meta = self
+                .store
+                .partition_log(1)
+                .meta()
+                .unwrap()
+                .unwrap_or_default();
+            let read = Self::reader_of(&self.store)
+                .read(meta.log_start_offset, meta.next_offset, usize::MAX)
+                .unwrap();
+            let mut records = BTreeMap::new();
+            let mut bytes = read.bytes.clone();
+            for set in RecordBatchDecoder::decode_all(&mut bytes).unwrap() {
+                for r in set.records {
+                    let text = |b: &Bytes| std::str::from_utf8(b).unwrap().to_string();
+                    let key = text(r.key.as_ref().unwrap()).parse().unwrap();
+                    let value = r.value.as_ref().map(|v| text(v).parse().unwrap());
+                    assert!(records.insert(r.offset, (key, value)).is_none());
+                }
+            }
+            (read.bytes, records)
+        }
+
+        fn first_entry_read(&self) -> u64 {
+            self.machine.keep_from(self.index)
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Append(Vec<Written>, u8),
+        /// Clean below the log end; `now` advances by `later` ms first.
+        Compact {
+            later: i64,
+        },
+        DeleteRecords {
+            ahead: i64,
+        },
+        Reopen,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let written = (0u8..6, prop::option::weighted(0.8, 0u32..1000));
+        prop_oneof![
+            6 => (prop::collection::vec(written, 1..4), 0u8..5)
+                .prop_map(|(r, c)| Step::Append(r, c)),
+            2 => (0i64..3).prop_map(|later| Step::Compact { later: later * 500 }),
+            1 => (0i64..3).prop_map(|ahead| Step::DeleteRecords { ahead }),
+            1 => Just(Step::Reopen),
+        ]
+    }
+
+    const DELETE_RETENTION_MS: i64 = 1_000;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random appends, cleaning passes, deletions and restarts against a model of the
+        /// log; a second replica applies the same entries in one-entry rounds and must serve
+        /// the same bytes.
+        #[test]
+        fn cleaning_keeps_each_keys_last_record_and_is_the_same_on_every_replica(
+            steps in prop::collection::vec(step(), 1..40)
+        ) {
+            let mut a = Replica::new();
+            let mut b = Replica::new();
+            let codecs = [Compression::None, Compression::Gzip, Compression::Snappy,
+                Compression::Lz4, Compression::Zstd];
+            // Every record written, by offset; the log start; passes done (their `upto`
+            // and clock); and when each offset was first cleaned.
+            let mut written: BTreeMap<i64, Written> = BTreeMap::new();
+            let (mut start, mut end, mut now) = (0i64, 0i64, 1_000_000i64);
+            let mut first_cleaned: BTreeMap<i64, i64> = BTreeMap::new();
+            let mut last_pass: Option<i64> = None;
+            for step in steps {
+                let command = match &step {
+                    Step::Append(records, codec) => {
+                        for r in records {
+                            written.insert(end, *r);
+                            end += 1;
+                        }
+                        Some(append(records, now, codecs[*codec as usize]))
+                    }
+                    Step::Compact { later } => {
+                        now += later;
+                        for offset in start..end {
+                            first_cleaned.entry(offset).or_insert(now);
+                        }
+                        last_pass = Some(now);
+                        Some(Command::Compact { upto: end, now, delete_retention_ms: DELETE_RETENTION_MS })
+                    }
+                    Step::DeleteRecords { ahead } => {
+                        start = (start + ahead).min(end);
+                        Some(Command::AdvanceLogStart { offset: start })
+                    }
+                    Step::Reopen => None,
+                };
+                match command {
+                    Some(command) => {
+                        a.apply(command.clone());
+                        b.apply(command);
+                        b.end_round();
+                    }
+                    None => a.reopen(),
+                }
+            }
+            let (bytes_a, read) = a.read();
+            let (bytes_b, _) = b.read();
+            prop_assert_eq!(&bytes_a, &bytes_b, "replicas serve different bytes");
+            let cleaned_upto = first_cleaned.keys().next_back().map_or(0, |o| o + 1);
+            // The log start moves by whole batches: records before it may still be served.
+            for (offset, record) in &read {
+                prop_assert_eq!(Some(record), written.get(offset), "offset {} changed", offset);
+            }
+            let mut last_of_key: BTreeMap<u8, i64> = BTreeMap::new();
+            for (&offset, &(key, _)) in written.range(..cleaned_upto) {
+                last_of_key.insert(key, offset);
+            }
+            for (&offset, &(key, value)) in written.range(start..) {
+                let superseded = offset < cleaned_upto && last_of_key[&key] != offset;
+                let tombstone_gone = value.is_none()
+                    && offset < cleaned_upto
+                    && last_pass.is_some_and(|p| p >= first_cleaned[&offset] + DELETE_RETENTION_MS);
+                if superseded || tombstone_gone {
+                    prop_assert!(!read.contains_key(&offset), "offset {} kept", offset);
+                } else {
+                    prop_assert!(read.contains_key(&offset), "offset {} lost", offset);
+                }
+            }
+            if cleaned_upto == end && end > start {
+                prop_assert_eq!(a.first_entry_read(), a.index + 1, "cleaned entries still read");
+            }
+        }
+    }
+}
