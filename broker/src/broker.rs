@@ -81,6 +81,7 @@ impl Broker {
             ),
             leader_balance_interval: config.leader_balance_interval,
             purge_unread: config.unsafe_mode.is(UnsafeMode::PurgeUnread),
+            compact_by_hash: config.unsafe_mode.is(UnsafeMode::CompactByHash),
         };
         let voters: BTreeMap<u64, BasicNode> = config
             .initial_cluster

@@ -22,6 +22,9 @@ pub enum UnsafeMode {
     /// serve records from included: reads of older records fail, and a replica catching up
     /// by snapshot gets no records.
     PurgeUnread,
+    /// The log cleaner tells keys apart by one byte of a hash, as a cleaner whose key map
+    /// collides would: it drops records whose key only shares that byte with a later one's.
+    CompactByHash,
 }
 
 impl UnsafeMode {

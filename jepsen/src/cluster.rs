@@ -231,6 +231,7 @@ impl Cluster {
             .args(["--listen", &node.kafka_addr()])
             .args(["--raft-listen", &node.raft_addr()])
             .args(["--metrics-listen", "off"])
+            .args(["--log-cleaner-backoff-ms", "1000"])
             .args(match &node.join {
                 Some(peers) => ["--join", peers],
                 None => ["--initial-cluster", &self.initial],

@@ -48,9 +48,9 @@ const USAGE: &str = "usage:
     runs the test against a strand built with the unsafe-modes feature, once per unsafe
     mode, each under the faults that expose it, and once with none under the same faults
     as the control; exits 0 only if every unsafe run is found invalid and every control
-    run valid. ack-before-commit, read-uncommitted and purge-unread run under the test
-    options (default --nemesis partition --targets leader --duration 40 --dir
-    store/selfcheck); skip-fsync always under --nemesis lose-unsynced --targets all
+    run valid. ack-before-commit, read-uncommitted, purge-unread and compact-by-hash run
+    under the test options (default --nemesis partition --targets leader --duration 40
+    --dir store/selfcheck); skip-fsync always under --nemesis lose-unsynced --targets all
   jepsen check HISTORY.jsonl [--subscribe]
     --subscribe   consumers used subscribe (consumer groups): poll-skip and
                   nonmonotonic-poll are then reported but allowed, as in Jepsen";
@@ -216,11 +216,12 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
 /// The self-check's runs: `(unsafe mode, faults it runs under)`. A mode runs under the
 /// test options when it has no faults of its own; every fault mix has its control run
 /// ("off") before its unsafe ones.
-const SELFCHECK_RUNS: [(&str, Option<(Fault, Target)>); 6] = [
+const SELFCHECK_RUNS: [(&str, Option<(Fault, Target)>); 7] = [
     ("off", None),
     ("ack-before-commit", None),
     ("read-uncommitted", None),
     ("purge-unread", None),
+    ("compact-by-hash", None),
     // Only a crash of every node that loses the page cache shows a missing fsync: any
     // node left with the data would hand it back to the others.
     ("off", Some((Fault::LoseUnsynced, Target::All))),

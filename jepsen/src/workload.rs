@@ -9,7 +9,9 @@
 //! every assigning worker has read it: the records deleted were all seen, so the checker
 //! needs no notion of deletion, and any acknowledged record at or above a log start that
 //! the final reads miss is a lost write. Deleting makes the nodes purge their Raft logs,
-//! and a node that was down meanwhile catch up by snapshot.
+//! and a node that was down meanwhile catch up by snapshot. The topic is compacted too:
+//! each record's key is its value, so the log cleaner must keep every record while it
+//! moves their batches out of the Raft log.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -246,8 +248,9 @@ pub(crate) fn worker(
                 None,
             );
             let payload = value.to_string();
-            let record = FutureRecord::<(), _>::to(TOPIC)
+            let record = FutureRecord::to(TOPIC)
                 .partition(key)
+                .key(&payload)
                 .payload(&payload);
             let outcome = match producer.send_result(record) {
                 Ok(delivery) => match futures::executor::block_on(delivery) {

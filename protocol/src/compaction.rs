@@ -111,6 +111,13 @@ pub fn for_each_keyed_record(
     Ok(())
 }
 
+/// Whether a batch holds a record without a key, which a compacted topic refuses.
+pub fn has_keyless_record(batch: &[u8], limit: usize) -> Result<bool, RecordsError> {
+    let mut keyless = false;
+    for_each_keyed_record(batch, limit, |r| keyless |= r.key.is_none())?;
+    Ok(keyless)
+}
+
 /// Rebuilds a stored batch with the records `keep` says stay. Control batches stay whole.
 pub fn clean_batch(
     batch: &[u8],
@@ -221,6 +228,7 @@ mod tests {
                 clean_batch(&batch, 1 << 20, |_| true).unwrap(),
                 Cleaned::Unchanged
             );
+            assert!(has_keyless_record(&batch, 1 << 20).unwrap());
             let Cleaned::Rebuilt(cleaned) =
                 clean_batch(&batch, 1 << 20, |r| r.offset == 41 || r.offset == 43).unwrap()
             else {
@@ -260,6 +268,7 @@ mod tests {
     #[test]
     fn garbage_records_are_an_error_not_a_panic() {
         let mut batch = producer_batch_with_keys(Compression::None, &[(Some("k"), Some("v"))], 0);
+        assert!(!has_keyless_record(&batch, 1 << 20).unwrap());
         let last = batch.len() - 4;
         batch[HEADER_LEN] = 0x7f; // a record length past the end
         batch[last] = 0xff;

@@ -60,6 +60,9 @@ pub struct RaftTuning {
     /// Unsafe, for the Jepsen self-check alone: purge every group's log up to its last
     /// applied entry, entries its state machine still reads included.
     pub purge_unread: bool,
+    /// Unsafe, for the Jepsen self-check alone: the log cleaner tells keys apart by one
+    /// byte of a hash, as a cleaner whose key map collides would.
+    pub compact_by_hash: bool,
 }
 
 impl Default for RaftTuning {
@@ -69,6 +72,7 @@ impl Default for RaftTuning {
             election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
             leader_balance_interval: Some(Duration::from_secs(30)),
             purge_unread: false,
+            compact_by_hash: false,
         }
     }
 }
@@ -144,6 +148,8 @@ pub struct RaftNode {
     pub(crate) snapshots: crate::snapshot::Inbox,
     /// See [`RaftTuning::purge_unread`].
     purge_unread: bool,
+    /// See [`RaftTuning::compact_by_hash`].
+    compact_by_hash: bool,
 }
 
 impl RaftNode {
@@ -189,6 +195,7 @@ impl RaftNode {
             partition_opened: Default::default(),
             snapshots: Default::default(),
             purge_unread: tuning.purge_unread,
+            compact_by_hash: tuning.compact_by_hash,
         });
         tokio::spawn(crate::purge::purge_loop(Arc::downgrade(&node)));
         tokio::spawn(crate::membership::move_loop(Arc::downgrade(&node)));
@@ -393,7 +400,8 @@ impl RaftNode {
         }
         let log = self.store.partition_log(group);
         let reader = PartitionReader::new(log, self.store.raft_log(group));
-        let (machine, status) = PartitionMachine::open(reader.clone())?;
+        let (mut machine, status) = PartitionMachine::open(reader.clone())?;
+        machine.compact_by_hash(self.compact_by_hash);
         let env = GroupEnv {
             identity: &self.identity,
             store: &self.store,

@@ -5,7 +5,9 @@ replica serves the same records after cleaning."""
 import hashlib
 import time
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+import pytest
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from clients import wait_until
@@ -110,6 +112,17 @@ def test_tombstones_go_after_delete_retention_and_new_writes_stay_whole(start_br
     wait_until("the tombstone goes once delete.retention.ms has passed",
                lambda: read_all(broker.bootstrap, "deletes") == [(newest, b"kept", b"2")],
                timeout=30)
+    # Nor may records be deleted from a compact-only topic, as in Kafka.
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    [(_, deleted)] = admin.delete_records([TopicPartition("deletes", 0, 1)]).items()
+    with pytest.raises(KafkaException, match="POLICY_VIOLATION"):
+        deleted.result(10)
+    # A record without a key has no place in a compacted topic.
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    errors = []
+    p.produce("deletes", value=b"no key", on_delivery=lambda err, m: errors.append(err))
+    p.flush(10)
+    assert [e.code() for e in errors] == [KafkaError.INVALID_RECORD], errors
     # A consumer from the start moves over the offsets cleaned away.
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "from-start",
                   "auto.offset.reset": "earliest"})

@@ -18,6 +18,7 @@ use strand_protocol::api_versions::ApiRange;
 use strand_raft::{Command, ProposeError, Response};
 
 use super::details::millis;
+use crate::topics::TopicSettings;
 use crate::Broker;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DeleteRecords, 0, 2);
@@ -66,6 +67,10 @@ async fn delete(
     timeout: Duration,
 ) -> Result<i64, ResponseError> {
     let replica = broker.serving_replica(topic, partition)?;
+    if !TopicSettings::resolve(&topic.configs, &broker.config).delete {
+        // A compacted topic keeps each key's last record: Kafka refuses to delete below it.
+        return Err(ResponseError::PolicyViolation);
+    }
     let high_watermark = replica.status().high_watermark;
     let offset = match offset {
         HIGH_WATERMARK => high_watermark,

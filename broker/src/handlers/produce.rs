@@ -21,7 +21,8 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
-use strand_protocol::batch::{validate_produce_records, BatchError};
+use strand_protocol::batch::{split_batches, validate_produce_records, BatchError};
+use strand_protocol::compaction::has_keyless_record;
 use strand_raft::{
     AppendBatches, BatchSummary, Command, PartitionReplica, Proposal, ProposeError, Rejection,
     Response, TopicInfo,
@@ -33,6 +34,9 @@ use crate::cluster::{self, TopicError};
 use crate::topics::TopicSettings;
 use crate::unsafe_modes::UnsafeMode;
 use crate::Broker;
+
+/// The most a batch of a compacted topic may inflate to while its keys are checked.
+const INFLATE_LIMIT: usize = 256 << 20;
 
 /// Advertised from v0 although only v3+ is decoded, as Kafka 4 does: librdkafka turns
 /// compression off when Produce v0 is missing. v0-v2 requests are refused by the codec.
@@ -322,6 +326,26 @@ async fn submit_partition(
             message: Some("transactions are not supported".into()),
             leader: None,
         });
+    }
+    if settings.compact {
+        // The cleaner keeps each key's last record: a record without a key has no place.
+        let keyless = split_batches(&records)
+            .map(|(_, batch)| has_keyless_record(batch, INFLATE_LIMIT))
+            .find(|found| !matches!(found, Ok(false)));
+        if let Some(found) = keyless {
+            let message = match found {
+                Err(e) => format!("cannot read the records: {e}"),
+                Ok(_) => format!(
+                    "compacted topic {} cannot accept a record without a key",
+                    topic.name
+                ),
+            };
+            return Err(Failure {
+                error: ResponseError::InvalidRecord,
+                message: Some(message),
+                leader: None,
+            });
+        }
     }
     let command = Command::Append(AppendBatches {
         batches: headers

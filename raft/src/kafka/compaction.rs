@@ -13,6 +13,7 @@
 //! batch's delete horizon, as Kafka's KIP-534), so consumers that read the old value also
 //! see the delete.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -34,6 +35,19 @@ pub struct Pass {
     pub upto: i64,
     pub now: i64,
     pub delete_retention_ms: i64,
+    /// Unsafe (see [`crate::RaftTuning::compact_by_hash`]).
+    pub by_hash: bool,
+}
+
+impl Pass {
+    /// What the pass tells keys apart by: the key itself, or in the unsafe mode one byte.
+    fn identity<'k>(&self, key: &'k [u8]) -> Cow<'k, [u8]> {
+        if self.by_hash {
+            Cow::Owned(vec![key.iter().fold(0u8, |h, b| h.rotate_left(3) ^ b)])
+        } else {
+            Cow::Borrowed(key)
+        }
+    }
 }
 
 /// What one pass did.
@@ -64,7 +78,7 @@ pub fn clean(
         // A batch that cannot be read adds no keys, and is kept whole below.
         let _ = for_each_keyed_record(&read.bytes, MAX_INFLATED_BATCH, |r| {
             if let Some(key) = r.key {
-                last_of_key.insert(key.to_vec(), r.offset);
+                last_of_key.insert(pass.identity(key).into_owned(), r.offset);
             }
         });
         Ok(())
@@ -80,7 +94,8 @@ pub fn clean(
         let tombstones_expired = !first_cleaning && pass.now >= horizon;
         let keep = |r: KeyedRecord<'_>| match r.key {
             Some(key) => {
-                last_of_key.get(key) == Some(&r.offset) && !(r.tombstone && tombstones_expired)
+                last_of_key.get(pass.identity(key).as_ref()) == Some(&r.offset)
+                    && !(r.tombstone && tombstones_expired)
             }
             None => false,
         };

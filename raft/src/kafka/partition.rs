@@ -61,6 +61,8 @@ pub struct PartitionMachine {
     /// past it, until it is looked up again after the round is stored.
     first_entry: Option<u64>,
     first_entry_moved: bool,
+    /// See [`crate::RaftTuning::compact_by_hash`].
+    compact_by_hash: bool,
 }
 
 impl PartitionMachine {
@@ -85,10 +87,16 @@ impl PartitionMachine {
             round_time_index: Vec::new(),
             first_entry: None,
             first_entry_moved: false,
+            compact_by_hash: false,
         };
         machine.reload()?;
         let rx = machine.status.subscribe();
         Ok((machine, rx))
+    }
+
+    /// Unsafe (see [`crate::RaftTuning::compact_by_hash`]).
+    pub fn compact_by_hash(&mut self, on: bool) {
+        self.compact_by_hash = on;
     }
 
     fn append(
@@ -236,10 +244,16 @@ impl PartitionMachine {
             upto: upto.min(self.meta.next_offset),
             now,
             delete_retention_ms,
+            by_hash: self.compact_by_hash,
         };
         let done = compaction::clean(&self.reader, pass, batch)?;
         // The entries of the batches cleaned are no longer read.
         self.first_entry_moved = true;
+        if self.meta.max_timestamp_batch < pass.upto {
+            // The record with the largest timestamp may be gone, as after a deletion.
+            self.meta.max_timestamp_batch = -1;
+            self.meta_changed = true;
+        }
         Ok(Response::Compacted {
             bytes_before: done.bytes_before,
             bytes_after: done.bytes_after,

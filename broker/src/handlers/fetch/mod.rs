@@ -343,9 +343,13 @@ fn read_partition(
         if !first_data && too_big {
             w.next = unserved;
             Bytes::new()
-        } else if let Some(stand_in) = late_records(len)
-            .filter(|_| len > 0 && (earlier_bytes + len >= LATE_READ_MIN || shelved.holds(replica)))
-        {
+        } else if let Some(stand_in) = late_records(len).filter(|_| {
+            len > 0
+                && (earlier_bytes + len >= LATE_READ_MIN || shelved.holds(replica))
+                // A later cleaning pass rewrites cleaned batches in place: their length is
+                // only known once read.
+                && located.iter().all(|(_, l)| !l.is_cleaned())
+        }) {
             let used = shelved.take(replica, &located);
             broker
                 .read_ahead
