@@ -39,7 +39,8 @@ test: build lint unit e2e jepsen-smoke jepsen-selfcheck
 # `make jepsen` runs them.)
 jepsen-smoke: build
 	$(CARGO_TARGET_DIR)/release/jepsen test --strand $(STRAND) --dir store/smoke \
-		--duration 90 --targets one,leader --min-sends 2000 --min-faults 8
+		--duration 90 --targets one,leader --min-sends 2000 --min-faults 8 \
+		--cleanup-policy compact,delete
 
 unit:
 	cargo test --release --workspace

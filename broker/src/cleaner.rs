@@ -16,53 +16,28 @@ use strand_protocol::batch::BatchHeader;
 use strand_raft::{Command, PartitionReplica};
 use strand_storage::StorageError;
 
-use crate::groups::now_ms;
+use crate::leader_tasks::{self, LeaderTask};
 use crate::topics::TopicSettings;
 use crate::Broker;
 
-/// Longest one partition's pass may hold up the others.
-const PROPOSE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Every `log.cleaner.backoff.ms`, proposes a cleaning pass for each partition this node
-/// leads that needs one. Topic configs are read afresh each time.
+/// leads that needs one.
 pub async fn cleaner_loop(broker: Arc<Broker>) {
-    let interval = broker.config.log_cleaner_backoff;
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let metadata = broker.node.controller().metadata();
-        for topic in metadata.topics.values() {
-            let settings = TopicSettings::resolve(&topic.configs, &broker.config);
-            if !settings.compact {
-                continue;
-            }
-            for info in &topic.partitions {
-                let Some(partition) = broker.node.partition(info.group) else {
-                    continue;
-                };
-                if !partition.replica.leadership().serving {
-                    continue;
-                }
-                let now = now_ms();
-                match cleaning_point(&partition, &settings, now) {
-                    Ok(Some(upto)) => {
-                        let proposed = partition.replica.propose(Command::Compact {
-                            upto,
-                            now,
-                            delete_retention_ms: settings.delete_retention_ms,
-                        });
-                        let outcome = tokio::time::timeout(PROPOSE_TIMEOUT, proposed).await;
-                        tracing::debug!(topic = %topic.name, group = info.group, upto, ?outcome, "cleaned");
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(topic = %topic.name, group = info.group, error = %e, "cannot clean")
-                    }
-                }
-            }
-        }
-    }
+    let task = LeaderTask {
+        name: "log cleaner",
+        interval: broker.config.log_cleaner_backoff,
+        propose_timeout: Duration::from_secs(30),
+        applies: |s| s.compact,
+        decide: |partition, settings, now| {
+            let upto = cleaning_point(partition, settings, now)?;
+            Ok(upto.map(|upto| Command::Compact {
+                upto,
+                now,
+                delete_retention_ms: settings.delete_retention_ms,
+            }))
+        },
+    };
+    leader_tasks::run(broker, task).await
 }
 
 /// Where a cleaning pass of the partition should end (a batch boundary), when one is due

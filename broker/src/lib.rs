@@ -12,6 +12,7 @@
 //! - [`producer_ids`]: producer ids for idempotent producers, and expiring their state.
 //! - [`retention`]: deleting records past their topic's retention.
 //! - [`cleaner`]: the log cleaner of compacted topics.
+//! - [`leader_tasks`]: the timer both run on in each partition's leader.
 //! - [`metrics`]: the Prometheus endpoint.
 
 pub mod broker;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod groups;
 pub mod handlers;
+pub mod leader_tasks;
 pub mod metrics;
 pub mod producer_ids;
 pub mod retention;

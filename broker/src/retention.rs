@@ -18,51 +18,24 @@ use std::time::Duration;
 use strand_raft::{Command, PartitionReplica};
 use strand_storage::StorageError;
 
-use crate::groups::now_ms;
+use crate::leader_tasks::{self, LeaderTask};
 use crate::topics::TopicSettings;
 use crate::Broker;
 
-/// Longest one partition's proposal may hold up the others.
-const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Every `log.retention.check.interval.ms`, for each partition this node leads, proposes
-/// the log start its topic's retention asks for. Topic configs are read afresh each time,
-/// so a change made with kafka-configs takes effect at the next check.
+/// the log start its topic's retention asks for.
 pub async fn retention_loop(broker: Arc<Broker>) {
-    let interval = broker.config.log_retention_check_interval;
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let metadata = broker.node.controller().metadata();
-        for topic in metadata.topics.values() {
-            let settings = TopicSettings::resolve(&topic.configs, &broker.config);
-            if !settings.delete || (settings.retention_ms < 0 && settings.retention_bytes < 0) {
-                continue;
-            }
-            for info in &topic.partitions {
-                let Some(partition) = broker.node.partition(info.group) else {
-                    continue;
-                };
-                if !partition.replica.leadership().serving {
-                    continue;
-                }
-                match retention_point(&partition, &settings, now_ms()) {
-                    Ok(Some(offset)) => {
-                        let proposed = partition
-                            .replica
-                            .propose(Command::AdvanceLogStart { offset });
-                        let outcome = tokio::time::timeout(PROPOSE_TIMEOUT, proposed).await;
-                        tracing::debug!(topic = %topic.name, group = info.group, offset, ?outcome, "retention moved the log start");
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(topic = %topic.name, group = info.group, error = %e, "cannot apply retention")
-                    }
-                }
-            }
-        }
-    }
+    let task = LeaderTask {
+        name: "retention",
+        interval: broker.config.log_retention_check_interval,
+        propose_timeout: Duration::from_secs(10),
+        applies: |s| s.delete && (s.retention_ms >= 0 || s.retention_bytes >= 0),
+        decide: |partition, settings, now| {
+            let point = retention_point(partition, settings, now)?;
+            Ok(point.map(|offset| Command::AdvanceLogStart { offset }))
+        },
+    };
+    leader_tasks::run(broker, task).await
 }
 
 /// Where the partition's log should start under `settings` at time `now`, when that is

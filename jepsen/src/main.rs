@@ -20,7 +20,7 @@ const USAGE: &str = "usage:
               [--nemesis kill,pause,partition,lose-unsynced,membership|none]
               [--targets one,leader,majority,ring,clients,all]
               [--fault-seconds S] [--gap-seconds S] [--min-sends N] [--min-faults N]
-              [--delete-records S]
+              [--delete-records S] [--cleanup-policy delete|compact,delete]
     --subscribers how many workers consume as members of one consumer group (subscribe,
                   committed offsets; default 4); the others assign every partition
     --net         ns (default): each node in its own network namespace (needs root);
@@ -42,6 +42,9 @@ const USAGE: &str = "usage:
                                 random partition's start up to where every assigning
                                 worker has read it, so nodes purge their Raft logs and
                                 lagging ones catch up by snapshot
+    --cleanup-policy P          compact,delete: the topic is compacted too (each record
+                                keyed by its value, so the cleaner must keep them all);
+                                default delete
     --unsafe-mode MODE          pass --unsafe-mode MODE to every node (a strand built with
                                 the unsafe-modes feature; see selfcheck)
   jepsen selfcheck --strand PATH [test options]
@@ -127,6 +130,7 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
         fault_length: Duration::from_secs(4),
         fault_gap: Duration::from_secs(2),
         delete_every: Some(Duration::from_secs(2)),
+        compact: false,
     };
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
@@ -164,6 +168,11 @@ fn test_options(args: &[String]) -> anyhow::Result<(RunOptions, Minimum)> {
                 options.delete_every = (every > 0.0).then(|| Duration::from_secs_f64(every));
             }
             "--unsafe-mode" => options.strand_args = vec![flag.clone(), value.clone()],
+            "--cleanup-policy" => match value.as_str() {
+                "delete" => options.compact = false,
+                "compact,delete" => options.compact = true,
+                _ => bail!("--cleanup-policy is delete or compact,delete, not '{value}'"),
+            },
             "--min-sends" => minimum.sends = number()? as usize,
             "--min-faults" => minimum.faults = number()? as usize,
             "--nemesis" => {
@@ -248,6 +257,9 @@ fn selfcheck(args: &[String]) -> anyhow::Result<bool> {
     for (mode, faults) in SELFCHECK_RUNS {
         let mut run_options = options.clone();
         run_options.strand_args = vec!["--unsafe-mode".into(), mode.into()];
+        // The cleaner copies records out of the Raft log within a second: only a
+        // compacted topic exposes it, and only an uncompacted one exposes a purge.
+        run_options.compact = mode == "compact-by-hash";
         run_options.dir = options.dir.join(mode);
         let mut label = mode.to_string();
         if let Some((fault, target)) = faults {

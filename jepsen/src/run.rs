@@ -42,6 +42,8 @@ pub struct RunOptions {
     /// How often the deleter moves a partition's log start (see [`crate::workload`]);
     /// `None`: never.
     pub delete_every: Option<Duration>,
+    /// Whether the topic is compacted as well as deleted from (see [`crate::workload`]).
+    pub compact: bool,
 }
 
 impl RunOptions {
@@ -74,15 +76,18 @@ pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
     )?;
     let bootstrap = cluster.bootstrap();
     let admin: AdminClient<_> = client_config(&bootstrap).create()?;
-    // Compacted as well as deleted from: every record has a key of its own, so the log
-    // cleaner keeps them all, while rewriting their batches out of the Raft log.
-    let topic = NewTopic::new(
+    // Compacted, every record has a key of its own, so the log cleaner must keep them all
+    // while it rewrites their batches out of the Raft log.
+    let mut topic = NewTopic::new(
         TOPIC,
         options.keys,
         TopicReplication::Fixed(3.min(options.nodes as i32)),
-    )
-    .set("cleanup.policy", "compact,delete")
-    .set("min.cleanable.dirty.ratio", "0.01");
+    );
+    if options.compact {
+        topic = topic
+            .set("cleanup.policy", "compact,delete")
+            .set("min.cleanable.dirty.ratio", "0.01");
+    }
     // Nodes accept connections before they serve (they wait for the controller quorum).
     let wait = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
     retry(Duration::from_secs(60), || {

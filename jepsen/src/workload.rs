@@ -9,9 +9,9 @@
 //! every assigning worker has read it: the records deleted were all seen, so the checker
 //! needs no notion of deletion, and any acknowledged record at or above a log start that
 //! the final reads miss is a lost write. Deleting makes the nodes purge their Raft logs,
-//! and a node that was down meanwhile catch up by snapshot. The topic is compacted too:
-//! each record's key is its value, so the log cleaner must keep every record while it
-//! moves their batches out of the Raft log.
+//! and a node that was down meanwhile catch up by snapshot. With `--cleanup-policy
+//! compact,delete` the topic is compacted too: each record's key is its value, so the log
+//! cleaner must keep every record while it moves their batches out of the Raft log.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

@@ -207,6 +207,20 @@ class Java:
     def popen(self, main: str, *args: str, **kwargs) -> subprocess.Popen:
         return subprocess.Popen(self.command(main, *args), text=True, **kwargs)
 
+    @staticmethod
+    def stop(app: subprocess.Popen) -> str:
+        """Stops an application started with popen(stdout=PIPE) as an operator would
+        (SIGTERM, then SIGKILL after a minute), prints the end of its output for a failing
+        test's report, and returns all of it."""
+        app.send_signal(signal.SIGTERM)
+        try:
+            out, _ = app.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            out, _ = app.communicate()
+        print(out[-20000:])
+        return out
+
 
 @pytest.fixture(scope="session")
 def java():

@@ -3,7 +3,6 @@ cluster: the worker keeps its connector configs, source offsets and statuses in 
 topics, and Kafka's FileStream source and sink connectors copy a file through a topic."""
 
 import json
-import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -75,10 +74,4 @@ def test_connect_distributed_copies_a_file_through_a_topic(start_cluster, java, 
         for resource, future in admin.describe_configs(resources).items():
             assert future.result(20)["cleanup.policy"].value == "compact", resource
     finally:
-        app.send_signal(signal.SIGTERM)
-        try:
-            out, _ = app.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            app.kill()
-            out, _ = app.communicate()
-        print(out[-20000:])
+        java.stop(app)

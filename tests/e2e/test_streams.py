@@ -3,7 +3,6 @@ topic is purged with DeleteRecords and its count store's changelog is a compacte
 the counts come out right (processing.guarantee=at_least_once)."""
 
 import collections
-import signal
 import struct
 import subprocess
 
@@ -79,12 +78,6 @@ def test_wordcount_counts_right_on_purged_and_compacted_internal_topics(
             c.close()
     finally:
         counts.close()
-        app.send_signal(signal.SIGTERM)
-        try:
-            out, _ = app.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            app.kill()
-            out, _ = app.communicate()
-        print(out[-20000:])
+        out = java.stop(app)
     assert "RUNNING" in out, out[-3000:]
     assert "ERROR" not in out, out[-3000:]
