@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 STRAND := $(CARGO_TARGET_DIR)/release/strand
 VENV := $(CURDIR)/.venv
 
-.PHONY: run test build setup unit fuzz e2e lint fmt bench bench-full bench-produce disk-flat bench-move kafka-install bench-cluster cluster cluster-stop clean-data jepsen jepsen-smoke jepsen-selfcheck
+.PHONY: run test build setup unit fuzz e2e lint fmt bench bench-full bench-produce disk-flat bench-lifecycle bench-move kafka-install bench-cluster cluster cluster-stop clean-data jepsen jepsen-smoke jepsen-selfcheck
 
 setup:
 	@scripts/setup.sh
@@ -84,6 +84,14 @@ bench-produce: build $(VENV)/.installed
 # check the purging it relies on (tests/e2e/test_snapshots.py).
 disk-flat: build $(VENV)/.installed
 	$(VENV)/bin/python benches/disk_flat.py --strand $(STRAND) $(DISK_FLAT_ARGS)
+
+# What deleting data costs, against Kafka: workloads 1 and 2 with a minute's retention
+# (and Strand without), producer throughput to a compacted topic (10,000 keys, 1 KiB
+# values) and MB/s cleaned; results in benches/results/lifecycle.md (benches/lifecycle.py,
+# about 30 minutes).
+bench-lifecycle: build $(VENV)/.bench-installed kafka-install
+	$(VENV)/bin/python benches/lifecycle.py --strand $(STRAND) \
+		--loadgen $(CARGO_TARGET_DIR)/release/loadgen $(BENCH_ARGS)
 
 # Moving a partition of 5 GB to a new node, all retained (replayed from the log) and with
 # all but 1 GB deleted (sent as a snapshot): time and bytes (benches/move.py).

@@ -137,11 +137,15 @@ class Strand:
 
 
 class Kafka:
-    """Apache Kafka through benches/kafka/cluster.sh, its state in `workdir`."""
+    """Apache Kafka through benches/kafka/cluster.sh, its state in `workdir`.
+    `extra_props` adds server properties (name: value) to every node."""
 
-    def __init__(self, workdir, nodes, durable):
+    def __init__(self, workdir, nodes, durable, extra_props=None):
         self.dir, self.nodes, self.durable = Path(workdir), nodes, durable
         self.env = {**os.environ, "KAFKA_DATA": str(self.dir)}
+        if extra_props:
+            props = " ".join(f"{k}={v}" for k, v in extra_props.items())
+            self.env["KAFKA_SERVER_PROPS"] = f"{self.env.get('KAFKA_SERVER_PROPS', '')} {props}".strip()
         self.durability = ("fsync after every append (log.flush.interval.messages=1)" if durable
                            else "Kafka's default: ack after replication, lazy fsync")
         self.bootstrap = None

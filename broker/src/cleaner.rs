@@ -7,7 +7,8 @@
 //! is at least min.cleanable.dirty.ratio of the whole, or once its oldest record is older
 //! than max.compaction.lag.ms; records younger than min.compaction.lag.ms are never
 //! cleaned. Kafka also never cleans its active segment; Strand has none, so every
-//! committed batch is cleanable once old enough.
+//! committed batch is cleanable once old enough. A pass takes at most
+//! [`MAX_DIRTY_BYTES_PER_PASS`] of dirty batches, as Kafka's is bounded by its offset map.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +17,13 @@ use strand_protocol::batch::BatchHeader;
 use strand_raft::{Command, PartitionReplica};
 use strand_storage::StorageError;
 
-use crate::leader_tasks::{self, LeaderTask};
+use crate::leader_tasks::{self, Decision, LeaderTask};
 use crate::topics::TopicSettings;
 use crate::Broker;
+
+/// The most dirty bytes one pass takes: every replica holds a pass's output in memory
+/// and writes it at once. A partition with more is cleaned by several passes in a row.
+pub const MAX_DIRTY_BYTES_PER_PASS: u64 = 128 << 20;
 
 /// Every `log.cleaner.backoff.ms`, proposes a cleaning pass for each partition this node
 /// leads that needs one.
@@ -29,24 +34,36 @@ pub async fn cleaner_loop(broker: Arc<Broker>) {
         propose_timeout: Duration::from_secs(30),
         applies: |s| s.compact,
         decide: |partition, settings, now| {
-            let upto = cleaning_point(partition, settings, now)?;
-            Ok(upto.map(|upto| Command::Compact {
-                upto,
-                now,
-                delete_retention_ms: settings.delete_retention_ms,
+            let point = cleaning_point(partition, settings, now)?;
+            Ok(point.map(|CleaningPoint { upto, capped }| Decision {
+                command: Command::Compact {
+                    upto,
+                    now,
+                    delete_retention_ms: settings.delete_retention_ms,
+                },
+                partial: capped,
             }))
         },
     };
     leader_tasks::run(broker, task).await
 }
 
-/// Where a cleaning pass of the partition should end (a batch boundary), when one is due
-/// under `settings` at time `now`.
+/// Where a due cleaning pass ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleaningPoint {
+    /// A batch boundary.
+    pub upto: i64,
+    /// Whether [`MAX_DIRTY_BYTES_PER_PASS`] ended it before all that is cleanable.
+    pub capped: bool,
+}
+
+/// Where a cleaning pass of the partition should end, when one is due under `settings` at
+/// time `now`.
 pub fn cleaning_point(
     partition: &PartitionReplica,
     settings: &TopicSettings,
     now: i64,
-) -> Result<Option<i64>, StorageError> {
+) -> Result<Option<CleaningPoint>, StorageError> {
     let status = partition.status();
     let index = partition.reader.index();
     let mut upto = status.high_watermark;
@@ -62,14 +79,22 @@ pub fn cleaning_point(
         return Ok(None);
     };
     let ratio = dirty as f64 / (clean + dirty).max(1) as f64;
-    if ratio >= settings.min_cleanable_dirty_ratio {
-        return Ok(Some(upto));
+    let overdue = || -> Result<bool, StorageError> {
+        Ok(settings.max_compaction_lag_ms < i64::MAX
+            && partition
+                .reader
+                .batch_at(first_dirty)?
+                .and_then(|b| BatchHeader::parse(&b).ok())
+                .is_some_and(|h| {
+                    h.max_timestamp <= now.saturating_sub(settings.max_compaction_lag_ms)
+                }))
+    };
+    if ratio < settings.min_cleanable_dirty_ratio && !overdue()? {
+        return Ok(None);
     }
-    let overdue = settings.max_compaction_lag_ms < i64::MAX
-        && partition
-            .reader
-            .batch_at(first_dirty)?
-            .and_then(|b| BatchHeader::parse(&b).ok())
-            .is_some_and(|h| h.max_timestamp <= now.saturating_sub(settings.max_compaction_lag_ms));
-    Ok(overdue.then_some(upto))
+    let cap = index.dirty_bytes_end(first_dirty, upto, MAX_DIRTY_BYTES_PER_PASS)?;
+    Ok(Some(CleaningPoint {
+        upto: cap.unwrap_or(upto),
+        capped: cap.is_some(),
+    }))
 }

@@ -21,9 +21,30 @@ pub struct LeaderTask {
     pub propose_timeout: Duration,
     /// Whether a topic's settings call for the task at all.
     pub applies: fn(&TopicSettings) -> bool,
-    /// The command a partition needs at time `now`, if any.
-    pub decide: fn(&PartitionReplica, &TopicSettings, i64) -> Result<Option<Command>, StorageError>,
+    /// What a partition needs at time `now`, if anything.
+    pub decide:
+        fn(&PartitionReplica, &TopicSettings, i64) -> Result<Option<Decision>, StorageError>,
 }
+
+/// A command for a partition's Raft group.
+pub struct Decision {
+    pub command: Command,
+    /// The command does part of the work (a cleaning pass capped in bytes): once it has
+    /// applied, the task decides again for the partition.
+    pub partial: bool,
+}
+
+impl Decision {
+    pub fn whole(command: Command) -> Decision {
+        Decision {
+            command,
+            partial: false,
+        }
+    }
+}
+
+/// The most commands in a row for one partition in a round, when each does part of the work.
+const COMMANDS_IN_A_ROW: usize = 16;
 
 /// Every `task.interval`, for each partition this node leads and serves, proposes what
 /// `task.decide` asks for, one partition after the other. Topic configs are read afresh
@@ -47,15 +68,22 @@ pub async fn run(broker: Arc<Broker>, task: LeaderTask) {
                 if !partition.replica.leadership().serving {
                     continue;
                 }
-                match (task.decide)(&partition, &settings, now_ms()) {
-                    Ok(Some(command)) => {
-                        let proposed = partition.replica.propose(command);
-                        let outcome = tokio::time::timeout(task.propose_timeout, proposed).await;
-                        tracing::debug!(task = task.name, topic = %topic.name, group = info.group, ?outcome, "proposed");
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(task = task.name, topic = %topic.name, group = info.group, error = %e, "cannot decide")
+                for _ in 0..COMMANDS_IN_A_ROW {
+                    match (task.decide)(&partition, &settings, now_ms()) {
+                        Ok(Some(Decision { command, partial })) => {
+                            let proposed = partition.replica.propose(command);
+                            let outcome =
+                                tokio::time::timeout(task.propose_timeout, proposed).await;
+                            tracing::debug!(task = task.name, topic = %topic.name, group = info.group, ?outcome, "proposed");
+                            if !partial || !matches!(outcome, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(task = task.name, topic = %topic.name, group = info.group, error = %e, "cannot decide");
+                            break;
+                        }
                     }
                 }
             }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use strand_raft::{Command, PartitionReplica};
 use strand_storage::StorageError;
 
-use crate::leader_tasks::{self, LeaderTask};
+use crate::leader_tasks::{self, Decision, LeaderTask};
 use crate::topics::TopicSettings;
 use crate::Broker;
 
@@ -32,7 +32,7 @@ pub async fn retention_loop(broker: Arc<Broker>) {
         applies: |s| s.delete && (s.retention_ms >= 0 || s.retention_bytes >= 0),
         decide: |partition, settings, now| {
             let point = retention_point(partition, settings, now)?;
-            Ok(point.map(|offset| Command::AdvanceLogStart { offset }))
+            Ok(point.map(|offset| Decision::whole(Command::AdvanceLogStart { offset })))
         },
     };
     leader_tasks::run(broker, task).await

@@ -42,9 +42,9 @@ const USAGE: &str = "usage:
                                 random partition's start up to where every assigning
                                 worker has read it, so nodes purge their Raft logs and
                                 lagging ones catch up by snapshot
-    --cleanup-policy P          compact,delete: the topic is compacted too (each record
-                                keyed by its value, so the cleaner must keep them all);
-                                default delete
+    --cleanup-policy P          compact,delete: the topic is compacted too (odd values
+                                share 64 keys, so later ones supersede them; even values
+                                have keys of their own); default delete
     --unsafe-mode MODE          pass --unsafe-mode MODE to every node (a strand built with
                                 the unsafe-modes feature; see selfcheck)
   jepsen selfcheck --strand PATH [test options]

@@ -10,12 +10,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use serde_json::json;
 
 use crate::clients::{client_config, retry};
 use crate::cluster::{Cluster, Net};
 use crate::nemesis::{nemesis, Fault, Target};
 use crate::recorder::Recorder;
-use crate::workload::{deleter, final_reads, worker, ReadPositions, TOPIC};
+use crate::workload::{deleter, final_reads, worker, ReadPositions, REGISTERS, TOPIC};
+
+/// The process id of the run's own entries in the history.
+const SETUP: u64 = 3_000_000;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -76,8 +80,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
     )?;
     let bootstrap = cluster.bootstrap();
     let admin: AdminClient<_> = client_config(&bootstrap).create()?;
-    // Compacted, every record has a key of its own, so the log cleaner must keep them all
-    // while it rewrites their batches out of the Raft log.
+    // Compacted, records supersede earlier ones of their register (see [`crate::workload`]).
     let mut topic = NewTopic::new(
         TOPIC,
         options.keys,
@@ -104,6 +107,10 @@ pub fn run(options: &RunOptions) -> anyhow::Result<(PathBuf, usize)> {
     .context("cannot create the topic")?;
     let history_path = options.dir.join("history.jsonl");
     let history = Recorder::create(&history_path)?;
+    if options.compact {
+        // Tells the checker which records the log cleaner may remove.
+        history.log(json!(SETUP), "ok", "registers", json!(REGISTERS), None);
+    }
     let next_value: Vec<AtomicI64> = (0..options.keys).map(|_| AtomicI64::new(0)).collect();
     let stop = AtomicBool::new(false);
     let readers = options.workers.saturating_sub(options.subscribers);

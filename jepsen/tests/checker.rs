@@ -400,3 +400,49 @@ fn node_notices_quote_the_position_answers_for_one_partition_without_colours() {
          n2 2.500 s 2026-11-23T16:12:52Z DEBUG fetch offset out of range partition=1 end=7\n"
     );
 }
+
+#[test]
+fn on_a_compacted_topic_a_record_may_vanish_only_behind_a_later_one_of_its_register() {
+    // Two registers: the odd values 11 and 13 share one; the even values 10 and 12 have
+    // keys of their own. The cleaner may remove 11 (13 follows it), nothing else.
+    let rows = |final_reads: &[(i64, i64)], skipping: &[(i64, i64)]| {
+        vec![
+            (json!(8), "ok", "registers", json!(2)),
+            (json!(0), "ok", "send", send(1, 0, 10)),
+            (json!(0), "ok", "send", send(1, 1, 11)),
+            (json!(0), "ok", "send", send(1, 2, 12)),
+            (json!(0), "ok", "send", send(1, 3, 13)),
+            (json!(1), "ok", "poll", poll(1, &[(0, 10)])),
+            (json!(1), "ok", "poll", poll(1, skipping)),
+            (json!(9), "ok", "ends", json!([["ends", [[1, 0, 4]]]])),
+            (json!(9), "ok", "poll", poll(1, final_reads)),
+        ]
+    };
+    let all = [(0, 10), (2, 12), (3, 13)];
+    let r = run(&rows(&all, &[(2, 12), (3, 13)]));
+    assert!(r.valid && r.anomalies.is_empty(), "{r:#?}");
+    // The last record of a register is lost: the final reads miss it, and nobody read it.
+    let r = run(&rows(&[(0, 10), (2, 12)], &[(2, 12)]));
+    assert_eq!(r.bad, ["final-read-gap", "unseen"], "{r:#?}");
+    // A record with a key of its own must stay, however late it is read.
+    let r = run(&rows(&[(2, 12), (3, 13)], &[(2, 12), (3, 13)]));
+    only_bad(&r, "final-read-gap");
+    // A reader stepping over a record no later one supersedes skipped it.
+    let r = run(&rows(&all, &[(3, 13)]));
+    only_bad(&r, "poll-skip");
+    // Without the registers operation the topic is not compacted: nothing may vanish.
+    let mut plain = rows(&all, &[(2, 12), (3, 13)]);
+    plain.remove(0);
+    let r = run(&plain);
+    assert_eq!(
+        r.bad,
+        [
+            "final-read-gap",
+            "int-poll-skip",
+            "lost-write",
+            "poll-skip",
+            "unseen"
+        ],
+        "{r:#?}"
+    );
+}

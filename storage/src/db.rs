@@ -414,21 +414,6 @@ impl Store {
         Ok(iter.valid())
     }
 
-    /// Roughly how many bytes of `groups`' Raft logs (their record batches) are on disk,
-    /// from RocksDB's file-level estimate: data still only in memory is not counted.
-    pub fn approximate_log_bytes(&self, groups: &[RaftGroupId]) -> Vec<u64> {
-        let bounds: Vec<([u8; 8], [u8; 8])> = groups
-            .iter()
-            .map(|g| (keys::group_start(*g), keys::group_end(*g)))
-            .collect();
-        let ranges: Vec<rocksdb::Range> = bounds
-            .iter()
-            .map(|(start, end)| rocksdb::Range::new(start, end))
-            .collect();
-        self.db
-            .get_approximate_sizes_cf(self.cf(CF_RAFT_LOG), &ranges)
-    }
-
     /// A RocksDB statistic by property name (for metrics), if known.
     pub fn property(&self, name: &str) -> Option<u64> {
         self.db.property_int_value(name).ok().flatten()

@@ -206,6 +206,35 @@ impl PartitionLog {
         Ok((clean, dirty, first_dirty))
     }
 
+    /// The base offset of the batch at which the batches not cleaned yet from `from` (below
+    /// `end`) pass `max_bytes`, so that those before it hold at most that much (at least
+    /// one batch); `None` when they all fit.
+    pub fn dirty_bytes_end(&self, from: i64, end: i64, max_bytes: u64) -> Result<Option<i64>> {
+        let mut iter = self.batch_iter(end);
+        iter.seek(keys::batch(self.group, from));
+        let mut bytes = 0u64;
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            let location = BatchLocation::decode(value)?;
+            if !location.is_cleaned() {
+                let len = u64::from(location.len);
+                if bytes > 0 && bytes + len > max_bytes {
+                    return Ok(keys::batch_base_offset(key));
+                }
+                bytes += len;
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(None)
+    }
+
+    /// Bytes of the batches stored from the log start to the end, cleaned or not: the
+    /// partition's size as DescribeLogDirs reports it (Kafka: its segments' bytes).
+    pub fn stored_bytes(&self) -> Result<u64> {
+        let (clean, dirty, _) = self.cleaning_state(i64::MAX)?;
+        Ok(clean + dirty)
+    }
+
     /// Records that the batch at `base_offset` raised the partition's max timestamp to
     /// `max_timestamp`, or, when the log start moves, that the first batch kept follows
     /// batches reaching that time. Either way a later entry never has an earlier time or a
@@ -484,6 +513,16 @@ mod tests {
             .is_empty());
         assert_eq!(log.location_of(5).unwrap().unwrap().raft_index, 2);
         assert_eq!(log.location_of(6).unwrap(), None);
+        assert_eq!(log.dirty_bytes_end(0, 12, 150).unwrap(), Some(5));
+        assert_eq!(log.dirty_bytes_end(0, 12, 200).unwrap(), Some(10));
+        assert_eq!(log.dirty_bytes_end(0, 12, 300).unwrap(), None);
+        assert_eq!(log.dirty_bytes_end(0, 10, 150).unwrap(), Some(5));
+        assert_eq!(log.dirty_bytes_end(5, 10, 150).unwrap(), None);
+        assert_eq!(
+            log.dirty_bytes_end(5, 12, 10).unwrap(),
+            Some(10),
+            "one whole batch even when it exceeds max_bytes"
+        );
     }
 
     #[test]

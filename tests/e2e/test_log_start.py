@@ -65,9 +65,23 @@ def consume_all(broker, topic, group, expected):
         c.close()
 
 
+def log_dir_size(java, broker, topic):
+    """Partition 0's size as Kafka's kafka-log-dirs tool reports it (DescribeLogDirs)."""
+    result = java.run("org.apache.kafka.tools.LogDirsCommand", "--bootstrap-server", broker.bootstrap,
+                      "--describe", "--topic-list", topic)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
+    [size] = [p["size"] for b in report["brokers"] for d in b["logDirs"] for p in d["partitions"]
+              if p["partition"] == f"{topic}-0"]
+    return size
+
+
 def test_kafka_delete_records_tool_moves_the_start_and_consumers_begin_there(broker, java, tmp_path):
     create(broker, "purged")
     assert produce(broker, "purged", 10) == list(range(10))
+    # Ten batches of one record each: their bytes, as Kafka counts a segment's.
+    full = log_dir_size(java, broker, "purged")
+    assert 10 * 61 < full < 10 * 200, full
     spec = tmp_path / "offsets.json"
     spec.write_text(json.dumps({"version": 1, "partitions": [
         {"topic": "purged", "partition": 0, "offset": 6}]}))
@@ -77,6 +91,7 @@ def test_kafka_delete_records_tool_moves_the_start_and_consumers_begin_there(bro
     assert "low_watermark: 6" in result.stdout, result.stdout
     assert watermarks(broker, "purged") == (6, 10)
     assert consume_all(broker, "purged", "after-purge", 4) == [6, 7, 8, 9]
+    assert log_dir_size(java, broker, "purged") == full * 4 // 10
 
 
 def test_admin_delete_records_and_a_committed_offset_below_the_start(broker):

@@ -117,6 +117,10 @@ pub struct TopicArgs {
     /// Seconds to wait for the topic and its partition leaders.
     #[arg(long, default_value_t = 300.0)]
     pub create_timeout: f64,
+    /// A topic config for a topic this run creates, `key=value` (retention.ms=60000,
+    /// cleanup.policy=compact); repeatable.
+    #[arg(long = "topic-config", value_parser = parse_property)]
+    pub configs: Vec<(String, String)>,
 }
 
 impl TopicArgs {
@@ -127,6 +131,7 @@ impl TopicArgs {
             &client.topic,
             self.partitions,
             self.replication_factor,
+            &self.configs,
             Duration::from_secs_f64(self.create_timeout),
         )
     }

@@ -17,13 +17,14 @@ const IN_SYNC_GRACE: Duration = Duration::from_secs(60);
 /// Creates `topic` unless it exists, waits until all `partitions` have leaders and all
 /// their replicas in sync (a cluster still creating 3,000 replicas would otherwise be
 /// measured), and returns how long that took. An existing topic with another partition
-/// count is used as it is (with a warning), since a benchmark may point at data written
-/// earlier.
+/// count or other configs is used as it is (with a warning for the count), since a
+/// benchmark may point at data written earlier.
 pub fn ensure(
     config: &ClientConfig,
     topic: &str,
     partitions: i32,
     replication_factor: i32,
+    configs: &[(String, String)],
     timeout: Duration,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
@@ -32,10 +33,13 @@ pub fn ensure(
     let options = AdminOptions::new()
         .operation_timeout(Some(timeout))
         .request_timeout(Some(timeout));
-    let new_topic = NewTopic::new(
-        topic,
-        partitions,
-        TopicReplication::Fixed(replication_factor),
+    let new_topic = configs.iter().fold(
+        NewTopic::new(
+            topic,
+            partitions,
+            TopicReplication::Fixed(replication_factor),
+        ),
+        |new_topic, (key, value)| new_topic.set(key, value),
     );
     let results = block_on(admin.create_topics([&new_topic], &options))
         .with_context(|| format!("CreateTopics for {topic}"))?;

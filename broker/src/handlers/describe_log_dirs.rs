@@ -1,5 +1,5 @@
-//! DescribeLogDirs: the node's one data directory and the partitions it holds, with their
-//! approximate size on disk (Kafka's reassignment tool asks before moving partitions).
+//! DescribeLogDirs: the node's one data directory and the partitions it holds, with the
+//! bytes of their stored batches (Kafka's reassignment tool asks before moving partitions).
 //! Strand keeps every partition in one RocksDB, so there is one log dir per node, and no
 //! per-directory follower lag: Metadata's in-sync replicas show catch-up instead.
 
@@ -23,28 +23,34 @@ pub fn handle(broker: &Broker, request: DescribeLogDirsRequest) -> DescribeLogDi
             .iter()
             .any(|t| t.topic.0.as_str() == topic && t.partitions.contains(&index)),
     };
-    let mut held = Vec::new();
-    for topic in metadata.topics.values() {
-        for (i, p) in topic.partitions.iter().enumerate() {
-            if broker.node.partition(p.group).is_some() && wanted(&topic.name, i as i32) {
-                held.push((topic.name.clone(), i as i32, p.group));
-            }
-        }
-    }
-    let groups: Vec<_> = held.iter().map(|(_, _, g)| *g).collect();
-    let sizes = broker.node.store().approximate_log_bytes(&groups);
     let mut topics: Vec<DescribeLogDirsTopic> = Vec::new();
-    for ((name, index, _), size) in held.into_iter().zip(sizes) {
-        let partition = DescribeLogDirsPartition::default()
-            .with_partition_index(index)
-            .with_partition_size(size as i64);
-        match topics.last_mut() {
-            Some(t) if t.name.0.as_str() == name => t.partitions.push(partition),
-            _ => topics.push(
-                DescribeLogDirsTopic::default()
-                    .with_name(topic_name(&name))
-                    .with_partitions(vec![partition]),
-            ),
+    for topic in metadata.topics.values() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let index = index as i32;
+            let Some(replica) = broker.node.partition(p.group) else {
+                continue;
+            };
+            if !wanted(&topic.name, index) {
+                continue;
+            }
+            // -1 when the index cannot be read: Kafka's value for a size it does not know.
+            let size = replica
+                .reader
+                .index()
+                .stored_bytes()
+                .map_or(-1, |b| b as i64);
+            let partition = DescribeLogDirsPartition::default()
+                .with_partition_index(index)
+                .with_partition_size(size);
+            let name = &topic.name;
+            match topics.last_mut() {
+                Some(t) if t.name.0.as_str() == name => t.partitions.push(partition),
+                _ => topics.push(
+                    DescribeLogDirsTopic::default()
+                        .with_name(topic_name(name))
+                        .with_partitions(vec![partition]),
+                ),
+            }
         }
     }
     let dir = broker

@@ -58,7 +58,7 @@ pub fn lost_writes(a: &Analysis, found: &mut Findings) {
         let Some(bound) = bound else { continue };
         for (value, indices) in &log.indices_of {
             let last = *indices.last().expect("a value is seen somewhere");
-            if last > bound || read.contains(value) {
+            if last > bound || read.contains(value) || log.value_superseded(*value) {
                 continue;
             }
             let writer = a.writer_of.get(&(*key, *value));
@@ -81,7 +81,7 @@ pub fn unseen(a: &Analysis, found: &mut Findings) -> usize {
         for mop in a.mops(op) {
             if let Mop::Send { key, value, offset } = mop {
                 acknowledged_sends += 1;
-                if !a.read_by_any_ok.contains(&(key, value)) {
+                if !a.read_by_any_ok.contains(&(key, value)) && !a.superseded(key, value) {
                     found.add(
                         "unseen",
                         json!({"key": key, "value": value, "offset": offset, "writer": op.index}),
@@ -131,7 +131,10 @@ pub fn final_read_gaps(a: &Analysis, found: &mut Findings) {
             let Some(&(start, end)) = ranges.get(&key) else {
                 continue;
             };
-            if (start..end).contains(&offset) && !read.contains(&(key, offset)) {
+            if (start..end).contains(&offset)
+                && !read.contains(&(key, offset))
+                && !a.superseded(key, value)
+            {
                 found.add(
                     "final-read-gap",
                     json!({"key": key, "value": value, "offset": offset, "log-start": start,
@@ -186,10 +189,10 @@ pub fn within_operations(a: &Analysis, found: &mut Findings) {
                                 let example = json!({"key": key, "process": op.process,
                                     "op": op.index, "from-index": prev, "to-index": i,
                                     "value": value});
-                                if i > prev + 1 {
-                                    found.add("int-poll-skip", example);
-                                } else if i <= prev {
+                                if i <= prev {
                                     found.add("int-nonmonotonic-poll", example);
+                                } else if !a.adjacent(key, prev, i) {
+                                    found.add("int-poll-skip", example);
                                 }
                             }
                         }
@@ -272,7 +275,7 @@ pub fn across_operations(a: &Analysis, found: &mut Findings) {
                     let example = json!({"key": key, "process": op.process, "op": op.index,
                                          "from-index": prev, "to-index": first});
                     let group = subscribed.contains(&op.process);
-                    if first > prev + 1 {
+                    if first > prev && !a.adjacent(key, prev, first) {
                         let name = if group {
                             "subscribe-poll-skip"
                         } else {

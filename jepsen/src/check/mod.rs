@@ -5,7 +5,9 @@
 //! values seen there: by every poll (polls report what the log holds, even in operations
 //! that failed), and by every send whose writer must have committed (it is `ok`, or `info`
 //! and something it wrote was read). Offsets are then numbered densely (*indices*), so
-//! gaps in offsets never count as skips.
+//! gaps in offsets never count as skips. On a compacted topic (the history's `registers`
+//! entry) an index is *superseded* when a later index holds a value of the same register:
+//! the log cleaner may remove it, so missing it is neither a loss nor a skip.
 //!
 //! [`version_order`] gathers those facts once; [`anomalies`] has one function per anomaly;
 //! [`liveness`] measures service during and after faults.

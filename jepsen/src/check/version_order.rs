@@ -5,6 +5,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::history::{Mop, Op, OpType};
 
+/// The register a value was written under on a compacted topic: odd values share one of
+/// `registers` Kafka keys (the value modulo it), even ones have keys of their own.
+pub fn register(value: i64, registers: u64) -> Option<i64> {
+    (value % 2 != 0).then(|| value.rem_euclid(registers as i64))
+}
+
 /// A key's log as the history reveals it.
 #[derive(Default)]
 pub struct KeyLog {
@@ -14,16 +20,45 @@ pub struct KeyLog {
     pub index: HashMap<i64, usize>,
     /// Value to the indices it was seen at.
     pub indices_of: HashMap<i64, BTreeSet<usize>>,
+    /// Indices a later index of the same register follows: the log cleaner may remove them.
+    pub superseded: BTreeSet<usize>,
 }
 
 impl KeyLog {
-    fn number(&mut self) {
+    fn number(&mut self, registers: Option<u64>) {
         for (i, (offset, values)) in self.by_offset.iter().enumerate() {
             self.index.insert(*offset, i);
             for v in values {
                 self.indices_of.entry(*v).or_default().insert(i);
             }
         }
+        let Some(registers) = registers.filter(|&r| r > 0) else {
+            return;
+        };
+        let mut later = BTreeSet::new();
+        for (i, values) in self.by_offset.values().enumerate().rev() {
+            let own: Vec<i64> = values
+                .iter()
+                .filter_map(|&v| register(v, registers))
+                .collect();
+            if own.iter().any(|r| later.contains(r)) {
+                self.superseded.insert(i);
+            }
+            later.extend(own);
+        }
+    }
+
+    /// Whether every index strictly between `from` and `to` is superseded: a reader may
+    /// step over them on a compacted topic.
+    pub fn only_superseded_between(&self, from: usize, to: usize) -> bool {
+        to <= from + 1 || self.superseded.range(from + 1..to).count() == to - from - 1
+    }
+
+    /// Whether `value` was seen only at superseded indices (and seen at all).
+    pub fn value_superseded(&self, value: i64) -> bool {
+        self.indices_of
+            .get(&value)
+            .is_some_and(|at| at.iter().all(|i| self.superseded.contains(i)))
     }
 }
 
@@ -39,6 +74,9 @@ pub struct Analysis<'h> {
     pub read_by_any_ok: BTreeSet<(u64, i64)>,
     /// Each key's version order.
     pub logs: BTreeMap<u64, KeyLog>,
+    /// On a compacted topic, how many Kafka keys each key's odd values share (see
+    /// [`register`]): the history's `registers` operation.
+    pub registers: Option<u64>,
 }
 
 impl<'h> Analysis<'h> {
@@ -58,7 +96,10 @@ impl<'h> Analysis<'h> {
             read_ok: HashMap::new(),
             read_by_any_ok: BTreeSet::new(),
             logs: BTreeMap::new(),
+            registers: None,
         };
+        let registers = analysis.ok().find(|op| op.f == "registers");
+        analysis.registers = registers.and_then(|op| op.value.as_u64());
         analysis.who_sent_and_read();
         analysis.logs = analysis.version_orders();
         Ok(analysis)
@@ -75,6 +116,23 @@ impl<'h> Analysis<'h> {
             .iter()
             .copied()
             .filter(|op| op.kind == OpType::Ok)
+    }
+
+    /// Whether `value` of `key` is one the log cleaner may have removed.
+    pub fn superseded(&self, key: u64, value: i64) -> bool {
+        self.logs
+            .get(&key)
+            .is_some_and(|l| l.value_superseded(value))
+    }
+
+    /// Whether a read of `key` may go from index `from` to `to` without a skip.
+    pub fn adjacent(&self, key: u64, from: usize, to: usize) -> bool {
+        to == from + 1
+            || (to > from
+                && self
+                    .logs
+                    .get(&key)
+                    .is_some_and(|l| l.only_superseded_between(from, to)))
     }
 
     /// The dense index of `offset` in `key`'s version order.
@@ -147,7 +205,7 @@ impl<'h> Analysis<'h> {
             }
         }
         for log in logs.values_mut() {
-            log.number();
+            log.number(self.registers);
         }
         logs
     }

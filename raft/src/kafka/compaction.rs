@@ -3,11 +3,15 @@
 //!
 //! The leader chooses what to clean (the batches below `upto`) and the clock (`now`) and
 //! proposes them through Raft; each replica then cleans the same batches with the same
-//! inputs and so stores the same bytes. One pass reads the batches twice: once for the
-//! offset of each key's last record, once to rebuild each batch with the records that
-//! stay. Every batch the pass covers ends up stored in the partition's state as a cleaned
-//! batch (see [`strand_storage::PartitionLog::put_cleaned`]), so the Raft entries that held
-//! them can be purged. A batch whose records cannot be read is kept whole, as it is.
+//! inputs and so stores the same bytes. A pass first reads the dirty batches (not cleaned
+//! before) for the offset of each key's last record among them, then rebuilds every batch
+//! with the records that stay, the dirty ones from that first read. Batches cleaned before
+//! hold each key at most once, so a record of theirs goes only when a dirty batch has a
+//! later record of its key, and the key map holds the dirty section's keys alone, as
+//! Kafka's offset map does. Every batch the pass covers ends up stored in the partition's
+//! state as a cleaned batch (see [`strand_storage::PartitionLog::put_cleaned`]), so the
+//! Raft entries that held them can be purged. A batch whose records cannot be read is kept
+//! whole, as it is.
 //!
 //! A tombstone stays for `delete.retention.ms` after the pass that first cleaned it (the
 //! batch's delete horizon, as Kafka's KIP-534), so consumers that read the old value also
@@ -72,21 +76,27 @@ pub fn clean(
     batch: &mut StateBatch,
 ) -> Result<PassResult, StorageError> {
     let located = reader.index().locate(pass.start, pass.upto, usize::MAX)?;
+    let (cleaned_before, dirty): (Vec<_>, Vec<_>) =
+        located.iter().copied().partition(|(_, l)| l.is_cleaned());
 
+    // The dirty batches are read once and kept for their rebuild: the leader caps them
+    // (the broker's cleaner), and the pass's output is held in memory anyway.
     let mut last_of_key: HashMap<Vec<u8>, i64> = HashMap::new();
-    for_each_read(reader, &located, pass.upto, |read| {
+    let mut dirty_reads = Vec::with_capacity(dirty.len());
+    for_each_read(reader, &dirty, pass.upto, |read| {
         // A batch that cannot be read adds no keys, and is kept whole below.
         let _ = for_each_keyed_record(&read.bytes, MAX_INFLATED_BATCH, |r| {
             if let Some(key) = r.key {
                 last_of_key.insert(pass.identity(key).into_owned(), r.offset);
             }
         });
+        dirty_reads.push(read);
         Ok(())
     })?;
 
     let index = reader.index();
     let mut result = PassResult::default();
-    for_each_read(reader, &located, pass.upto, |read| {
+    let mut rebuild = |read: Read| {
         let first_cleaning = read.horizon.is_none();
         let horizon = read
             .horizon
@@ -94,7 +104,9 @@ pub fn clean(
         let tombstones_expired = !first_cleaning && pass.now >= horizon;
         let keep = |r: KeyedRecord<'_>| match r.key {
             Some(key) => {
-                last_of_key.get(pass.identity(key).as_ref()) == Some(&r.offset)
+                last_of_key
+                    .get(pass.identity(key).as_ref())
+                    .is_none_or(|&last| last == r.offset)
                     && !(r.tombstone && tombstones_expired)
             }
             None => false,
@@ -114,8 +126,12 @@ pub fn clean(
                 index.put_cleaned(batch, read.base_offset, horizon, &bytes);
             }
         }
+    };
+    for_each_read(reader, &cleaned_before, pass.upto, |read| {
+        rebuild(read);
         Ok(())
     })?;
+    dirty_reads.into_iter().for_each(rebuild);
     Ok(result)
 }
 
@@ -172,7 +188,7 @@ fn last_offset(batch: &[u8]) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use bytes::{Bytes, BytesMut};
     use openraft::CommittedLeaderId;
@@ -328,9 +344,11 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Step {
         Append(Vec<Written>, u8),
-        /// Clean below the log end; `now` advances by `later` ms first.
+        /// Clean below the batch `back` batches before the log end (0: the end); `now`
+        /// advances by `later` ms first.
         Compact {
             later: i64,
+            back: usize,
         },
         DeleteRecords {
             ahead: i64,
@@ -343,7 +361,8 @@ mod tests {
         prop_oneof![
             6 => (prop::collection::vec(written, 1..4), 0u8..5)
                 .prop_map(|(r, c)| Step::Append(r, c)),
-            2 => (0i64..3).prop_map(|later| Step::Compact { later: later * 500 }),
+            2 => (0i64..3, prop::sample::select(vec![0usize, 0, 1, 3]))
+                .prop_map(|(later, back)| Step::Compact { later: later * 500, back }),
             1 => (0i64..3).prop_map(|ahead| Step::DeleteRecords { ahead }),
             1 => Just(Step::Reopen),
         ]
@@ -365,28 +384,44 @@ mod tests {
             let mut b = Replica::new();
             let codecs = [Compression::None, Compression::Gzip, Compression::Snappy,
                 Compression::Lz4, Compression::Zstd];
-            // Every record written, by offset; the log start; passes done (their `upto`
-            // and clock); and when each offset was first cleaned.
+            // Every record written, by offset; each batch's base offset; the log start;
+            // when each offset was first cleaned; and the offsets a pass removed: those
+            // below its `upto` with a later record of their key below it, and tombstones
+            // cleaned at least delete.retention.ms before it.
             let mut written: BTreeMap<i64, Written> = BTreeMap::new();
+            let mut bases: Vec<i64> = Vec::new();
             let (mut start, mut end, mut now) = (0i64, 0i64, 1_000_000i64);
             let mut first_cleaned: BTreeMap<i64, i64> = BTreeMap::new();
-            let mut last_pass: Option<i64> = None;
+            let mut removed: BTreeSet<i64> = BTreeSet::new();
             for step in steps {
                 let command = match &step {
                     Step::Append(records, codec) => {
+                        bases.push(end);
                         for r in records {
                             written.insert(end, *r);
                             end += 1;
                         }
                         Some(append(records, now, codecs[*codec as usize]))
                     }
-                    Step::Compact { later } => {
+                    Step::Compact { later, back } => {
                         now += later;
-                        for offset in start..end {
-                            first_cleaned.entry(offset).or_insert(now);
+                        let upto = match back {
+                            0 => end,
+                            back => bases.len().checked_sub(*back).map_or(0, |i| bases[i]),
+                        };
+                        let mut last_of_key: BTreeMap<u8, i64> = BTreeMap::new();
+                        for (&offset, &(key, _)) in written.range(..upto) {
+                            last_of_key.insert(key, offset);
                         }
-                        last_pass = Some(now);
-                        Some(Command::Compact { upto: end, now, delete_retention_ms: DELETE_RETENTION_MS })
+                        for (&offset, &(key, value)) in written.range(..upto) {
+                            let cleaned = *first_cleaned.entry(offset).or_insert(now);
+                            if last_of_key[&key] != offset
+                                || (value.is_none() && now >= cleaned + DELETE_RETENTION_MS)
+                            {
+                                removed.insert(offset);
+                            }
+                        }
+                        Some(Command::Compact { upto, now, delete_retention_ms: DELETE_RETENTION_MS })
                     }
                     Step::DeleteRecords { ahead } => {
                         start = (start + ahead).min(end);
@@ -411,16 +446,8 @@ mod tests {
             for (offset, record) in &read {
                 prop_assert_eq!(Some(record), written.get(offset), "offset {} changed", offset);
             }
-            let mut last_of_key: BTreeMap<u8, i64> = BTreeMap::new();
-            for (&offset, &(key, _)) in written.range(..cleaned_upto) {
-                last_of_key.insert(key, offset);
-            }
-            for (&offset, &(key, value)) in written.range(start..) {
-                let superseded = offset < cleaned_upto && last_of_key[&key] != offset;
-                let tombstone_gone = value.is_none()
-                    && offset < cleaned_upto
-                    && last_pass.is_some_and(|p| p >= first_cleaned[&offset] + DELETE_RETENTION_MS);
-                if superseded || tombstone_gone {
+            for &offset in written.range(start..).map(|(o, _)| o) {
+                if removed.contains(&offset) {
                     prop_assert!(!read.contains_key(&offset), "offset {} kept", offset);
                 } else {
                     prop_assert!(read.contains_key(&offset), "offset {} lost", offset);
