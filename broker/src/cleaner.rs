@@ -7,8 +7,10 @@
 //! is at least min.cleanable.dirty.ratio of the whole, or once its oldest record is older
 //! than max.compaction.lag.ms; records younger than min.compaction.lag.ms are never
 //! cleaned. Kafka also never cleans its active segment; Strand has none, so every
-//! committed batch is cleanable once old enough. A pass takes at most
-//! [`MAX_DIRTY_BYTES_PER_PASS`] of dirty batches, as Kafka's is bounded by its offset map.
+//! committed batch is cleanable once old enough. A pass is also due once a tombstone the
+//! last one kept is past its delete horizon, so that it goes although nothing new was
+//! written. A pass takes at most [`MAX_DIRTY_BYTES_PER_PASS`] of dirty batches, as Kafka's
+//! is bounded by its offset map.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,8 +77,13 @@ pub fn cleaning_point(
         }
     }
     let (clean, dirty, first_dirty) = index.cleaning_state(upto)?;
+    // A tombstone past its delete horizon goes with the next pass, due or not.
+    let tombstones_due = index.tombstone_expiry()?.is_some_and(|at| at <= now);
     let Some(first_dirty) = first_dirty else {
-        return Ok(None);
+        return Ok(tombstones_due.then_some(CleaningPoint {
+            upto,
+            capped: false,
+        }));
     };
     let ratio = dirty as f64 / (clean + dirty).max(1) as f64;
     let overdue = || -> Result<bool, StorageError> {
@@ -89,7 +96,7 @@ pub fn cleaning_point(
                     h.max_timestamp <= now.saturating_sub(settings.max_compaction_lag_ms)
                 }))
     };
-    if ratio < settings.min_cleanable_dirty_ratio && !overdue()? {
+    if ratio < settings.min_cleanable_dirty_ratio && !tombstones_due && !overdue()? {
         return Ok(None);
     }
     let cap = index.dirty_bytes_end(first_dirty, upto, MAX_DIRTY_BYTES_PER_PASS)?;

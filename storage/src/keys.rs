@@ -8,6 +8,8 @@
 //! raft_state [group u64][RAFT_VOTE | RAFT_COMMITTED | RAFT_PURGED]
 //! state      [group u64][APPLIED]                         -> last applied log id + membership
 //!            [group u64][PARTITION_META]                  -> next offset, log start, …
+//!            [group u64][TOMBSTONE_EXPIRY]                -> i64: when the log cleaner's next
+//!                                                            pass may drop a tombstone
 //!            [group u64][BATCH][base_offset u64]          -> where the batch is (entry, position, length)
 //!            [group u64][TIME_INDEX][max_ts i64*][base_offset u64]   (running max time)
 //!            [group u64][EPOCH][epoch u32]                -> first offset of that epoch
@@ -34,6 +36,7 @@ pub const RAFT_PURGED: u8 = 3;
 
 pub const APPLIED: u8 = 0x00;
 pub const PARTITION_META: u8 = 0x01;
+pub const TOMBSTONE_EXPIRY: u8 = 0x02;
 pub const BATCH: u8 = 0x10;
 pub const TIME_INDEX: u8 = 0x11;
 pub const EPOCH: u8 = 0x12;

@@ -135,6 +135,34 @@ impl PartitionLog {
             .transpose()
     }
 
+    /// The earliest delete horizon of a cleaned batch that held a tombstone when the last
+    /// cleaning pass covered it: from then on a pass would drop that tombstone, even when
+    /// nothing new was written.
+    pub fn tombstone_expiry(&self) -> Result<Option<i64>> {
+        let Some(value) = self
+            .store
+            .get_state(&keys::state(self.group, keys::TOMBSTONE_EXPIRY))?
+        else {
+            return Ok(None);
+        };
+        let bytes: [u8; 8] = value
+            .as_slice()
+            .try_into()
+            .map_err(|_| StorageError::Corrupt {
+                what: "tombstone expiry",
+                detail: format!("{} bytes, not 8", value.len()),
+            })?;
+        Ok(Some(i64::from_be_bytes(bytes)))
+    }
+
+    pub fn put_tombstone_expiry(&self, batch: &mut StateBatch, expiry: Option<i64>) {
+        let key = keys::state(self.group, keys::TOMBSTONE_EXPIRY);
+        match expiry {
+            Some(at) => batch.put(&key, &at.to_be_bytes()),
+            None => batch.delete(&key),
+        }
+    }
+
     pub fn put_meta(&self, batch: &mut StateBatch, meta: &PartitionMeta) {
         batch.put(
             &keys::state(self.group, keys::PARTITION_META),
@@ -204,6 +232,21 @@ impl PartitionLog {
         }
         iter.status()?;
         Ok((clean, dirty, first_dirty))
+    }
+
+    /// Where the run of cleaned batches from the batch at or after `from` ends: the base
+    /// offset of the first batch not cleaned, or `i64::MAX` when every later one is.
+    pub fn cleaned_through(&self, from: i64) -> Result<i64> {
+        let mut iter = self.batch_iter(i64::MAX);
+        iter.seek(keys::batch(self.group, from));
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            if !BatchLocation::decode(value)?.is_cleaned() {
+                return Ok(keys::batch_base_offset(key).unwrap_or(from));
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(i64::MAX)
     }
 
     /// The base offset of the batch at which the batches not cleaned yet from `from` (below
@@ -603,6 +646,24 @@ mod tests {
         assert_eq!(log.location_of(5).unwrap(), Some(BatchLocation::cleaned(5)));
         assert_eq!(log.cleaning_state(12).unwrap(), (9, 300, Some(10)));
         assert_eq!(log.cleaning_state(10).unwrap(), (9, 0, None));
+        assert_eq!(log.cleaned_through(0).unwrap(), 10);
+        assert_eq!(log.cleaned_through(5).unwrap(), 10);
+        assert_eq!(log.cleaned_through(10).unwrap(), 10);
+        assert_eq!(log.cleaned_through(12).unwrap(), i64::MAX);
+        assert_eq!(
+            log.dirty_bytes_end(0, 12, 100).unwrap(),
+            None,
+            "cleaned bytes count for nothing"
+        );
+        assert_eq!(log.tombstone_expiry().unwrap(), None);
+        let mut b = store.state_batch();
+        log.put_tombstone_expiry(&mut b, Some(-5));
+        store.write_state(b).unwrap();
+        assert_eq!(log.tombstone_expiry().unwrap(), Some(-5));
+        let mut b = store.state_batch();
+        log.put_tombstone_expiry(&mut b, None);
+        store.write_state(b).unwrap();
+        assert_eq!(log.tombstone_expiry().unwrap(), None);
         assert_eq!(
             log.first_location().unwrap().unwrap().raft_index,
             3,

@@ -15,7 +15,9 @@
 //!
 //! A tombstone stays for `delete.retention.ms` after the pass that first cleaned it (the
 //! batch's delete horizon, as Kafka's KIP-534), so consumers that read the old value also
-//! see the delete.
+//! see the delete. Each pass stores the earliest horizon among the batches it kept a
+//! tombstone in ([`strand_storage::PartitionLog::tombstone_expiry`]), so the leader knows
+//! when a pass is due with nothing new written.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -36,6 +38,8 @@ const READ_CHUNK: usize = 256;
 pub struct Pass {
     /// The log start: batches wholly before it are gone already.
     pub start: i64,
+    /// Dirty batches below it are cleaned; batches cleaned before are covered wherever
+    /// they are.
     pub upto: i64,
     pub now: i64,
     pub delete_retention_ms: i64,
@@ -75,7 +79,11 @@ pub fn clean(
     pass: Pass,
     batch: &mut StateBatch,
 ) -> Result<PassResult, StorageError> {
-    let located = reader.index().locate(pass.start, pass.upto, usize::MAX)?;
+    // A pass may end below an earlier one (min.compaction.lag.ms raised, a leader whose
+    // clock is behind): it still covers the batches cleaned before past its end, none of
+    // them dirty, so that their tombstones expire and count in the expiry it stores.
+    let upto = reader.index().cleaned_through(pass.upto)?;
+    let located = reader.index().locate(pass.start, upto, usize::MAX)?;
     let (cleaned_before, dirty): (Vec<_>, Vec<_>) =
         located.iter().copied().partition(|(_, l)| l.is_cleaned());
 
@@ -83,7 +91,7 @@ pub fn clean(
     // (the broker's cleaner), and the pass's output is held in memory anyway.
     let mut last_of_key: HashMap<Vec<u8>, i64> = HashMap::new();
     let mut dirty_reads = Vec::with_capacity(dirty.len());
-    for_each_read(reader, &dirty, pass.upto, |read| {
+    for_each_read(reader, &dirty, upto, |read| {
         // A batch that cannot be read adds no keys, and is kept whole below.
         let _ = for_each_keyed_record(&read.bytes, MAX_INFLATED_BATCH, |r| {
             if let Some(key) = r.key {
@@ -96,23 +104,32 @@ pub fn clean(
 
     let index = reader.index();
     let mut result = PassResult::default();
+    let mut tombstone_expiry: Option<i64> = None;
     let mut rebuild = |read: Read| {
         let first_cleaning = read.horizon.is_none();
         let horizon = read
             .horizon
             .unwrap_or_else(|| pass.now.saturating_add(pass.delete_retention_ms));
         let tombstones_expired = !first_cleaning && pass.now >= horizon;
-        let keep = |r: KeyedRecord<'_>| match r.key {
-            Some(key) => {
-                last_of_key
-                    .get(pass.identity(key).as_ref())
-                    .is_none_or(|&last| last == r.offset)
-                    && !(r.tombstone && tombstones_expired)
-            }
-            None => false,
+        let mut tombstone_kept = false;
+        let keep = |r: KeyedRecord<'_>| {
+            let kept = match r.key {
+                Some(key) => {
+                    last_of_key
+                        .get(pass.identity(key).as_ref())
+                        .is_none_or(|&last| last == r.offset)
+                        && !(r.tombstone && tombstones_expired)
+                }
+                None => false,
+            };
+            tombstone_kept |= kept && r.tombstone;
+            kept
         };
         let cleaned =
             clean_batch(&read.bytes, MAX_INFLATED_BATCH, keep).unwrap_or(Cleaned::Unchanged);
+        if tombstone_kept {
+            tombstone_expiry = Some(tombstone_expiry.map_or(horizon, |t| t.min(horizon)));
+        }
         result.bytes_before += read.bytes.len() as u64;
         match cleaned {
             Cleaned::Unchanged => {
@@ -127,11 +144,12 @@ pub fn clean(
             }
         }
     };
-    for_each_read(reader, &cleaned_before, pass.upto, |read| {
+    for_each_read(reader, &cleaned_before, upto, |read| {
         rebuild(read);
         Ok(())
     })?;
     dirty_reads.into_iter().for_each(rebuild);
+    index.put_tombstone_expiry(batch, tombstone_expiry);
     Ok(result)
 }
 
@@ -393,6 +411,9 @@ mod tests {
             let (mut start, mut end, mut now) = (0i64, 0i64, 1_000_000i64);
             let mut first_cleaned: BTreeMap<i64, i64> = BTreeMap::new();
             let mut removed: BTreeSet<i64> = BTreeSet::new();
+            // The earliest horizon of a tombstone the last pass kept; how far passes reached.
+            let mut tombstone_expiry: Option<i64> = None;
+            let mut cleaned_to = 0i64;
             for step in steps {
                 let command = match &step {
                     Step::Append(records, codec) => {
@@ -409,6 +430,10 @@ mod tests {
                             0 => end,
                             back => bases.len().checked_sub(*back).map_or(0, |i| bases[i]),
                         };
+                        // The command's `upto`; the pass also covers what earlier ones did.
+                        let command_upto = upto;
+                        let upto = upto.max(cleaned_to);
+                        cleaned_to = upto;
                         let mut last_of_key: BTreeMap<u8, i64> = BTreeMap::new();
                         for (&offset, &(key, _)) in written.range(..upto) {
                             last_of_key.insert(key, offset);
@@ -421,7 +446,23 @@ mod tests {
                                 removed.insert(offset);
                             }
                         }
-                        Some(Command::Compact { upto, now, delete_retention_ms: DELETE_RETENTION_MS })
+                        // The pass covers the batches from the one holding the log start.
+                        let batch_ends = bases.iter().skip(1).copied().chain([end]);
+                        let covered_from = bases
+                            .iter()
+                            .zip(batch_ends)
+                            .find(|&(_, batch_end)| start < batch_end)
+                            .map_or(end, |(&base, _)| base);
+                        tombstone_expiry = written
+                            .range(covered_from..upto.max(covered_from))
+                            .filter(|(o, (_, v))| v.is_none() && !removed.contains(o))
+                            .map(|(o, _)| first_cleaned[o] + DELETE_RETENTION_MS)
+                            .min();
+                        Some(Command::Compact {
+                            upto: command_upto,
+                            now,
+                            delete_retention_ms: DELETE_RETENTION_MS,
+                        })
                     }
                     Step::DeleteRecords { ahead } => {
                         start = (start + ahead).min(end);
@@ -441,6 +482,10 @@ mod tests {
             let (bytes_a, read) = a.read();
             let (bytes_b, _) = b.read();
             prop_assert_eq!(&bytes_a, &bytes_b, "replicas serve different bytes");
+            for replica in [&a, &b] {
+                let stored = replica.store.partition_log(1).tombstone_expiry().unwrap();
+                prop_assert_eq!(stored, tombstone_expiry, "the tombstone expiry");
+            }
             let cleaned_upto = first_cleaned.keys().next_back().map_or(0, |o| o + 1);
             // The log start moves by whole batches: records before it may still be served.
             for (offset, record) in &read {
