@@ -63,6 +63,9 @@ impl Pass {
 pub struct PassResult {
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// The batches below it were covered: past `Pass::upto` when it extends to batches
+    /// cleaned before.
+    pub covered_upto: i64,
 }
 
 /// A stored batch as the cleaner reads it: its base offset, bytes, and delete horizon
@@ -103,7 +106,10 @@ pub fn clean(
     })?;
 
     let index = reader.index();
-    let mut result = PassResult::default();
+    let mut result = PassResult {
+        covered_upto: upto,
+        ..PassResult::default()
+    };
     let mut tombstone_expiry: Option<i64> = None;
     let mut rebuild = |read: Read| {
         let first_cleaning = read.horizon.is_none();
@@ -485,6 +491,14 @@ mod tests {
             for replica in [&a, &b] {
                 let stored = replica.store.partition_log(1).tombstone_expiry().unwrap();
                 prop_assert_eq!(stored, tombstone_expiry, "the tombstone expiry");
+            }
+            // ListOffsets MAX_TIMESTAMP answers with the batch the meta names: it must
+            // still hold a record.
+            let meta = a.store.partition_log(1).meta().unwrap().unwrap_or_default();
+            if meta.max_timestamp_batch >= 0 {
+                let next = bases.iter().copied().find(|&b| b > meta.max_timestamp_batch);
+                let held = read.range(meta.max_timestamp_batch..next.unwrap_or(end));
+                prop_assert!(held.count() > 0, "batch {} is empty", meta.max_timestamp_batch);
             }
             let cleaned_upto = first_cleaned.keys().next_back().map_or(0, |o| o + 1);
             // The log start moves by whole batches: records before it may still be served.

@@ -249,7 +249,7 @@ impl PartitionMachine {
         let done = compaction::clean(&self.reader, pass, batch)?;
         // The entries of the batches cleaned are no longer read.
         self.first_entry_moved = true;
-        if self.meta.max_timestamp_batch < pass.upto {
+        if self.meta.max_timestamp_batch < done.covered_upto {
             // The record with the largest timestamp may be gone, as after a deletion.
             self.meta.max_timestamp_batch = -1;
             self.meta_changed = true;
