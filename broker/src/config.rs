@@ -102,6 +102,12 @@ pub struct Settings {
     #[arg(long, env = "STRAND_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
 
+    /// Most bytes a compressed record batch may inflate to when Produce reads its records;
+    /// a batch inflating to more is refused with MESSAGE_TOO_LARGE (Kafka has no such
+    /// bound)
+    #[arg(long, env = "STRAND_MAX_INFLATED_BATCH_BYTES")]
+    pub max_inflated_batch_bytes: Option<usize>,
+
     /// Most record bytes in one fetch response, whatever the consumer's fetch.max.bytes
     /// (Kafka: the broker's fetch.max.bytes, 55 MiB there); a first batch larger than this
     /// still goes out whole. Above 32 MiB, glibc gives a librdkafka consumer's receive
@@ -190,6 +196,16 @@ pub struct Settings {
     #[arg(long, env = "STRAND_LOG_CLEANER_BACKOFF_MS")]
     pub log_cleaner_backoff_ms: Option<u64>,
 
+    /// How far behind the node's clock a record's create time may be, for topics that do
+    /// not set message.timestamp.before.max.ms (Kafka: log.message.timestamp.before.max.ms)
+    #[arg(long, env = "STRAND_LOG_MESSAGE_TIMESTAMP_BEFORE_MAX_MS")]
+    pub log_message_timestamp_before_max_ms: Option<i64>,
+
+    /// How far ahead of the node's clock a record's create time may be, for topics that do
+    /// not set message.timestamp.after.max.ms (Kafka: log.message.timestamp.after.max.ms)
+    #[arg(long, env = "STRAND_LOG_MESSAGE_TIMESTAMP_AFTER_MAX_MS")]
+    pub log_message_timestamp_after_max_ms: Option<i64>,
+
     /// Log filter, in tracing's EnvFilter syntax (RUST_LOG also works)
     #[arg(long, env = "STRAND_LOG")]
     pub log: Option<String>,
@@ -247,6 +263,7 @@ pub mod defaults {
     pub const MAX_MESSAGE_BYTES: i32 = 1_048_588;
     /// Kafka's socket.request.max.bytes.
     pub const MAX_REQUEST_BYTES: usize = 104_857_600;
+    pub const MAX_INFLATED_BATCH_BYTES: usize = 67_108_864;
     pub const FETCH_MAX_BYTES: usize = 33_554_432;
     pub const FETCH_READ_AHEAD_BYTES: usize = 268_435_456;
     pub const CLUSTER_ID: &str = "strand-cluster";
@@ -266,6 +283,10 @@ pub mod defaults {
     /// Five minutes, as Kafka.
     pub const LOG_RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
     pub const LOG_CLEANER_BACKOFF_MS: u64 = 15_000;
+    /// No bound, as Kafka.
+    pub const LOG_MESSAGE_TIMESTAMP_BEFORE_MAX_MS: i64 = i64::MAX;
+    /// One hour, as Kafka 4.
+    pub const LOG_MESSAGE_TIMESTAMP_AFTER_MAX_MS: i64 = 3_600_000;
     pub const LOG: &str = "info,openraft=warn";
 }
 
@@ -281,6 +302,10 @@ pub fn documented_defaults() -> Vec<(&'static str, String)> {
         ("default-partitions", DEFAULT_PARTITIONS.to_string()),
         ("max-message-bytes", MAX_MESSAGE_BYTES.to_string()),
         ("max-request-bytes", MAX_REQUEST_BYTES.to_string()),
+        (
+            "max-inflated-batch-bytes",
+            MAX_INFLATED_BATCH_BYTES.to_string(),
+        ),
         ("fetch-max-bytes", FETCH_MAX_BYTES.to_string()),
         ("fetch-read-ahead-bytes", FETCH_READ_AHEAD_BYTES.to_string()),
         ("cluster-id", CLUSTER_ID.to_string()),
@@ -320,6 +345,14 @@ pub fn documented_defaults() -> Vec<(&'static str, String)> {
             LOG_RETENTION_CHECK_INTERVAL_MS.to_string(),
         ),
         ("log-cleaner-backoff-ms", LOG_CLEANER_BACKOFF_MS.to_string()),
+        (
+            "log-message-timestamp-before-max-ms",
+            LOG_MESSAGE_TIMESTAMP_BEFORE_MAX_MS.to_string(),
+        ),
+        (
+            "log-message-timestamp-after-max-ms",
+            LOG_MESSAGE_TIMESTAMP_AFTER_MAX_MS.to_string(),
+        ),
         ("log", LOG.to_string()),
     ]
 }
@@ -359,6 +392,7 @@ pub struct Config {
     pub default_replication_factor: i16,
     pub max_message_bytes: i32,
     pub max_request_bytes: usize,
+    pub max_inflated_batch_bytes: usize,
     pub fetch_max_bytes: usize,
     /// 0: no fetch read-ahead.
     pub fetch_read_ahead_bytes: usize,
@@ -379,6 +413,9 @@ pub struct Config {
     pub log_retention_bytes: i64,
     pub log_retention_check_interval: Duration,
     pub log_cleaner_backoff: Duration,
+    /// Topics' message.timestamp.before.max.ms and after.max.ms where they set none.
+    pub log_message_timestamp_before_max_ms: i64,
+    pub log_message_timestamp_after_max_ms: i64,
     pub log: String,
     /// Always `Off` in a normal build.
     pub unsafe_mode: UnsafeMode,
@@ -538,6 +575,16 @@ impl Config {
                 "use at least 1024; Kafka's default is 104857600",
             ));
         }
+        let max_inflated_batch_bytes = s
+            .max_inflated_batch_bytes
+            .unwrap_or(defaults::MAX_INFLATED_BATCH_BYTES);
+        if max_inflated_batch_bytes < 1024 {
+            return Err(invalid(
+                "max-inflated-batch-bytes",
+                max_inflated_batch_bytes,
+                "use at least 1024; the default is 67108864",
+            ));
+        }
         let fetch_max_bytes = s.fetch_max_bytes.unwrap_or(defaults::FETCH_MAX_BYTES);
         if fetch_max_bytes < 1024 {
             return Err(invalid(
@@ -612,8 +659,28 @@ impl Config {
                 "give a number of milliseconds above 0",
             ));
         }
+        let timestamp_bound = |flag: &'static str, value: Option<i64>, default: i64| match value {
+            Some(ms) if ms < 0 => Err(invalid(
+                flag,
+                ms,
+                "give a number of milliseconds, 0 or more",
+            )),
+            _ => Ok(value.unwrap_or(default)),
+        };
+        let log_message_timestamp_before_max_ms = timestamp_bound(
+            "log-message-timestamp-before-max-ms",
+            s.log_message_timestamp_before_max_ms,
+            defaults::LOG_MESSAGE_TIMESTAMP_BEFORE_MAX_MS,
+        )?;
+        let log_message_timestamp_after_max_ms = timestamp_bound(
+            "log-message-timestamp-after-max-ms",
+            s.log_message_timestamp_after_max_ms,
+            defaults::LOG_MESSAGE_TIMESTAMP_AFTER_MAX_MS,
+        )?;
         Ok(Config {
             log_cleaner_backoff: Duration::from_millis(log_cleaner_backoff_ms),
+            log_message_timestamp_before_max_ms,
+            log_message_timestamp_after_max_ms,
             log_retention_ms,
             log_retention_bytes,
             log_retention_check_interval: Duration::from_millis(log_retention_check_interval_ms),
@@ -645,6 +712,7 @@ impl Config {
             default_replication_factor,
             max_message_bytes,
             max_request_bytes,
+            max_inflated_batch_bytes,
             fetch_max_bytes,
             fetch_read_ahead_bytes: s
                 .fetch_read_ahead_bytes

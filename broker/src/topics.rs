@@ -160,6 +160,8 @@ pub struct TopicSettings {
     pub min_cleanable_dirty_ratio: f64,
     pub min_compaction_lag_ms: i64,
     pub max_compaction_lag_ms: i64,
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
 }
 
 impl TopicSettings {
@@ -186,6 +188,10 @@ impl TopicSettings {
                 .unwrap_or(cleaner_defaults::MIN_COMPACTION_LAG_MS),
             max_compaction_lag_ms: get(configs, "max.compaction.lag.ms")
                 .unwrap_or(cleaner_defaults::MAX_COMPACTION_LAG_MS),
+            timestamp_before_max_ms: get(configs, "message.timestamp.before.max.ms")
+                .unwrap_or(broker.log_message_timestamp_before_max_ms),
+            timestamp_after_max_ms: get(configs, "message.timestamp.after.max.ms")
+                .unwrap_or(broker.log_message_timestamp_after_max_ms),
         }
     }
 }

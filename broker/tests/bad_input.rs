@@ -23,6 +23,7 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const MESSAGE_TOO_LARGE: i16 = 10;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
 const INVALID_REQUIRED_ACKS: i16 = 21;
+const INVALID_RECORD: i16 = 87;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const UNSUPPORTED_VERSION: i16 = 35;
 
@@ -168,6 +169,84 @@ fn a_bad_crc_is_a_corrupt_message() {
     let (error, _) = produce(&mut bystander, GUARDED, 0, tampered.into(), -1);
     assert_eq!(error, CORRUPT_MESSAGE);
     assert_still_serving(&mut node, &mut bystander, "a bad CRC");
+}
+
+/// `batch` with its record section replaced by `section` under codec bits `codec`, and
+/// its length and CRC made to match: a batch only its records can give away.
+fn with_section(batch: &[u8], codec: i16, section: &[u8]) -> Bytes {
+    const HEADER_LEN: usize = 61;
+    let mut out = batch[..HEADER_LEN].to_vec();
+    out[21..23].copy_from_slice(&codec.to_be_bytes());
+    out.extend_from_slice(section);
+    let batch_length = (out.len() - 12) as i32;
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out.into()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn poisoned_compressed_batches_are_refused_and_bombs_are_too_large() {
+    let mut node = Node::start_with(&["--max-inflated-batch-bytes", "1048576"]);
+    let mut bystander = node.try_connect().unwrap();
+    assert_eq!(create_topic(&mut bystander, GUARDED, 1, &[]), 0);
+    let three = record_batch(&[("k", "v"); 3], Compression::None, None);
+    assert_eq!(produce(&mut bystander, GUARDED, 0, three, -1), (0, 0));
+
+    let plain = record_batch(&[("key", "value")], Compression::None, None);
+    let records = &plain[61..];
+    // The key's length is the record's fifth byte (length, attributes, two deltas).
+    let mut long_key = records.to_vec();
+    long_key[4] = 0x90; // zig-zag 5,000 in two bytes
+    long_key.insert(5, 0x4e);
+    long_key[0] += 2; // the record's length, one byte below 64
+    let poisoned = [
+        (
+            "zstd flagged, plain records inside",
+            with_section(&plain, 4, records),
+            CORRUPT_MESSAGE,
+        ),
+        (
+            "gzip flagged, garbage inside",
+            with_section(&plain, 1, b"\x1f\x8bgarbage"),
+            CORRUPT_MESSAGE,
+        ),
+        (
+            "lz4 flagged, nothing inside",
+            with_section(&plain, 3, b""),
+            INVALID_RECORD,
+        ),
+        (
+            "gzip, a key longer than its record",
+            with_section(&plain, 1, &gzip(&long_key)),
+            INVALID_RECORD,
+        ),
+        (
+            "plain, a key longer than its record",
+            with_section(&plain, 0, &long_key),
+            INVALID_RECORD,
+        ),
+    ];
+    for (what, batch, code) in poisoned {
+        let (error, _) = produce(&mut bystander, GUARDED, 0, batch, -1);
+        assert_eq!(error, code, "{what}");
+    }
+    let bomb = record_batch(&[("k", &"x".repeat(2 << 20))], Compression::Gzip, None);
+    assert!(bomb.len() < 64 << 10, "the bomb is {} bytes", bomb.len());
+    assert_eq!(
+        produce(&mut bystander, GUARDED, 0, bomb, -1).0,
+        MESSAGE_TOO_LARGE
+    );
+    assert_still_serving(&mut node, &mut bystander, "poisoned batches");
+    let fits = record_batch(&[("k", &"x".repeat(512 << 10))], Compression::Gzip, None);
+    assert_eq!(produce(&mut bystander, GUARDED, 0, fits, -1), (0, 3));
 }
 
 #[test]

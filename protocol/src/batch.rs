@@ -1,5 +1,6 @@
 //! Record batches (message format v2) as the broker sees them: a fixed 61-byte header it
-//! validates and partly owns, and a payload it never opens on the write path.
+//! validates and partly owns, and a payload it reads once, to validate it, and stores as
+//! it came.
 //!
 //! ```text
 //! offset  size  field                  owner
@@ -23,6 +24,8 @@
 //! batches are stored and served byte for byte as the producer compressed them.
 
 use kafka_protocol::ResponseError;
+
+use crate::records::{RecordsError, TimestampBounds};
 
 pub const MAGIC_V2: i8 = 2;
 pub const HEADER_LEN: usize = 61;
@@ -93,6 +96,12 @@ pub enum BatchError {
     ControlBatch,
     #[error("the records inside the batch are malformed: {0}")]
     MalformedRecords(String),
+    #[error("the records inside the batch are unreadable: {0}")]
+    Undecodable(String),
+    #[error("the batch inflates to more than {0} bytes (max-inflated-batch-bytes)")]
+    InflatesTooLarge(usize),
+    #[error("{0}")]
+    InvalidTimestamp(String),
     #[error("no record batch in the request")]
     Empty,
 }
@@ -107,9 +116,12 @@ impl BatchError {
             | BatchError::MalformedRecords(_)
             | BatchError::Empty => ResponseError::InvalidRecord.code(),
             BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
+            BatchError::InflatesTooLarge(_) => ResponseError::MessageTooLarge.code(),
+            BatchError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp.code(),
             BatchError::Truncated { .. }
             | BatchError::InvalidLength(_)
-            | BatchError::CrcMismatch { .. } => ResponseError::CorruptMessage.code(),
+            | BatchError::CrcMismatch { .. }
+            | BatchError::Undecodable(_) => ResponseError::CorruptMessage.code(),
         }
     }
 }
@@ -201,11 +213,26 @@ impl BatchHeader {
     }
 }
 
+/// The batches of one partition in a produce request, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducedBatches {
+    pub headers: Vec<BatchHeader>,
+    /// A record has no key (a compacted topic refuses them).
+    pub keyless: bool,
+}
+
 /// Validates the records of one partition in a produce request: one or more complete v2
-/// batches back to back, each with a matching CRC, a known codec, consistent offsets and
-/// no control flag. Uncompressed batches also have their records' framing checked.
-pub fn validate_produce_records(records: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
+/// batches back to back, each with a matching CRC, a known codec, consistent offsets, no
+/// control flag, and records a consumer can read, with timestamps within `times` (see
+/// [`crate::records::check_produced`]; compressed ones inflate to at most `inflate_limit`
+/// bytes).
+pub fn validate_produce_records(
+    records: &[u8],
+    inflate_limit: usize,
+    times: &TimestampBounds,
+) -> Result<ProducedBatches, BatchError> {
     let mut headers = Vec::new();
+    let mut keyless = false;
     let mut rest = records;
     while !rest.is_empty() {
         let header = BatchHeader::parse(rest)?;
@@ -224,9 +251,8 @@ pub fn validate_produce_records(records: &[u8]) -> Result<Vec<BatchHeader>, Batc
                 computed,
             });
         }
-        let codec = header
-            .codec()
-            .ok_or(BatchError::UnknownCodec(header.attributes & 0x7))?;
+        let codec_bits = header.attributes & 0x7;
+        header.codec().ok_or(BatchError::UnknownCodec(codec_bits))?;
         if header.is_control() {
             return Err(BatchError::ControlBatch);
         }
@@ -236,17 +262,24 @@ pub fn validate_produce_records(records: &[u8]) -> Result<Vec<BatchHeader>, Batc
                 last_offset_delta: header.last_offset_delta,
             });
         }
-        if codec == Codec::None {
-            crate::records::check_framing(&batch[HEADER_LEN..], header.record_count)
-                .map_err(|e| BatchError::MalformedRecords(e.to_string()))?;
-        }
+        let summary = crate::records::check_produced(batch, &header, inflate_limit, times)
+            .map_err(|e| match e {
+                RecordsError::TooLarge(limit) => BatchError::InflatesTooLarge(limit),
+                RecordsError::Timestamp { .. } => BatchError::InvalidTimestamp(e.to_string()),
+                RecordsError::Decompress { .. } => BatchError::Undecodable(e.to_string()),
+                RecordsError::UnknownCodec => BatchError::UnknownCodec(codec_bits),
+                RecordsError::Framing(_) | RecordsError::Record { .. } => {
+                    BatchError::MalformedRecords(e.to_string())
+                }
+            })?;
+        keyless |= summary.keyless;
         headers.push(header);
         rest = &rest[len..];
     }
     if headers.is_empty() {
         return Err(BatchError::Empty);
     }
-    Ok(headers)
+    Ok(ProducedBatches { headers, keyless })
 }
 
 /// The header bytes [`patch_header`] writes to (base offset, length, partition leader
@@ -279,6 +312,9 @@ pub(crate) mod tests {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
+
+    const LIMIT: usize = 1 << 20;
+    const ANY: TimestampBounds = TimestampBounds::ANY;
 
     /// Encodes a batch the way a producer would, with the Kafka crate's client-side encoder.
     pub(crate) fn producer_batch(
@@ -344,7 +380,9 @@ pub(crate) mod tests {
             Compression::Zstd,
         ] {
             let batch = producer_batch(c, &["a", "bb", "ccc"], 1000);
-            let headers = validate_produce_records(&batch).unwrap();
+            let headers = validate_produce_records(&batch, LIMIT, &ANY)
+                .unwrap()
+                .headers;
             assert_eq!(headers.len(), 1);
             assert_eq!(headers[0].record_count, 3);
             assert_eq!(headers[0].max_timestamp, 1020);
@@ -355,7 +393,9 @@ pub(crate) mod tests {
     fn accepts_several_batches_back_to_back() {
         let mut data = producer_batch(Compression::None, &["a"], 1);
         data.extend(producer_batch(Compression::Gzip, &["b", "c"], 2));
-        let headers = validate_produce_records(&data).unwrap();
+        let headers = validate_produce_records(&data, LIMIT, &ANY)
+            .unwrap()
+            .headers;
         assert_eq!(
             headers.iter().map(|h| h.record_count).collect::<Vec<_>>(),
             [1, 2]
@@ -368,7 +408,7 @@ pub(crate) mod tests {
         let mut batch = producer_batch(Compression::None, &["hello"], 1);
         let last = batch.len() - 1;
         batch[last] ^= 0x40;
-        let err = validate_produce_records(&batch).unwrap_err();
+        let err = validate_produce_records(&batch, LIMIT, &ANY).unwrap_err();
         assert!(matches!(err, BatchError::CrcMismatch { .. }));
         assert_eq!(err.error_code(), ResponseError::CorruptMessage.code());
     }
@@ -377,29 +417,251 @@ pub(crate) mod tests {
     fn truncated_old_magic_and_empty_inputs_are_refused() {
         let batch = producer_batch(Compression::None, &["hello"], 1);
         assert!(matches!(
-            validate_produce_records(&batch[..batch.len() - 1]),
+            validate_produce_records(&batch[..batch.len() - 1], LIMIT, &ANY),
             Err(BatchError::Truncated { .. })
         ));
         assert!(matches!(
-            validate_produce_records(&batch[..30]),
+            validate_produce_records(&batch[..30], LIMIT, &ANY),
             Err(BatchError::Truncated { .. })
         ));
         let mut v1 = batch.clone();
         v1[16] = 1;
         assert_eq!(
-            validate_produce_records(&v1),
+            validate_produce_records(&v1, LIMIT, &ANY),
             Err(BatchError::UnsupportedMagic(1))
         );
-        assert_eq!(validate_produce_records(&[]), Err(BatchError::Empty));
+        assert_eq!(
+            validate_produce_records(&[], LIMIT, &ANY),
+            Err(BatchError::Empty)
+        );
     }
 
     #[test]
     fn patching_keeps_the_crc_valid() {
         let mut batch = producer_batch(Compression::Lz4, &["x", "y"], 5);
         patch_header(&mut batch, 1234, 7);
-        let header = validate_produce_records(&batch).unwrap()[0];
+        let header = validate_produce_records(&batch, LIMIT, &ANY)
+            .unwrap()
+            .headers[0];
         assert_eq!(header.base_offset, 1234);
         assert_eq!(header.partition_leader_epoch, 7);
         assert_eq!(header.last_offset(), 1235);
+    }
+
+    /// A batch whose record section is `payload` as sent (compressed already when `codec`
+    /// says so), claiming `count` records, with a valid CRC: what a producer could send.
+    fn raw_batch(codec: i16, count: i32, payload: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; HEADER_LEN];
+        b[16] = MAGIC_V2 as u8;
+        b[21..23].copy_from_slice(&codec.to_be_bytes());
+        b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+        b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
+        b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
+        b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+        b[57..61].copy_from_slice(&count.to_be_bytes());
+        b.extend_from_slice(payload);
+        let len = (b.len() - LOG_OVERHEAD) as i32;
+        b[8..12].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn varint(value: i64, out: &mut Vec<u8>) {
+        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+        while zigzag >= 0x80 {
+            out.push(zigzag as u8 | 0x80);
+            zigzag >>= 7;
+        }
+        out.push(zigzag as u8);
+    }
+
+    /// A length-prefixed byte string, `None` as length -1.
+    fn string(bytes: Option<&[u8]>, out: &mut Vec<u8>) {
+        match bytes {
+            Some(b) => {
+                varint(b.len() as i64, out);
+                out.extend_from_slice(b);
+            }
+            None => varint(-1, out),
+        }
+    }
+
+    /// One record at `offset_delta`: its key, value and headers are `body`, as encoded.
+    fn record(offset_delta: i64, body: &[u8]) -> Vec<u8> {
+        let mut inner = vec![0u8];
+        varint(0, &mut inner);
+        varint(offset_delta, &mut inner);
+        inner.extend_from_slice(body);
+        let mut out = Vec::new();
+        varint(inner.len() as i64, &mut out);
+        out.extend(inner);
+        out
+    }
+
+    /// Key, value and no headers.
+    fn body(key: Option<&[u8]>, value: Option<&[u8]>) -> Vec<u8> {
+        let mut out = Vec::new();
+        string(key, &mut out);
+        string(value, &mut out);
+        varint(0, &mut out);
+        out
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn refusal(batch: &[u8]) -> ResponseError {
+        let error = validate_produce_records(batch, LIMIT, &ANY).unwrap_err();
+        ResponseError::try_from_code(error.error_code()).unwrap()
+    }
+
+    #[test]
+    fn compressed_payloads_that_do_not_decompress_are_corrupt() {
+        let kv = record(0, &body(Some(b"k"), Some(b"v")));
+        let zstd = zstd::encode_all(&kv[..], 3).unwrap();
+        let mut garbage = zstd[..4].to_vec();
+        garbage.extend_from_slice(b"not what the magic promised");
+        assert_eq!(
+            refusal(&raw_batch(4, 1, &garbage)),
+            ResponseError::CorruptMessage
+        );
+        // Flagged gzip, holding zstd.
+        assert_eq!(
+            refusal(&raw_batch(1, 1, &zstd)),
+            ResponseError::CorruptMessage
+        );
+        let snappy = snap::raw::Encoder::new().compress_vec(&kv).unwrap();
+        let truncated = refusal(&raw_batch(2, 1, &snappy[..snappy.len() - 2]));
+        assert!(
+            matches!(
+                truncated,
+                ResponseError::CorruptMessage | ResponseError::InvalidRecord
+            ),
+            "{truncated:?}"
+        );
+        let empty_lz4 = refusal(&raw_batch(3, 1, &[]));
+        assert!(
+            matches!(
+                empty_lz4,
+                ResponseError::CorruptMessage | ResponseError::InvalidRecord
+            ),
+            "{empty_lz4:?}"
+        );
+    }
+
+    #[test]
+    fn records_a_consumer_cannot_read_are_invalid_whatever_the_codec() {
+        let kv = || body(Some(b"k"), Some(b"v"));
+        let mut long_key = Vec::new();
+        varint(5_000, &mut long_key);
+        long_key.extend_from_slice(&[b'x'; 20]);
+        let mut null_header_key = body(Some(b"k"), Some(b"v"));
+        null_header_key.pop();
+        varint(1, &mut null_header_key);
+        string(None, &mut null_header_key);
+        string(Some(b"x"), &mut null_header_key);
+        let mut trailing = kv();
+        trailing.push(0);
+        let cases: Vec<(&str, i32, Vec<u8>)> = vec![
+            ("a key longer than its record", 1, record(0, &long_key)),
+            ("a header with a null key", 1, record(0, &null_header_key)),
+            ("bytes after the last header", 1, record(0, &trailing)),
+            (
+                "three records at one offset delta",
+                3,
+                [record(0, &kv()), record(0, &kv()), record(0, &kv())].concat(),
+            ),
+            (
+                "offset deltas running backwards",
+                2,
+                [record(1, &kv()), record(0, &kv())].concat(),
+            ),
+            (
+                "a count of 2^31-1 for one record",
+                i32::MAX,
+                record(0, &kv()),
+            ),
+            (
+                "fewer records than counted",
+                3,
+                [record(0, &kv()), record(1, &kv())].concat(),
+            ),
+            (
+                "more records than counted",
+                1,
+                [record(0, &kv()), record(1, &kv())].concat(),
+            ),
+        ];
+        for (what, count, records) in cases {
+            for (codec, payload) in [(0, records.clone()), (1, gzip(&records))] {
+                assert_eq!(
+                    refusal(&raw_batch(codec, count, &payload)),
+                    ResponseError::InvalidRecord,
+                    "{what}, codec {codec}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_that_inflates_past_the_limit_is_too_large() {
+        let big = record(0, &body(Some(b"k"), Some(&vec![b'x'; 2 * LIMIT])));
+        let batch = raw_batch(1, 1, &gzip(&big));
+        assert!(batch.len() < LIMIT / 64, "a bomb: {} bytes", batch.len());
+        assert_eq!(refusal(&batch), ResponseError::MessageTooLarge);
+        assert!(validate_produce_records(&batch, 4 * LIMIT, &ANY).is_ok());
+    }
+
+    #[test]
+    fn null_keys_null_values_and_headers_are_valid_and_keyless_is_reported() {
+        let mut with_headers = body(None, None);
+        with_headers.pop();
+        varint(2, &mut with_headers);
+        for (key, value) in [(&b"h1"[..], Some(&b"x"[..])), (b"h2", None)] {
+            string(Some(key), &mut with_headers);
+            string(value, &mut with_headers);
+        }
+        let records = [record(0, &body(Some(b"k"), None)), record(1, &with_headers)].concat();
+        for codec in [0, 1] {
+            let payload = if codec == 0 {
+                records.clone()
+            } else {
+                gzip(&records)
+            };
+            let validated =
+                validate_produce_records(&raw_batch(codec, 2, &payload), LIMIT, &ANY).unwrap();
+            assert!(validated.keyless, "codec {codec}");
+        }
+        let keyed = raw_batch(0, 1, &record(0, &body(Some(b"k"), Some(b"v"))));
+        assert!(
+            !validate_produce_records(&keyed, LIMIT, &ANY)
+                .unwrap()
+                .keyless
+        );
+    }
+
+    #[test]
+    fn record_times_outside_the_bounds_are_invalid_timestamps() {
+        let batch = producer_batch(Compression::Zstd, &["a", "b"], 1_000);
+        let around = |now, before, after| TimestampBounds::around(now, before, after);
+        assert!(validate_produce_records(&batch, LIMIT, &around(1_005, 10, 5)).is_ok());
+        for (bounds, what) in [
+            (around(1_005, 10, 4), "the second record is too far ahead"),
+            (around(1_011, 10, 0), "the first record is too far behind"),
+        ] {
+            let error = validate_produce_records(&batch, LIMIT, &bounds).unwrap_err();
+            assert_eq!(
+                error.error_code(),
+                ResponseError::InvalidTimestamp.code(),
+                "{what}"
+            );
+        }
+        let untimed = producer_batch(Compression::None, &["a"], -1);
+        assert!(validate_produce_records(&untimed, LIMIT, &around(0, 0, 0)).is_ok());
     }
 }

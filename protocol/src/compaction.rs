@@ -11,7 +11,7 @@
 use std::io::Write;
 
 use crate::batch::{BatchHeader, Codec, CRC_START, HEADER_LEN, LOG_OVERHEAD};
-use crate::records::{decompress, read_varint, RecordsError};
+use crate::records::{decompress, split_records, Record, RecordsError};
 
 /// One record as the cleaner sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,60 +33,13 @@ pub enum Cleaned {
     Rebuilt(Vec<u8>),
 }
 
-/// A record of an uncompressed record section: its fields and its bytes, length included.
-struct RawRecord<'a> {
-    record: KeyedRecord<'a>,
-    bytes: &'a [u8],
-}
-
-fn split_records<'a>(
-    mut data: &'a [u8],
-    header: &BatchHeader,
-) -> Result<Vec<RawRecord<'a>>, RecordsError> {
-    let framing = RecordsError::Framing;
-    let mut out = Vec::with_capacity(header.record_count.clamp(0, 1 << 16) as usize);
-    for _ in 0..header.record_count {
-        let whole = data;
-        let len = read_varint(&mut data, 5)?;
-        if len < 0 || len as usize > data.len() {
-            return Err(framing("record length exceeds the batch"));
-        }
-        let (mut record, rest) = data.split_at(len as usize);
-        data = rest;
-        let bytes = &whole[..whole.len() - data.len()];
-        record = record.get(1..).ok_or(framing("record has no attributes"))?;
-        read_varint(&mut record, 10)?;
-        let offset_delta = read_varint(&mut record, 5)?;
-        let key = read_bytes(&mut record)?;
-        let value_len = read_varint(&mut record, 5)?;
-        out.push(RawRecord {
-            record: KeyedRecord {
-                offset: header.base_offset + offset_delta,
-                key,
-                tombstone: value_len < 0,
-            },
-            bytes,
-        });
+/// The cleaner's view of a record.
+fn keyed<'a>(header: &BatchHeader, record: &Record<'a>) -> KeyedRecord<'a> {
+    KeyedRecord {
+        offset: header.base_offset + record.offset_delta,
+        key: record.key,
+        tombstone: record.value.is_none(),
     }
-    if !data.is_empty() {
-        return Err(framing("bytes left after the last record"));
-    }
-    Ok(out)
-}
-
-/// A varint-length-prefixed byte string; `None` for length -1.
-fn read_bytes<'a>(buf: &mut &'a [u8]) -> Result<Option<&'a [u8]>, RecordsError> {
-    let len = read_varint(buf, 5)?;
-    if len < 0 {
-        return Ok(None);
-    }
-    let len = len as usize;
-    if len > buf.len() {
-        return Err(RecordsError::Framing("key runs past its record"));
-    }
-    let (bytes, rest) = buf.split_at(len);
-    *buf = rest;
-    Ok(Some(bytes))
 }
 
 fn header_of(batch: &[u8]) -> Result<BatchHeader, RecordsError> {
@@ -105,17 +58,10 @@ pub fn for_each_keyed_record(
         return Ok(());
     }
     let data = decompress(batch, limit)?;
-    for raw in split_records(&data, &header)? {
-        each(raw.record);
+    for record in split_records(&data, header.record_count)? {
+        each(keyed(&header, &record));
     }
     Ok(())
-}
-
-/// Whether a batch holds a record without a key, which a compacted topic refuses.
-pub fn has_keyless_record(batch: &[u8], limit: usize) -> Result<bool, RecordsError> {
-    let mut keyless = false;
-    for_each_keyed_record(batch, limit, |r| keyless |= r.key.is_none())?;
-    Ok(keyless)
 }
 
 /// Rebuilds a stored batch with the records `keep` says stay. Control batches stay whole.
@@ -129,11 +75,11 @@ pub fn clean_batch(
         return Ok(Cleaned::Unchanged);
     }
     let data = decompress(batch, limit)?;
-    let records = split_records(&data, &header)?;
+    let records = split_records(&data, header.record_count)?;
     let total = records.len();
     let kept: Vec<&[u8]> = records
         .into_iter()
-        .filter(|r| keep(r.record))
+        .filter(|r| keep(keyed(&header, r)))
         .map(|r| r.bytes)
         .collect();
     if kept.len() == total {
@@ -228,7 +174,6 @@ mod tests {
                 clean_batch(&batch, 1 << 20, |_| true).unwrap(),
                 Cleaned::Unchanged
             );
-            assert!(has_keyless_record(&batch, 1 << 20).unwrap());
             let Cleaned::Rebuilt(cleaned) =
                 clean_batch(&batch, 1 << 20, |r| r.offset == 41 || r.offset == 43).unwrap()
             else {
@@ -260,15 +205,19 @@ mod tests {
             assert_eq!((header.record_count, header.last_offset_delta), (0, 3));
             assert!(keys_of(&empty).is_empty());
             // Only the record count differs from what a producer may send.
-            assert!(validate_produce_records(&cleaned)
-                .is_err_and(|e| matches!(e, crate::batch::BatchError::InconsistentOffsets { .. })));
+            assert!(validate_produce_records(
+                &cleaned,
+                1 << 20,
+                &crate::records::TimestampBounds::ANY
+            )
+            .is_err_and(|e| matches!(e, crate::batch::BatchError::InconsistentOffsets { .. })));
         }
     }
 
     #[test]
     fn garbage_records_are_an_error_not_a_panic() {
         let mut batch = producer_batch_with_keys(Compression::None, &[(Some("k"), Some("v"))], 0);
-        assert!(!has_keyless_record(&batch, 1 << 20).unwrap());
+        assert!(for_each_keyed_record(&batch, 1 << 20, |_| {}).is_ok());
         let last = batch.len() - 4;
         batch[HEADER_LEN] = 0x7f; // a record length past the end
         batch[last] = 0xff;

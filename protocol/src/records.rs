@@ -1,11 +1,14 @@
-//! Reading individual records out of a stored v2 batch, for the few places the broker must
-//! look inside one (finding the first record at or after a timestamp).
+//! Reading the records out of a v2 batch: Produce reads every record of a batch before it
+//! is stored, and the broker looks inside stored ones in a few places (finding the first
+//! record at or after a timestamp, log compaction).
 //!
 //! Each record is `length: varint, attributes: i8, timestamp_delta: varlong,
-//! offset_delta: varint, key, value, headers`, where varints are zig-zag LEB128. Only the
-//! framing, timestamp and offset are read here. Decompression is capped so a small batch
-//! that inflates to gigabytes cannot exhaust memory.
+//! offset_delta: varint, key_length: varint, key, value_length: varint, value,
+//! header_count: varint, headers`, each header `key_length, key, value_length, value`, where
+//! varints are zig-zag LEB128 and a length of -1 is null. Decompression is capped so a
+//! small batch that inflates to gigabytes cannot exhaust memory.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use crate::batch::{BatchHeader, Codec, HEADER_LEN};
@@ -21,6 +24,8 @@ pub struct RecordStamp {
 pub enum RecordsError {
     #[error("record framing is invalid: {0}")]
     Framing(&'static str),
+    #[error("record {index} is invalid: {problem}")]
+    Record { index: i32, problem: &'static str },
     #[error("cannot decompress {codec:?} batch: {source}")]
     Decompress {
         codec: Codec,
@@ -30,6 +35,177 @@ pub enum RecordsError {
     TooLarge(usize),
     #[error("unknown compression codec")]
     UnknownCodec,
+    #[error(
+        "record {index} has timestamp {timestamp}, outside [{}, {}] \
+         (message.timestamp.before.max.ms and after.max.ms around the broker's clock)",
+        bounds.earliest, bounds.latest
+    )]
+    Timestamp {
+        index: i32,
+        timestamp: i64,
+        bounds: TimestampBounds,
+    },
+}
+
+/// The record timestamps Produce accepts: Kafka's message.timestamp.before.max.ms and
+/// after.max.ms around the broker's clock. A record without one (-1) always passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampBounds {
+    pub earliest: i64,
+    pub latest: i64,
+}
+
+impl TimestampBounds {
+    pub const ANY: TimestampBounds = TimestampBounds {
+        earliest: i64::MIN,
+        latest: i64::MAX,
+    };
+
+    pub fn around(now_ms: i64, before_max_ms: i64, after_max_ms: i64) -> Self {
+        TimestampBounds {
+            earliest: now_ms.saturating_sub(before_max_ms),
+            latest: now_ms.saturating_add(after_max_ms),
+        }
+    }
+
+    fn admit(&self, timestamp: i64) -> bool {
+        timestamp == -1 || (self.earliest..=self.latest).contains(&timestamp)
+    }
+}
+
+/// One record of an uncompressed record section, every field read.
+pub(crate) struct Record<'a> {
+    pub timestamp_delta: i64,
+    pub offset_delta: i64,
+    /// `None`: the record has no key.
+    pub key: Option<&'a [u8]>,
+    /// `None`: a null value (a tombstone on a compacted topic).
+    pub value: Option<&'a [u8]>,
+    /// The whole record, its length prefix included.
+    pub bytes: &'a [u8],
+}
+
+/// Reads the next record of `data` whole, as a consumer will: every length inside it must
+/// fit, and nothing may follow its last header.
+pub(crate) fn read_record<'a>(data: &mut &'a [u8]) -> Result<Record<'a>, &'static str> {
+    let whole = *data;
+    let len = read_varint(data, 5).map_err(|_| "its length is unreadable")?;
+    if len < 0 || len as usize > data.len() {
+        return Err("its length runs past the batch");
+    }
+    let (mut record, rest) = data.split_at(len as usize);
+    *data = rest;
+    let bytes = &whole[..whole.len() - rest.len()];
+    record = record.get(1..).ok_or("it has no attributes")?;
+    let field =
+        |buf: &mut &'a [u8], max| read_varint(buf, max).map_err(|_| "a field is unreadable");
+    let timestamp_delta = field(&mut record, 10)?;
+    let offset_delta = field(&mut record, 5)?;
+    let key = read_bytes(&mut record, "its key runs past its end")?;
+    let value = read_bytes(&mut record, "its value runs past its end")?;
+    let headers = field(&mut record, 5)?;
+    if headers < 0 {
+        return Err("its header count is negative");
+    }
+    for _ in 0..headers {
+        if read_bytes(&mut record, "a header key runs past its end")?.is_none() {
+            return Err("a header key is null");
+        }
+        read_bytes(&mut record, "a header value runs past its end")?;
+    }
+    if !record.is_empty() {
+        return Err("bytes follow its last header");
+    }
+    Ok(Record {
+        timestamp_delta,
+        offset_delta,
+        key,
+        value,
+        bytes,
+    })
+}
+
+/// A varint-length-prefixed byte string; `None` for length -1.
+fn read_bytes<'a>(
+    buf: &mut &'a [u8],
+    overrun: &'static str,
+) -> Result<Option<&'a [u8]>, &'static str> {
+    let len = read_varint(buf, 5).map_err(|_| "a length is unreadable")?;
+    if len < -1 {
+        return Err("a length is below -1");
+    }
+    if len == -1 {
+        return Ok(None);
+    }
+    let len = len as usize;
+    if len > buf.len() {
+        return Err(overrun);
+    }
+    let (bytes, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(Some(bytes))
+}
+
+/// The records of an uncompressed record section, exactly `count` of them.
+pub(crate) fn split_records(mut data: &[u8], count: i32) -> Result<Vec<Record<'_>>, RecordsError> {
+    let mut out = Vec::with_capacity(count.clamp(0, 1 << 16) as usize);
+    for index in 0..count {
+        let record =
+            read_record(&mut data).map_err(|problem| RecordsError::Record { index, problem })?;
+        out.push(record);
+    }
+    if !data.is_empty() {
+        return Err(RecordsError::Framing("bytes left after the last record"));
+    }
+    Ok(out)
+}
+
+/// What reading every record of a produced batch found out, besides that it is valid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordsSummary {
+    /// A record has no key (a compacted topic refuses the batch).
+    pub keyless: bool,
+}
+
+/// Reads every record of a produced batch, as Kafka's broker does before it stores one,
+/// so that nothing a consumer cannot read is ever stored: the record section inflates to
+/// at most `limit` bytes and holds exactly the header's record count, each record framed
+/// whole, with offset deltas 0, 1, 2, ... as the header's last offset delta says, and a
+/// timestamp within `times`.
+pub fn check_produced(
+    batch: &[u8],
+    header: &BatchHeader,
+    limit: usize,
+    times: &TimestampBounds,
+) -> Result<RecordsSummary, RecordsError> {
+    let data = decompress(batch, limit)?;
+    let mut rest = &data[..];
+    let mut summary = RecordsSummary::default();
+    for index in 0..header.record_count {
+        let record =
+            read_record(&mut rest).map_err(|problem| RecordsError::Record { index, problem })?;
+        if record.offset_delta != i64::from(index) {
+            return Err(RecordsError::Record {
+                index,
+                problem: "its offset delta is not its position in the batch",
+            });
+        }
+        let timestamp = header.base_timestamp.saturating_add(record.timestamp_delta);
+        if !times.admit(timestamp) {
+            return Err(RecordsError::Timestamp {
+                index,
+                timestamp,
+                bounds: *times,
+            });
+        }
+        summary.keyless |= record.key.is_none();
+    }
+    if !rest.is_empty() {
+        return Err(RecordsError::Framing(
+            "bytes follow the last record the header counts",
+        ));
+    }
+    Ok(summary)
 }
 
 /// Reads a zig-zag varint of at most `max_bytes` bytes.
@@ -48,36 +224,9 @@ pub(crate) fn read_varint(buf: &mut &[u8], max_bytes: usize) -> Result<i64, Reco
     Err(RecordsError::Framing("varint is too long"))
 }
 
-/// Walks `count` records in an uncompressed record section, calling `visit` with each
-/// record's offset delta and timestamp delta.
-fn walk(mut data: &[u8], count: i32, mut visit: impl FnMut(i32, i64)) -> Result<(), RecordsError> {
-    for _ in 0..count {
-        let len = read_varint(&mut data, 5)?;
-        if len < 0 || len as usize > data.len() {
-            return Err(RecordsError::Framing("record length exceeds the batch"));
-        }
-        let (mut record, rest) = data.split_at(len as usize);
-        data = rest;
-        record = record
-            .get(1..)
-            .ok_or(RecordsError::Framing("record has no attributes"))?;
-        let timestamp_delta = read_varint(&mut record, 10)?;
-        let offset_delta = read_varint(&mut record, 5)?;
-        visit(offset_delta as i32, timestamp_delta);
-    }
-    if !data.is_empty() {
-        return Err(RecordsError::Framing("bytes left after the last record"));
-    }
-    Ok(())
-}
-
-/// Checks that an uncompressed record section holds exactly `count` well-framed records.
-pub fn check_framing(records: &[u8], count: i32) -> Result<(), RecordsError> {
-    walk(records, count, |_, _| {})
-}
-
-/// Decompresses the record section of `batch`, refusing to produce more than `limit` bytes.
-pub fn decompress(batch: &[u8], limit: usize) -> Result<Vec<u8>, RecordsError> {
+/// The record section of `batch`, decompressed (refusing to produce more than `limit`
+/// bytes) or, uncompressed, as it is.
+pub fn decompress(batch: &[u8], limit: usize) -> Result<Cow<'_, [u8]>, RecordsError> {
     let header =
         BatchHeader::parse(batch).map_err(|_| RecordsError::Framing("bad batch header"))?;
     let end = header.total_len().min(batch.len());
@@ -91,7 +240,7 @@ pub fn decompress(batch: &[u8], limit: usize) -> Result<Vec<u8>, RecordsError> {
             .map_err(|source| RecordsError::Decompress { codec, source })
     };
     match codec {
-        Codec::None => out.extend_from_slice(payload),
+        Codec::None => return Ok(Cow::Borrowed(payload)),
         Codec::Gzip => read(&mut flate2::read::GzDecoder::new(payload), &mut out)?,
         Codec::Snappy => snappy_decompress(payload, limit, &mut out)?,
         Codec::Lz4 => {
@@ -108,7 +257,7 @@ pub fn decompress(batch: &[u8], limit: usize) -> Result<Vec<u8>, RecordsError> {
     if out.len() > limit {
         return Err(RecordsError::TooLarge(limit));
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// The Java client's snappy framing ("xerial"): a 16-byte magic header, then blocks of
@@ -155,18 +304,13 @@ pub fn record_stamps(batch: &[u8], limit: usize) -> Result<Vec<RecordStamp>, Rec
     let header =
         BatchHeader::parse(batch).map_err(|_| RecordsError::Framing("bad batch header"))?;
     let data = decompress(batch, limit)?;
-    let mut stamps = Vec::with_capacity(header.record_count.clamp(0, 1 << 16) as usize);
-    walk(
-        &data,
-        header.record_count,
-        |offset_delta, timestamp_delta| {
-            stamps.push(RecordStamp {
-                offset: header.base_offset + offset_delta as i64,
-                timestamp: header.base_timestamp.saturating_add(timestamp_delta),
-            })
-        },
-    )?;
-    Ok(stamps)
+    Ok(split_records(&data, header.record_count)?
+        .iter()
+        .map(|r| RecordStamp {
+            offset: header.base_offset + r.offset_delta,
+            timestamp: header.base_timestamp.saturating_add(r.timestamp_delta),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -219,10 +363,17 @@ mod tests {
     }
 
     #[test]
-    fn a_miscounted_uncompressed_batch_is_malformed() {
-        let batch = producer_batch(Compression::None, &["a", "b"], 0);
-        assert!(check_framing(&batch[HEADER_LEN..], 2).is_ok());
-        assert!(check_framing(&batch[HEADER_LEN..], 3).is_err());
-        assert!(check_framing(&batch[HEADER_LEN..], 1).is_err());
+    fn a_miscounted_batch_is_malformed() {
+        let batch = producer_batch(Compression::Gzip, &["a", "b"], 0);
+        let header = BatchHeader::parse(&batch).unwrap();
+        assert!(check_produced(&batch, &header, 1 << 20, &TimestampBounds::ANY).is_ok());
+        for count in [1, 3] {
+            let claimed = BatchHeader {
+                record_count: count,
+                ..header
+            };
+            let checked = check_produced(&batch, &claimed, 1 << 20, &TimestampBounds::ANY);
+            assert!(checked.is_err(), "{count}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 exactly what was produced, in per-key order."""
 
 import subprocess
+import time
 from collections import defaultdict
 
 import pytest
@@ -170,3 +171,37 @@ def test_a_consumer_catching_up_gets_every_record_once_in_order_partly_read_ahea
     assert_per_key_order(got)
     served = broker.metric("strand_fetch_read_ahead_served_bytes_total") - served_before
     assert served > 0, "nothing was served from the read-ahead: the test did not exercise it"
+
+
+def test_create_times_too_far_ahead_are_refused_and_a_topic_may_allow_them(broker):
+    """Kafka 4's log.message.timestamp.after.max.ms (one hour): a record stamped two hours
+    ahead gets INVALID_TIMESTAMP, unless its topic's message.timestamp.after.max.ms
+    allows it; the records around it are stored."""
+    from confluent_kafka import KafkaError, Producer
+
+    ahead = int(time.time() * 1000) + 2 * 3_600_000
+    create_topic(broker.bootstrap, "strict-times")
+    create_topic(broker.bootstrap, "lenient-times", **{"message.timestamp.after.max.ms": str(3 * 3_600_000)})
+    outcome = {}
+
+    def delivered(err, msg):
+        outcome[(msg.topic(), msg.value())] = err.code() if err else msg.offset()
+
+    # One record per request (no batching), so the refused one takes nothing else with it.
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0, "max.in.flight": 1,
+                  "enable.idempotence": False, "retries": 0})
+    for topic in ("strict-times", "lenient-times"):
+        p.produce(topic, value=b"now", on_delivery=delivered)
+        p.flush(30)
+        p.produce(topic, value=b"ahead", timestamp=ahead, on_delivery=delivered)
+        p.flush(30)
+        p.produce(topic, value=b"after", on_delivery=delivered)
+        p.flush(30)
+    assert outcome == {
+        ("strict-times", b"now"): 0,
+        ("strict-times", b"ahead"): KafkaError.INVALID_TIMESTAMP,
+        ("strict-times", b"after"): 1,
+        ("lenient-times", b"now"): 0,
+        ("lenient-times", b"ahead"): 1,
+        ("lenient-times", b"after"): 2,
+    }

@@ -94,6 +94,17 @@ pub(crate) fn topic_entries(broker: &Broker, stored: &BTreeMap<String, String>) 
             broker.config.max_message_bytes.to_string(),
         ),
         ("message.timestamp.type", "CreateTime".to_string()),
+        (
+            "message.timestamp.before.max.ms",
+            broker
+                .config
+                .log_message_timestamp_before_max_ms
+                .to_string(),
+        ),
+        (
+            "message.timestamp.after.max.ms",
+            broker.config.log_message_timestamp_after_max_ms.to_string(),
+        ),
         ("retention.ms", broker.config.log_retention_ms.to_string()),
         (
             "retention.bytes",
@@ -149,6 +160,14 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
         ),
         ("message.max.bytes", c.max_message_bytes.to_string()),
         ("socket.request.max.bytes", c.max_request_bytes.to_string()),
+        (
+            "log.message.timestamp.before.max.ms",
+            c.log_message_timestamp_before_max_ms.to_string(),
+        ),
+        (
+            "log.message.timestamp.after.max.ms",
+            c.log_message_timestamp_after_max_ms.to_string(),
+        ),
         (
             "group.min.session.timeout.ms",
             c.group_min_session_timeout.as_millis().to_string(),

@@ -22,7 +22,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
 use strand_protocol::batch::{split_batches, validate_produce_records, BatchError};
-use strand_protocol::compaction::has_keyless_record;
+use strand_protocol::records::TimestampBounds;
 use strand_raft::{
     AppendBatches, BatchSummary, Command, PartitionReplica, Proposal, ProposeError, Rejection,
     Response, TopicInfo,
@@ -34,9 +34,6 @@ use crate::cluster::{self, TopicError};
 use crate::topics::TopicSettings;
 use crate::unsafe_modes::UnsafeMode;
 use crate::Broker;
-
-/// The most a batch of a compacted topic may inflate to while its keys are checked.
-const INFLATE_LIMIT: usize = 256 << 20;
 
 /// Advertised from v0 although only v3+ is decoded, as Kafka 4 does: librdkafka turns
 /// compression off when Produce v0 is missing. v0-v2 requests are refused by the codec.
@@ -304,10 +301,10 @@ async fn submit_partition(
     }
 
     let records: Bytes = data.records.unwrap_or_default();
-    let headers = validate_produce_records(&records).map_err(batch_failure)?;
     let settings = TopicSettings::resolve(&topic.configs, &broker.config);
-    if let Some(big) = headers
-        .iter()
+    // Before anything is decompressed.
+    if let Some(big) = split_batches(&records)
+        .map(|(header, _)| header)
         .find(|h| h.total_len() > settings.max_message_bytes as usize)
     {
         return Err(Failure {
@@ -320,6 +317,15 @@ async fn submit_partition(
             leader: None,
         });
     }
+    let times = TimestampBounds::around(
+        crate::groups::now_ms(),
+        settings.timestamp_before_max_ms,
+        settings.timestamp_after_max_ms,
+    );
+    let validated =
+        validate_produce_records(&records, broker.config.max_inflated_batch_bytes, &times)
+            .map_err(batch_failure)?;
+    let headers = validated.headers;
     if headers.iter().any(|h| h.is_transactional()) {
         return Err(Failure {
             error: ResponseError::InvalidRecord,
@@ -327,25 +333,16 @@ async fn submit_partition(
             leader: None,
         });
     }
-    if settings.compact {
+    if settings.compact && validated.keyless {
         // The cleaner keeps each key's last record: a record without a key has no place.
-        let keyless = split_batches(&records)
-            .map(|(_, batch)| has_keyless_record(batch, INFLATE_LIMIT))
-            .find(|found| !matches!(found, Ok(false)));
-        if let Some(found) = keyless {
-            let message = match found {
-                Err(e) => format!("cannot read the records: {e}"),
-                Ok(_) => format!(
-                    "compacted topic {} cannot accept a record without a key",
-                    topic.name
-                ),
-            };
-            return Err(Failure {
-                error: ResponseError::InvalidRecord,
-                message: Some(message),
-                leader: None,
-            });
-        }
+        return Err(Failure {
+            error: ResponseError::InvalidRecord,
+            message: Some(format!(
+                "compacted topic {} cannot accept a record without a key",
+                topic.name
+            )),
+            leader: None,
+        });
     }
     let command = Command::Append(AppendBatches {
         batches: headers
