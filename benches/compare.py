@@ -51,9 +51,9 @@ SYSTEM_LABELS = {
 # kafka-producer-perf-test and the OpenMessaging Benchmark's default NO_KEY workloads);
 # linger and batch size as that benchmark's Kafka latency driver, with linger 5 ms (the
 # Java client's default) rather than 1 ms.
-def client(record_size, keys=0):
+def client(record_size, keys=0, compression="none", content="random"):
     return ["--record-size", str(record_size), "--keys", str(keys), "--linger-ms", "5",
-            "--batch-size", "131072", "--compression", "none", "--producers", "1"]
+            "--batch-size", "131072", "--compression", compression, "--content", content, "--producers", "1"]
 
 
 def size_label(size):
@@ -99,7 +99,8 @@ class Runner:
         self.partitions = args.partitions
 
     def client(self, keys=0):
-        return client(self.args.record_size, keys)
+        return client(self.args.record_size, keys, getattr(self.args, "compression", "none"),
+                      getattr(self.args, "content", "random"))
 
     def make_system(self, name, nodes, tag):
         if name == "strand":
@@ -363,6 +364,10 @@ def main():
                     help="partitions of workloads 1, 2, 3 and 5 (the issue's: 16)")
     ap.add_argument("--many-partitions", type=int, default=1000,
                     help="partitions of workload 4 (the issue's: 1,000)")
+    ap.add_argument("--compression", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"],
+                    help="the producer's compression.type")
+    ap.add_argument("--content", default="random", choices=["random", "words"],
+                    help="payloads: the same random bytes in every record, or fresh JSON-like words that compress")
     ap.add_argument("--keep-others", action="store_true",
                     help="keep the other workloads' results from the existing latest.json (re-run one workload)")
     args = ap.parse_args()
@@ -400,7 +405,7 @@ def main():
         "meta": {
             "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "mode": mode_name, "settings": mode, "revision": git_revision(), "cpus": os.cpu_count(),
-            "client": client(args.record_size), "strand": args.strand, "kafka_version": os.environ.get("KAFKA_VERSION", "4.3.1"),
+            "client": client(args.record_size, 0, args.compression, args.content), "strand": args.strand, "kafka_version": os.environ.get("KAFKA_VERSION", "4.3.1"),
             "labels": SYSTEM_LABELS,
         },
         "workloads": {},

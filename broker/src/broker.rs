@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::cluster;
 use crate::groups::{self, Coordinator, GroupLimits};
 use crate::handlers::ReadAheadBudget;
+use crate::limits::{ConnectionLimits, RequestMemory};
 use crate::metrics::Metrics;
 use crate::producer_ids::{self, ProducerIds};
 use crate::unsafe_modes::UnsafeMode;
@@ -32,6 +33,11 @@ pub struct Broker {
     pub groups: Coordinator,
     /// What fetch read-ahead may hold across the node's connections.
     pub read_ahead: Arc<ReadAheadBudget>,
+    pub connection_limits: Arc<ConnectionLimits>,
+    pub request_memory: RequestMemory,
+    /// Turns at inflating compressed batches to validate them, one per core: bounds the
+    /// memory and threads that takes.
+    pub inflating: tokio::sync::Semaphore,
 }
 
 /// Where a partition's requests go, as far as this node knows.
@@ -131,6 +137,14 @@ impl Broker {
         );
         let broker = Arc::new(Broker {
             read_ahead: Arc::new(ReadAheadBudget::new(config.fetch_read_ahead_bytes)),
+            connection_limits: Arc::new(ConnectionLimits::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+            )),
+            request_memory: RequestMemory::new(config.queued_max_request_bytes),
+            inflating: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             config,
             node,
             metrics: Metrics::default(),

@@ -102,11 +102,36 @@ pub struct Settings {
     #[arg(long, env = "STRAND_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
 
-    /// Most bytes a compressed record batch may inflate to when Produce reads its records;
-    /// a batch inflating to more is refused with MESSAGE_TOO_LARGE (Kafka has no such
-    /// bound)
+    /// Most bytes a compressed record batch may inflate to when Produce reads its records,
+    /// at most 64 MiB; a batch inflating to more is refused with MESSAGE_TOO_LARGE (Kafka
+    /// has no such bound)
     #[arg(long, env = "STRAND_MAX_INFLATED_BATCH_BYTES")]
     pub max_inflated_batch_bytes: Option<usize>,
+
+    /// Bytes of request frames being read, over all connections; a connection whose frame
+    /// does not fit waits until others are read (Kafka: queued.max.request.bytes)
+    #[arg(long, env = "STRAND_QUEUED_MAX_REQUEST_BYTES")]
+    pub queued_max_request_bytes: Option<usize>,
+
+    /// Client connections the node keeps open; more are closed at once
+    /// (Kafka: max.connections)
+    #[arg(long, env = "STRAND_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Client connections from one IP address; more are closed at once
+    /// (Kafka: max.connections.per.ip)
+    #[arg(long, env = "STRAND_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// How long a client connection may stay idle, with nothing to read and nothing being
+    /// answered, before the node closes it (Kafka: connections.max.idle.ms)
+    #[arg(long, env = "STRAND_CONNECTIONS_MAX_IDLE_MS")]
+    pub connections_max_idle_ms: Option<u64>,
+
+    /// How long the rest of a request may take to arrive once its first bytes have; a
+    /// slower one closes its connection (Kafka has no such bound)
+    #[arg(long, env = "STRAND_FRAME_READ_TIMEOUT_MS")]
+    pub frame_read_timeout_ms: Option<u64>,
 
     /// Most record bytes in one fetch response, whatever the consumer's fetch.max.bytes
     /// (Kafka: the broker's fetch.max.bytes, 55 MiB there); a first batch larger than this
@@ -263,7 +288,15 @@ pub mod defaults {
     pub const MAX_MESSAGE_BYTES: i32 = 1_048_588;
     /// Kafka's socket.request.max.bytes.
     pub const MAX_REQUEST_BYTES: usize = 104_857_600;
-    pub const MAX_INFLATED_BATCH_BYTES: usize = 67_108_864;
+    /// Also the most: the log cleaner reads batches up to it on every replica.
+    pub const MAX_INFLATED_BATCH_BYTES: usize = strand_protocol::records::MAX_INFLATED_BATCH_BYTES;
+    pub const QUEUED_MAX_REQUEST_BYTES: usize = 268_435_456;
+    /// No limit, as Kafka (Int.MaxValue).
+    pub const MAX_CONNECTIONS: usize = 2_147_483_647;
+    pub const MAX_CONNECTIONS_PER_IP: usize = 2_147_483_647;
+    /// Ten minutes, as Kafka.
+    pub const CONNECTIONS_MAX_IDLE_MS: u64 = 600_000;
+    pub const FRAME_READ_TIMEOUT_MS: u64 = 60_000;
     pub const FETCH_MAX_BYTES: usize = 33_554_432;
     pub const FETCH_READ_AHEAD_BYTES: usize = 268_435_456;
     pub const CLUSTER_ID: &str = "strand-cluster";
@@ -306,6 +339,17 @@ pub fn documented_defaults() -> Vec<(&'static str, String)> {
             "max-inflated-batch-bytes",
             MAX_INFLATED_BATCH_BYTES.to_string(),
         ),
+        (
+            "queued-max-request-bytes",
+            QUEUED_MAX_REQUEST_BYTES.to_string(),
+        ),
+        ("max-connections", MAX_CONNECTIONS.to_string()),
+        ("max-connections-per-ip", MAX_CONNECTIONS_PER_IP.to_string()),
+        (
+            "connections-max-idle-ms",
+            CONNECTIONS_MAX_IDLE_MS.to_string(),
+        ),
+        ("frame-read-timeout-ms", FRAME_READ_TIMEOUT_MS.to_string()),
         ("fetch-max-bytes", FETCH_MAX_BYTES.to_string()),
         ("fetch-read-ahead-bytes", FETCH_READ_AHEAD_BYTES.to_string()),
         ("cluster-id", CLUSTER_ID.to_string()),
@@ -393,6 +437,11 @@ pub struct Config {
     pub max_message_bytes: i32,
     pub max_request_bytes: usize,
     pub max_inflated_batch_bytes: usize,
+    pub queued_max_request_bytes: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub connections_max_idle: Duration,
+    pub frame_read_timeout: Duration,
     pub fetch_max_bytes: usize,
     /// 0: no fetch read-ahead.
     pub fetch_read_ahead_bytes: usize,
@@ -578,12 +627,48 @@ impl Config {
         let max_inflated_batch_bytes = s
             .max_inflated_batch_bytes
             .unwrap_or(defaults::MAX_INFLATED_BATCH_BYTES);
-        if max_inflated_batch_bytes < 1024 {
+        if !(1024..=defaults::MAX_INFLATED_BATCH_BYTES).contains(&max_inflated_batch_bytes) {
             return Err(invalid(
                 "max-inflated-batch-bytes",
                 max_inflated_batch_bytes,
-                "use at least 1024; the default is 67108864",
+                "use from 1024 to 67108864 (the log cleaner reads batches up to that size)",
             ));
+        }
+        let queued_max_request_bytes = s
+            .queued_max_request_bytes
+            .unwrap_or(defaults::QUEUED_MAX_REQUEST_BYTES);
+        if queued_max_request_bytes < max_request_bytes {
+            return Err(invalid(
+                "queued-max-request-bytes",
+                queued_max_request_bytes,
+                "must hold at least one request of max-request-bytes",
+            ));
+        }
+        let max_connections = s.max_connections.unwrap_or(defaults::MAX_CONNECTIONS);
+        let max_connections_per_ip = s
+            .max_connections_per_ip
+            .unwrap_or(defaults::MAX_CONNECTIONS_PER_IP);
+        for (flag, value) in [
+            ("max-connections", max_connections),
+            ("max-connections-per-ip", max_connections_per_ip),
+        ] {
+            if value < 1 {
+                return Err(invalid(flag, value, "allow at least one connection"));
+            }
+        }
+        let connections_max_idle_ms = s
+            .connections_max_idle_ms
+            .unwrap_or(defaults::CONNECTIONS_MAX_IDLE_MS);
+        let frame_read_timeout_ms = s
+            .frame_read_timeout_ms
+            .unwrap_or(defaults::FRAME_READ_TIMEOUT_MS);
+        for (flag, value) in [
+            ("connections-max-idle-ms", connections_max_idle_ms),
+            ("frame-read-timeout-ms", frame_read_timeout_ms),
+        ] {
+            if value < 100 {
+                return Err(invalid(flag, value, "give at least 100 milliseconds"));
+            }
         }
         let fetch_max_bytes = s.fetch_max_bytes.unwrap_or(defaults::FETCH_MAX_BYTES);
         if fetch_max_bytes < 1024 {
@@ -713,6 +798,11 @@ impl Config {
             max_message_bytes,
             max_request_bytes,
             max_inflated_batch_bytes,
+            queued_max_request_bytes,
+            max_connections,
+            max_connections_per_ip,
+            connections_max_idle: Duration::from_millis(connections_max_idle_ms),
+            frame_read_timeout: Duration::from_millis(frame_read_timeout_ms),
             fetch_max_bytes,
             fetch_read_ahead_bytes: s
                 .fetch_read_ahead_bytes

@@ -9,25 +9,36 @@
 //! connection's limit on requests in flight. A request that cannot be read ends the
 //! connection after the responses before it have been sent, which is what Kafka does;
 //! nothing a client sends can affect any other connection.
+//!
+//! A connection is closed when it stays idle (nothing to read, nothing being answered)
+//! for `connections.max.idle.ms`, and when a request it began to send does not arrive
+//! whole within `frame-read-timeout-ms`. A frame larger than the read buffer takes its size
+//! from the node's request memory ([`crate::limits::RequestMemory`]) before it is buffered.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use strand_protocol::codec::decode_request;
-use strand_protocol::frame::{take_frame, LateBytes, LateChunks, OutFrame, Part};
+use strand_protocol::frame::{frame_size, take_frame, LateBytes, LateChunks, OutFrame, Part};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::handlers::{self, Outcome, Pending, ReadAhead, ReadAheadPlan};
+use crate::metrics::Closed;
 use crate::Broker;
 
 /// Requests a connection may have in flight before the reader waits for the writer.
 const MAX_IN_FLIGHT: usize = 32;
+
+/// The read buffer each connection starts with; larger frames take request memory.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// Serves one connection until the client closes it or sends something unreadable.
 pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
@@ -37,8 +48,9 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
         broker.metrics.connection_opened();
         let (read_half, write_half) = socket.into_split();
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
-        let reader = read_requests(&broker, read_half, tx, peer);
-        let writer = write_responses(write_half, rx);
+        let answering = Answering::new();
+        let reader = read_requests(&broker, read_half, tx, peer, &answering);
+        let writer = write_responses(write_half, rx, &answering);
         tokio::pin!(reader, writer);
         tokio::select! {
             // The reader is done (end of input, or it queued a final Close): let the
@@ -53,17 +65,70 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     .await
 }
 
+/// What the writer tells the reader, which decides when the connection is idle.
+struct Answering {
+    unanswered: AtomicUsize,
+    opened: Instant,
+    /// Milliseconds from `opened` to the last answer written.
+    last_answer_ms: AtomicU64,
+}
+
+impl Answering {
+    fn new() -> Self {
+        Answering {
+            unanswered: AtomicUsize::new(0),
+            opened: Instant::now(),
+            last_answer_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn asked(&self) {
+        self.unanswered.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn answered(&self) {
+        let ms = self.opened.elapsed().as_millis() as u64;
+        self.last_answer_ms.fetch_max(ms, Ordering::AcqRel);
+        self.unanswered.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Since when the connection has been idle, given its last read; `None` while a
+    /// request is being answered.
+    fn idle_since(&self, last_read: Instant) -> Option<Instant> {
+        if self.unanswered.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let answered = self.opened
+            + std::time::Duration::from_millis(self.last_answer_ms.load(Ordering::Acquire));
+        Some(last_read.max(answered))
+    }
+}
+
 async fn read_requests(
     broker: &Arc<Broker>,
     mut socket: OwnedReadHalf,
     tx: mpsc::Sender<Pending>,
     peer: SocketAddr,
+    answering: &Answering,
 ) {
     let max_frame = broker.config.max_request_bytes;
     let read_ahead = ReadAhead::new(broker.read_ahead.clone());
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    // The request memory the frame being read holds, and when its first bytes came.
+    let mut held = None;
+    let mut frame_started = None;
+    let mut last_read = Instant::now();
+    let idle = broker.config.connections_max_idle;
     loop {
         loop {
+            if let (None, Some(size)) = (&held, frame_size(&buf)) {
+                let size = usize::try_from(size).unwrap_or(0);
+                if size > READ_BUFFER && size <= max_frame {
+                    held = Some(broker.request_memory.take(size).await);
+                    // The time to send it runs from when it may be read.
+                    frame_started = Some(Instant::now());
+                }
+            }
             let frame = match take_frame(&mut buf, max_frame) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
@@ -74,6 +139,7 @@ async fn read_requests(
                     return;
                 }
             };
+            frame_started = None;
             let pending = match decode_request(frame, handlers::SUPPORTED_APIS) {
                 Ok(request) => handlers::start(broker, request, peer, &read_ahead).await,
                 Err(e) => match e.reply(handlers::SUPPORTED_APIS) {
@@ -86,18 +152,51 @@ async fn read_requests(
                     }
                 },
             };
+            held = None;
+            answering.asked();
             if tx.send(pending).await.is_err() {
                 return;
             }
         }
-        match socket.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        if buf.is_empty() {
+            frame_started = None;
+        } else if frame_started.is_none() {
+            frame_started = Some(Instant::now());
+        }
+        let (deadline, why) = match frame_started {
+            Some(started) => (
+                started + broker.config.frame_read_timeout,
+                Closed::ReadTimeout,
+            ),
+            None => {
+                let since = answering.idle_since(last_read);
+                (since.unwrap_or_else(Instant::now) + idle, Closed::Idle)
+            }
+        };
+        match tokio::time::timeout_at(deadline, socket.read_buf(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(_)) => last_read = Instant::now(),
+            // Answered or asked since the wait began: not idle yet.
+            Err(_)
+                if why == Closed::Idle
+                    && answering
+                        .idle_since(last_read)
+                        .is_none_or(|since| since + idle > Instant::now()) => {}
+            Err(_) => {
+                broker.metrics.closed(why);
+                tracing::debug!(?why, "closing connection");
+                let _ = tx.send(Pending::Ready(Outcome::Close)).await;
+                return;
+            }
         }
     }
 }
 
-async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>) {
+async fn write_responses(
+    mut socket: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Pending>,
+    answering: &Answering,
+) {
     while let Some(pending) = rx.recv().await {
         let outcome = match pending {
             Pending::Ready(outcome) => outcome,
@@ -112,13 +211,18 @@ async fn write_responses(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Pend
         let (frame, then) = match outcome {
             Outcome::Reply(frame) => (frame, None),
             Outcome::ReplyThenReadAhead(frame, read_ahead) => (frame, Some(read_ahead)),
-            Outcome::NoReply => continue,
+            Outcome::NoReply => {
+                answering.answered();
+                continue;
+            }
             Outcome::Close => {
                 let _ = socket.shutdown().await;
                 return;
             }
         };
-        if write_frame(&mut socket, frame, then).await.is_err() {
+        let written = write_frame(&mut socket, frame, then).await;
+        answering.answered();
+        if written.is_err() {
             return;
         }
     }

@@ -23,6 +23,7 @@ pub mod connection;
 pub mod groups;
 pub mod handlers;
 pub mod leader_tasks;
+pub mod limits;
 pub mod metrics;
 pub mod producer_ids;
 pub mod retention;

@@ -14,10 +14,21 @@ use crate::Broker;
 /// Kafka API keys go up to 92.
 const API_SLOTS: usize = 96;
 
+/// Why the broker closed a connection that had done nothing wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// Nothing to read and nothing being answered for connections.max.idle.ms.
+    Idle,
+    /// A request began and did not arrive whole within frame-read-timeout-ms.
+    ReadTimeout,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     connections_open: AtomicI64,
     connections_total: AtomicU64,
+    closed_idle: AtomicU64,
+    closed_read_timeout: AtomicU64,
     bad_requests: AtomicU64,
     requests: [AtomicU64; API_SLOTS],
     pub produced_records: AtomicU64,
@@ -30,6 +41,8 @@ impl Default for Metrics {
         Metrics {
             connections_open: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
+            closed_idle: AtomicU64::new(0),
+            closed_read_timeout: AtomicU64::new(0),
             bad_requests: AtomicU64::new(0),
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
             produced_records: AtomicU64::new(0),
@@ -47,6 +60,14 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Relaxed);
+    }
+
+    pub fn closed(&self, why: Closed) {
+        match why {
+            Closed::Idle => &self.closed_idle,
+            Closed::ReadTimeout => &self.closed_read_timeout,
+        }
+        .fetch_add(1, Relaxed);
     }
 
     /// A frame or request that could not be read and closed its connection.
@@ -152,6 +173,27 @@ impl Metrics {
              of its groups' purge points.\n\
              # TYPE strand_raft_purged_entries gauge\nstrand_raft_purged_entries {}",
             broker.node.purged_entries()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP strand_connections_closed_total Client connections the node closed: \
+             idle for connections.max.idle.ms, a request not arriving whole within \
+             frame-read-timeout-ms, or refused at once by max.connections or \
+             max.connections.per.ip.\n\
+             # TYPE strand_connections_closed_total counter\n\
+             strand_connections_closed_total{{reason=\"idle\"}} {}\n\
+             strand_connections_closed_total{{reason=\"read_timeout\"}} {}\n\
+             strand_connections_closed_total{{reason=\"limit\"}} {}",
+            self.closed_idle.load(Relaxed),
+            self.closed_read_timeout.load(Relaxed),
+            broker.connection_limits.refused.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP strand_request_memory_bytes Bytes of request frames being read, taken \
+             from queued.max.request.bytes.\n\
+             # TYPE strand_request_memory_bytes gauge\nstrand_request_memory_bytes {}",
+            broker.request_memory.in_use()
         );
         let _ = writeln!(
             out,

@@ -14,9 +14,17 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Futu
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    tokio::spawn(connection::serve(broker.clone(), socket, peer));
-                }
+                Ok((socket, peer)) => match broker.connection_limits.admit(peer.ip()) {
+                    Some(admitted) => {
+                        let broker = broker.clone();
+                        tokio::spawn(async move {
+                            connection::serve(broker, socket, peer).await;
+                            drop(admitted);
+                        });
+                    }
+                    // Closed at once, as Kafka does.
+                    None => drop(socket),
+                },
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");

@@ -221,7 +221,7 @@ fn poisoned_compressed_batches_are_refused_and_bombs_are_too_large() {
         (
             "lz4 flagged, nothing inside",
             with_section(&plain, 3, b""),
-            INVALID_RECORD,
+            CORRUPT_MESSAGE,
         ),
         (
             "gzip, a key longer than its record",

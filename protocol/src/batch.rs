@@ -265,7 +265,9 @@ pub fn validate_produce_records(
         let summary = crate::records::check_produced(batch, &header, inflate_limit, times)
             .map_err(|e| match e {
                 RecordsError::TooLarge(limit) => BatchError::InflatesTooLarge(limit),
-                RecordsError::Timestamp { .. } => BatchError::InvalidTimestamp(e.to_string()),
+                RecordsError::Timestamp { .. }
+                | RecordsError::MaxTimestamp { .. }
+                | RecordsError::LogAppendTime => BatchError::InvalidTimestamp(e.to_string()),
                 RecordsError::Decompress { .. } => BatchError::Undecodable(e.to_string()),
                 RecordsError::UnknownCodec => BatchError::UnknownCodec(codec_bits),
                 RecordsError::Framing(_) | RecordsError::Record { .. } => {
@@ -663,5 +665,102 @@ pub(crate) mod tests {
         }
         let untimed = producer_batch(Compression::None, &["a"], -1);
         assert!(validate_produce_records(&untimed, LIMIT, &around(0, 0, 0)).is_ok());
+    }
+
+    fn lz4(data: &[u8], mode: lz4::BlockMode) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = lz4::EncoderBuilder::new()
+            .block_mode(mode)
+            .build(Vec::new())
+            .unwrap();
+        encoder.write_all(data).unwrap();
+        let (frame, finished) = encoder.finish();
+        finished.unwrap();
+        frame
+    }
+
+    #[test]
+    fn frames_a_java_consumer_cannot_read_are_corrupt() {
+        let kv = record(0, &body(Some(b"k"), Some(b"v")));
+        let independent = lz4(&kv, lz4::BlockMode::Independent);
+        assert!(validate_produce_records(&raw_batch(3, 1, &independent), LIMIT, &ANY).is_ok());
+        // The Java client's snappy framing, in two blocks.
+        let mut xerial = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        let (first, second) = kv.split_at(3);
+        for part in [first, second] {
+            let block = snap::raw::Encoder::new().compress_vec(part).unwrap();
+            xerial.extend_from_slice(&(block.len() as u32).to_be_bytes());
+            xerial.extend_from_slice(&block);
+        }
+        assert!(validate_produce_records(&raw_batch(2, 1, &xerial), LIMIT, &ANY).is_ok());
+        let no_end_mark = &independent[..independent.len() - 4];
+        let mut trailing = independent.clone();
+        trailing.push(0);
+        let mut two_members = gzip(&kv);
+        two_members.extend(gzip(&record(1, &body(Some(b"k"), Some(b"v")))));
+        for (what, codec, payload) in [
+            ("an LZ4 frame without its end mark", 3, no_end_mark.to_vec()),
+            ("bytes after the LZ4 frame", 3, trailing),
+            (
+                "LZ4 blocks that depend on each other",
+                3,
+                lz4(&kv, lz4::BlockMode::Linked),
+            ),
+            ("a second gzip member", 1, two_members),
+        ] {
+            assert_eq!(
+                refusal(&raw_batch(codec, 1, &payload)),
+                ResponseError::CorruptMessage,
+                "{what}"
+            );
+        }
+        // Stored batches are read as before: the log cleaner reads them alike everywhere.
+        let stored = raw_batch(3, 1, no_end_mark);
+        assert_eq!(
+            crate::records::record_stamps(&stored, LIMIT).unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_producer_may_not_claim_the_batch_time() {
+        let mut batch = producer_batch(Compression::None, &["a"], 1_000);
+        let bounds = TimestampBounds::around(1_000, 100, 100);
+        assert!(validate_produce_records(&batch, LIMIT, &bounds).is_ok());
+        let crc = |b: &mut Vec<u8>| {
+            let crc = crc32c::crc32c(&b[CRC_START..]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+        };
+        let mut far_max = batch.clone();
+        far_max[35..43].copy_from_slice(&i64::MAX.to_be_bytes());
+        crc(&mut far_max);
+        batch[21..23].copy_from_slice(&0x08i16.to_be_bytes());
+        crc(&mut batch);
+        for (what, b) in [
+            ("max timestamp far ahead", far_max),
+            ("LogAppendTime", batch),
+        ] {
+            let error = validate_produce_records(&b, LIMIT, &bounds).unwrap_err();
+            assert_eq!(
+                error.error_code(),
+                ResponseError::InvalidTimestamp.code(),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_records_are_read_as_earlier_versions_read_them() {
+        // Bytes after the headers, which Produce now refuses, in a batch stored before.
+        let mut trailing = body(Some(b"k"), None);
+        trailing.push(0);
+        let stored = raw_batch(0, 1, &record(0, &trailing));
+        assert_eq!(refusal(&stored), ResponseError::InvalidRecord);
+        let mut keys = Vec::new();
+        crate::compaction::for_each_keyed_record(&stored, LIMIT, |r| {
+            keys.push((r.key.map(<[u8]>::to_vec), r.tombstone))
+        })
+        .unwrap();
+        assert_eq!(keys, [(Some(b"k".to_vec()), true)]);
     }
 }

@@ -38,7 +38,7 @@ fn keyed<'a>(header: &BatchHeader, record: &Record<'a>) -> KeyedRecord<'a> {
     KeyedRecord {
         offset: header.base_offset + record.offset_delta,
         key: record.key,
-        tombstone: record.value.is_none(),
+        tombstone: record.null_value,
     }
 }
 

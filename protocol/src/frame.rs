@@ -13,6 +13,13 @@ pub enum FrameError {
     TooLarge { size: usize, max: usize },
 }
 
+/// The size of the frame at the front of `buf`, once its prefix has arrived (negative
+/// sizes included: [`take_frame`] refuses them).
+pub fn frame_size(buf: &[u8]) -> Option<i64> {
+    let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    Some(i64::from(i32::from_be_bytes(prefix)))
+}
+
 /// Takes one complete frame (without its size prefix) off the front of `buf`.
 ///
 /// Returns `Ok(None)` when more bytes are needed. The size is checked as soon as the prefix

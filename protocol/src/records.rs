@@ -45,6 +45,16 @@ pub enum RecordsError {
         timestamp: i64,
         bounds: TimestampBounds,
     },
+    #[error(
+        "the batch's max timestamp {timestamp} is outside [{}, {}]",
+        bounds.earliest, bounds.latest
+    )]
+    MaxTimestamp {
+        timestamp: i64,
+        bounds: TimestampBounds,
+    },
+    #[error("a producer may not mark its batch LogAppendTime")]
+    LogAppendTime,
 }
 
 /// The record timestamps Produce accepts: Kafka's message.timestamp.before.max.ms and
@@ -73,21 +83,25 @@ impl TimestampBounds {
     }
 }
 
-/// One record of an uncompressed record section, every field read.
+/// One record of an uncompressed record section.
 pub(crate) struct Record<'a> {
     pub timestamp_delta: i64,
     pub offset_delta: i64,
     /// `None`: the record has no key.
     pub key: Option<&'a [u8]>,
-    /// `None`: a null value (a tombstone on a compacted topic).
-    pub value: Option<&'a [u8]>,
+    /// A null value (a tombstone on a compacted topic).
+    pub null_value: bool,
     /// The whole record, its length prefix included.
     pub bytes: &'a [u8],
 }
 
-/// Reads the next record of `data` whole, as a consumer will: every length inside it must
-/// fit, and nothing may follow its last header.
-pub(crate) fn read_record<'a>(data: &mut &'a [u8]) -> Result<Record<'a>, &'static str> {
+/// Reads the next record of `data`. A produced record is read whole, as a consumer will:
+/// every length inside it must fit, and nothing may follow its last header. A stored one
+/// only as far as its value's length, as earlier versions did.
+fn read_record<'a>(
+    data: &mut &'a [u8],
+    strictness: Strictness,
+) -> Result<Record<'a>, &'static str> {
     let whole = *data;
     let len = read_varint(data, 5).map_err(|_| "its length is unreadable")?;
     if len < 0 || len as usize > data.len() {
@@ -101,6 +115,24 @@ pub(crate) fn read_record<'a>(data: &mut &'a [u8]) -> Result<Record<'a>, &'stati
         |buf: &mut &'a [u8], max| read_varint(buf, max).map_err(|_| "a field is unreadable");
     let timestamp_delta = field(&mut record, 10)?;
     let offset_delta = field(&mut record, 5)?;
+    if strictness == Strictness::Stored {
+        let key = match field(&mut record, 5)? {
+            len if len < 0 => None,
+            len if len as usize > record.len() => return Err("its key runs past its end"),
+            len => Some(&record[..len as usize]),
+        };
+        if let Some(key) = key {
+            record = &record[key.len()..];
+        }
+        let null_value = field(&mut record, 5)? < 0;
+        return Ok(Record {
+            timestamp_delta,
+            offset_delta,
+            key,
+            null_value,
+            bytes,
+        });
+    }
     let key = read_bytes(&mut record, "its key runs past its end")?;
     let value = read_bytes(&mut record, "its value runs past its end")?;
     let headers = field(&mut record, 5)?;
@@ -120,7 +152,7 @@ pub(crate) fn read_record<'a>(data: &mut &'a [u8]) -> Result<Record<'a>, &'stati
         timestamp_delta,
         offset_delta,
         key,
-        value,
+        null_value: value.is_none(),
         bytes,
     })
 }
@@ -146,12 +178,12 @@ fn read_bytes<'a>(
     Ok(Some(bytes))
 }
 
-/// The records of an uncompressed record section, exactly `count` of them.
+/// The records of a stored batch's uncompressed record section, exactly `count` of them.
 pub(crate) fn split_records(mut data: &[u8], count: i32) -> Result<Vec<Record<'_>>, RecordsError> {
     let mut out = Vec::with_capacity(count.clamp(0, 1 << 16) as usize);
     for index in 0..count {
-        let record =
-            read_record(&mut data).map_err(|problem| RecordsError::Record { index, problem })?;
+        let record = read_record(&mut data, Strictness::Stored)
+            .map_err(|problem| RecordsError::Record { index, problem })?;
         out.push(record);
     }
     if !data.is_empty() {
@@ -178,12 +210,22 @@ pub fn check_produced(
     limit: usize,
     times: &TimestampBounds,
 ) -> Result<RecordsSummary, RecordsError> {
-    let data = decompress(batch, limit)?;
+    if header.has_log_append_time() {
+        return Err(RecordsError::LogAppendTime);
+    }
+    // Stored as sent (the CRC covers it), and what the time index and retention go by.
+    if !times.admit(header.max_timestamp) {
+        return Err(RecordsError::MaxTimestamp {
+            timestamp: header.max_timestamp,
+            bounds: *times,
+        });
+    }
+    let data = inflate(batch, limit, Strictness::Produced)?;
     let mut rest = &data[..];
     let mut summary = RecordsSummary::default();
     for index in 0..header.record_count {
-        let record =
-            read_record(&mut rest).map_err(|problem| RecordsError::Record { index, problem })?;
+        let record = read_record(&mut rest, Strictness::Produced)
+            .map_err(|problem| RecordsError::Record { index, problem })?;
         if record.offset_delta != i64::from(index) {
             return Err(RecordsError::Record {
                 index,
@@ -224,40 +266,104 @@ pub(crate) fn read_varint(buf: &mut &[u8], max_bytes: usize) -> Result<i64, Reco
     Err(RecordsError::Framing("varint is too long"))
 }
 
-/// The record section of `batch`, decompressed (refusing to produce more than `limit`
-/// bytes) or, uncompressed, as it is.
+/// The most any batch may inflate to, on every node alike: Produce refuses more (its
+/// setting may only lower it), and the log cleaner, which must read every stored batch the
+/// same way on every replica, reads up to it.
+pub const MAX_INFLATED_BATCH_BYTES: usize = 64 << 20;
+
+/// How much of the format a reader insists on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strictness {
+    /// A produced batch: whatever a Java consumer would choke on is refused.
+    Produced,
+    /// A stored batch, read as the versions that stored it did, so that replicas running
+    /// different versions clean it alike.
+    Stored,
+}
+
+/// The record section of a stored `batch`, decompressed (refusing to produce more than
+/// `limit` bytes) or, uncompressed, as it is.
 pub fn decompress(batch: &[u8], limit: usize) -> Result<Cow<'_, [u8]>, RecordsError> {
+    inflate(batch, limit, Strictness::Stored)
+}
+
+fn inflate(
+    batch: &[u8],
+    limit: usize,
+    strictness: Strictness,
+) -> Result<Cow<'_, [u8]>, RecordsError> {
     let header =
         BatchHeader::parse(batch).map_err(|_| RecordsError::Framing("bad batch header"))?;
     let end = header.total_len().min(batch.len());
     let payload = &batch[HEADER_LEN..end];
     let codec = header.codec().ok_or(RecordsError::UnknownCodec)?;
+    let strict = strictness == Strictness::Produced;
+    let failed = |source| RecordsError::Decompress { codec, source };
+    let invalid = |what: &str| failed(std::io::Error::new(std::io::ErrorKind::InvalidData, what));
     let mut out = Vec::new();
     let read = |r: &mut dyn Read, out: &mut Vec<u8>| {
-        r.take(limit as u64 + 1)
+        r.take((limit as u64).saturating_add(1))
             .read_to_end(out)
             .map(|_| ())
-            .map_err(|source| RecordsError::Decompress { codec, source })
+            .map_err(failed)
     };
+    let too_large = |out: &Vec<u8>| out.len() > limit;
     match codec {
         Codec::None => return Ok(Cow::Borrowed(payload)),
+        Codec::Gzip if strict => {
+            // One member, and nothing after it: Java's reader would go on into the rest.
+            let mut decoder = flate2::bufread::GzDecoder::new(payload);
+            read(&mut decoder, &mut out)?;
+            if !too_large(&out) && !decoder.into_inner().is_empty() {
+                return Err(invalid("bytes follow the gzip stream"));
+            }
+        }
         Codec::Gzip => read(&mut flate2::read::GzDecoder::new(payload), &mut out)?,
         Codec::Snappy => snappy_decompress(payload, limit, &mut out)?,
         Codec::Lz4 => {
-            let mut decoder = lz4::Decoder::new(payload)
-                .map_err(|source| RecordsError::Decompress { codec, source })?;
-            read(&mut decoder, &mut out)?
+            if strict && !java_reads_lz4_frame(payload) {
+                return Err(invalid(
+                    "not an LZ4 frame of independent blocks (what Kafka's clients read)",
+                ));
+            }
+            let mut decoder = lz4::Decoder::new(payload).map_err(failed)?;
+            read(&mut decoder, &mut out)?;
+            if strict && !too_large(&out) {
+                let (rest, finished) = decoder.finish();
+                finished.map_err(|_| invalid("the LZ4 frame has no end mark"))?;
+                if !rest.is_empty() {
+                    return Err(invalid("bytes follow the LZ4 frame"));
+                }
+            }
         }
         Codec::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::new(payload)
-                .map_err(|source| RecordsError::Decompress { codec, source })?;
+            let mut decoder = zstd::stream::read::Decoder::new(payload).map_err(failed)?;
+            if strict {
+                // A window past the largest batch would only cost memory.
+                decoder.window_log_max(26).map_err(failed)?;
+            }
             read(&mut decoder, &mut out)?
         }
     };
-    if out.len() > limit {
+    if too_large(&out) {
         return Err(RecordsError::TooLarge(limit));
     }
     Ok(Cow::Owned(out))
+}
+
+/// Whether `payload` starts as an LZ4 frame Kafka's Java reader takes: the frame magic,
+/// version 1, independent blocks, no dictionary.
+fn java_reads_lz4_frame(payload: &[u8]) -> bool {
+    const MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
+    match payload {
+        [m0, m1, m2, m3, flags, ..] => {
+            [*m0, *m1, *m2, *m3] == MAGIC
+                && flags >> 6 == 1
+                && flags & 0x20 != 0
+                && flags & 0x03 == 0
+        }
+        _ => false,
+    }
 }
 
 /// The Java client's snappy framing ("xerial"): a 16-byte magic header, then blocks of

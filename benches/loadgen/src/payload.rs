@@ -1,6 +1,7 @@
-//! Record payloads: random bytes (so compression has no easy win) whose first 16 bytes
-//! carry the run id and the send time, which is how the end-to-end consumer measures
-//! produce-to-consume latency and ignores records left by other runs.
+//! Record payloads: random bytes (so compression has no easy win), or text-like words that
+//! compress as JSON or log lines do, whose first 16 bytes carry the run id and the send
+//! time, which is how the end-to-end consumer measures produce-to-consume latency and
+//! ignores records left by other runs.
 
 /// Bytes at the front of every payload that hold the run id and the send timestamp.
 pub const HEADER_LEN: usize = 16;
@@ -18,6 +19,65 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// What fills a record's payload.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// The same random bytes in every record: incompressible, and free to make.
+    Random,
+    /// Words drawn afresh for every record from a small vocabulary, so a compressor
+    /// finds repeats within a record and across a batch, but no two records are equal.
+    Words,
+}
+
+const WORDS: [&[u8]; 32] = [
+    b"{\"id\":",
+    b"\"user\":",
+    b"\"order\":",
+    b"\"status\":",
+    b"\"amount\":",
+    b"true,",
+    b"false,",
+    b"null,",
+    b"\"EUR\",",
+    b"\"USD\",",
+    b"\"2026-12-06T",
+    b"08:41:07Z\",",
+    b"\"shipped\",",
+    b"\"pending\",",
+    b"\"items\":[",
+    b"],",
+    b"\"sku\":",
+    b"\"qty\":",
+    b"\"price\":",
+    b"\"name\":",
+    b"\"Lisbon\",",
+    b"\"Oslo\",",
+    b"\"Kyoto\",",
+    b"},",
+    b"\"region\":",
+    b"\"eu-west\",",
+    b"\"note\":",
+    b"\"gift\",",
+    b"1",
+    b"42",
+    b"7.5",
+    b"\n",
+];
+
+/// Fills `out` with words chosen by a xorshift64 `state` (advanced).
+pub fn fill_words(out: &mut [u8], state: &mut u64) {
+    let mut at = 0;
+    while at < out.len() {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        let word = WORDS[(*state % WORDS.len() as u64) as usize];
+        let n = word.len().min(out.len() - at);
+        out[at..at + n].copy_from_slice(&word[..n]);
+        at += n;
+    }
 }
 
 /// Writes the header into `payload` when it is long enough to hold one.

@@ -40,9 +40,12 @@ pub struct ProduceArgs {
     /// acks: 0, 1 or all.
     #[arg(long, default_value = "all")]
     pub acks: String,
-    /// compression.type: none, gzip, snappy or lz4.
+    /// compression.type: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
+    /// What the payloads hold.
+    #[arg(long, value_enum, default_value = "random")]
+    pub content: payload::Content,
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
     /// batch.size in bytes.
@@ -304,7 +307,9 @@ fn send(
 ) -> (u64, Option<String>) {
     let args = plan.args;
     let clock = plan.clock;
-    let mut body = payload::random_bytes(args.record_size, 0x9e37_79b9 + index as u64);
+    let seed = 0x9e37_79b9 + index as u64;
+    let mut body = payload::random_bytes(args.record_size, seed);
+    let mut words = seed | 1;
     let start_ns = clock.now_ns();
     let (mut sent, mut measured, mut errors, mut first_error) = (0u64, 0u64, 0u64, None);
     loop {
@@ -324,6 +329,9 @@ fn send(
         }
         if due > now {
             clock.sleep_until(due);
+        }
+        if args.content == payload::Content::Words {
+            payload::fill_words(&mut body, &mut words);
         }
         payload::stamp(&mut body, plan.run_id, due);
         let mut record =
@@ -367,6 +375,7 @@ pub fn config_json(args: &ProduceArgs) -> Value {
         "keys": args.keys,
         "acks": args.acks,
         "compression": args.compression,
+        "content": format!("{:?}", args.content).to_lowercase(),
         "linger_ms": args.linger_ms,
         "batch_size": args.batch_size,
         "producers": args.producers,

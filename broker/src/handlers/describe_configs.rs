@@ -161,6 +161,19 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
         ("message.max.bytes", c.max_message_bytes.to_string()),
         ("socket.request.max.bytes", c.max_request_bytes.to_string()),
         (
+            "queued.max.request.bytes",
+            c.queued_max_request_bytes.to_string(),
+        ),
+        ("max.connections", c.max_connections.to_string()),
+        (
+            "max.connections.per.ip",
+            c.max_connections_per_ip.to_string(),
+        ),
+        (
+            "connections.max.idle.ms",
+            c.connections_max_idle.as_millis().to_string(),
+        ),
+        (
             "log.message.timestamp.before.max.ms",
             c.log_message_timestamp_before_max_ms.to_string(),
         ),

@@ -9,7 +9,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
-use strand_protocol::records::record_stamps;
+use strand_protocol::records::{record_stamps, MAX_INFLATED_BATCH_BYTES};
 use strand_raft::PartitionReplica;
 
 use super::details::check_leader_epoch;
@@ -21,9 +21,6 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
-
-/// Decompressing one stored batch to look inside it may produce at most this much.
-const INFLATE_LIMIT: usize = 256 << 20;
 
 pub async fn handle(
     broker: &Broker,
@@ -176,5 +173,5 @@ fn stamps_of(
         .batch_at(base_offset)
         .map_err(storage_error)?
         .ok_or(ResponseError::KafkaStorageError)?;
-    record_stamps(&batch, INFLATE_LIMIT).map_err(storage_error)
+    record_stamps(&batch, MAX_INFLATED_BATCH_BYTES).map_err(storage_error)
 }

@@ -21,7 +21,9 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
-use strand_protocol::batch::{split_batches, validate_produce_records, BatchError};
+use strand_protocol::batch::{
+    split_batches, validate_produce_records, BatchError, Codec, ProducedBatches,
+};
 use strand_protocol::records::TimestampBounds;
 use strand_raft::{
     AppendBatches, BatchSummary, Command, PartitionReplica, Proposal, ProposeError, Rejection,
@@ -196,6 +198,29 @@ impl Failure {
     }
 }
 
+/// Reads every record of a partition's batches. Compressed ones are inflated on a blocking
+/// thread, a few at a time (`Broker::inflating`): one may take a while, and the runtime's
+/// workers serve every connection.
+async fn validate(
+    broker: &Broker,
+    records: Bytes,
+    times: TimestampBounds,
+) -> Result<ProducedBatches, BatchError> {
+    let limit = broker.config.max_inflated_batch_bytes;
+    let compressed = split_batches(&records).any(|(h, _)| h.codec() != Some(Codec::None));
+    if !compressed {
+        return validate_produce_records(&records, limit, &times);
+    }
+    let _turn = broker
+        .inflating
+        .acquire()
+        .await
+        .expect("the inflating semaphore is never closed");
+    tokio::task::spawn_blocking(move || validate_produce_records(&records, limit, &times))
+        .await
+        .unwrap_or_else(|e| Err(BatchError::Undecodable(format!("validation failed: {e}"))))
+}
+
 fn batch_failure(e: BatchError) -> Failure {
     Failure {
         error: ResponseError::try_from_code(e.error_code())
@@ -322,9 +347,9 @@ async fn submit_partition(
         settings.timestamp_before_max_ms,
         settings.timestamp_after_max_ms,
     );
-    let validated =
-        validate_produce_records(&records, broker.config.max_inflated_batch_bytes, &times)
-            .map_err(batch_failure)?;
+    let validated = validate(broker, records.clone(), times)
+        .await
+        .map_err(batch_failure)?;
     let headers = validated.headers;
     if headers.iter().any(|h| h.is_transactional()) {
         return Err(Failure {

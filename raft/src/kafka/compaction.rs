@@ -24,12 +24,11 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use strand_protocol::compaction::{clean_batch, for_each_keyed_record, Cleaned, KeyedRecord};
+use strand_protocol::records::MAX_INFLATED_BATCH_BYTES;
 use strand_storage::{BatchLocation, StateBatch, StorageError};
 
 use super::partition::PartitionReader;
 
-/// The most one batch may inflate to when the cleaner reads it.
-const MAX_INFLATED_BATCH: usize = 64 << 20;
 /// Batches read at once.
 const READ_CHUNK: usize = 256;
 
@@ -96,7 +95,7 @@ pub fn clean(
     let mut dirty_reads = Vec::with_capacity(dirty.len());
     for_each_read(reader, &dirty, upto, |read| {
         // A batch that cannot be read adds no keys, and is kept whole below.
-        let _ = for_each_keyed_record(&read.bytes, MAX_INFLATED_BATCH, |r| {
+        let _ = for_each_keyed_record(&read.bytes, MAX_INFLATED_BATCH_BYTES, |r| {
             if let Some(key) = r.key {
                 last_of_key.insert(pass.identity(key).into_owned(), r.offset);
             }
@@ -132,7 +131,7 @@ pub fn clean(
             kept
         };
         let cleaned =
-            clean_batch(&read.bytes, MAX_INFLATED_BATCH, keep).unwrap_or(Cleaned::Unchanged);
+            clean_batch(&read.bytes, MAX_INFLATED_BATCH_BYTES, keep).unwrap_or(Cleaned::Unchanged);
         if tombstone_kept {
             tombstone_expiry = Some(tombstone_expiry.map_or(horizon, |t| t.min(horizon)));
         }
