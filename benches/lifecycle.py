@@ -239,6 +239,7 @@ def main():
     ap.add_argument("--loadgen", default=str(TARGET / "release" / "loadgen"))
     ap.add_argument("--out", default=str(REPO / "benches" / "results"))
     ap.add_argument("--strand-base-port", type=int, default=systems.STRAND_BASE_PORT)
+    ap.add_argument("--workloads", default="1,2", help="the retention part's workloads: 1, 2 or both")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs of Strand with and without retention, interleaved; the tables show the median")
     args = ap.parse_args()
@@ -256,7 +257,10 @@ def main():
     plan = []  # (part, run key, label, system, nodes, body)
     retained = topic_configs(retention_ms=RETENTION_MS, segment_bytes=SEGMENT_BYTES)
     if "retention" in parts:
+        chosen_workloads = {int(w) for w in args.workloads.split(",")}
         for w, nodes, rf, acks in ((1, 1, 1, "1"), (2, 3, 3, "all")):
+            if w not in chosen_workloads:
+                continue
             part = f"retention-w{w}"
             for name in chosen:
                 # Strand against itself is the closest ratio, so its runs are repeated in turns.

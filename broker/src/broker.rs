@@ -37,7 +37,7 @@ pub struct Broker {
     pub request_memory: RequestMemory,
     /// Turns at inflating compressed batches to validate them, one per core: bounds the
     /// memory and threads that takes.
-    pub inflating: tokio::sync::Semaphore,
+    pub inflating: Arc<tokio::sync::Semaphore>,
 }
 
 /// Where a partition's requests go, as far as this node knows.
@@ -142,9 +142,9 @@ impl Broker {
                 config.max_connections_per_ip,
             )),
             request_memory: RequestMemory::new(config.queued_max_request_bytes),
-            inflating: tokio::sync::Semaphore::new(
+            inflating: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ),
+            )),
             config,
             node,
             metrics: Metrics::default(),

@@ -113,8 +113,8 @@ pub struct Settings {
     #[arg(long, env = "STRAND_QUEUED_MAX_REQUEST_BYTES")]
     pub queued_max_request_bytes: Option<usize>,
 
-    /// Client connections the node keeps open; more are closed at once
-    /// (Kafka: max.connections)
+    /// Client connections the node keeps open; at the limit it accepts no more until one
+    /// closes (Kafka: max.connections)
     #[arg(long, env = "STRAND_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 

@@ -50,7 +50,8 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
         let (tx, rx) = mpsc::channel(MAX_IN_FLIGHT);
         let answering = Answering::new();
         let reader = read_requests(&broker, read_half, tx, peer, &answering);
-        let writer = write_responses(write_half, rx, &answering);
+        let stalled = broker.config.connections_max_idle;
+        let writer = write_responses(write_half, rx, &answering, stalled);
         tokio::pin!(reader, writer);
         tokio::select! {
             // The reader is done (end of input, or it queued a final Close): let the
@@ -124,7 +125,16 @@ async fn read_requests(
             if let (None, Some(size)) = (&held, frame_size(&buf)) {
                 let size = usize::try_from(size).unwrap_or(0);
                 if size > READ_BUFFER && size <= max_frame {
-                    held = Some(broker.request_memory.take(size).await);
+                    // No longer than a frame may take to arrive.
+                    let until = Instant::now() + broker.config.frame_read_timeout;
+                    let taken = broker.request_memory.take(size);
+                    let Ok(taken) = tokio::time::timeout_at(until, taken).await else {
+                        broker.metrics.closed(Closed::ReadTimeout);
+                        tracing::debug!("closing connection: no request memory in time");
+                        let _ = tx.send(Pending::Ready(Outcome::Close)).await;
+                        return;
+                    };
+                    held = Some(taken);
                     // The time to send it runs from when it may be read.
                     frame_started = Some(Instant::now());
                 }
@@ -140,6 +150,8 @@ async fn read_requests(
                 }
             };
             frame_started = None;
+            // Read: the bytes are the request's now.
+            held = None;
             let pending = match decode_request(frame, handlers::SUPPORTED_APIS) {
                 Ok(request) => handlers::start(broker, request, peer, &read_ahead).await,
                 Err(e) => match e.reply(handlers::SUPPORTED_APIS) {
@@ -152,7 +164,6 @@ async fn read_requests(
                     }
                 },
             };
-            held = None;
             answering.asked();
             if tx.send(pending).await.is_err() {
                 return;
@@ -185,6 +196,8 @@ async fn read_requests(
             Err(_) => {
                 broker.metrics.closed(why);
                 tracing::debug!(?why, "closing connection");
+                // Not kept while the writer may be stuck on a client that stopped reading.
+                drop(held.take());
                 let _ = tx.send(Pending::Ready(Outcome::Close)).await;
                 return;
             }
@@ -192,10 +205,13 @@ async fn read_requests(
     }
 }
 
+/// Writes the answers in request order. One that takes longer than `stalled` to write (the
+/// client stopped reading) ends the connection, as an idle one would.
 async fn write_responses(
     mut socket: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Pending>,
     answering: &Answering,
+    stalled: std::time::Duration,
 ) {
     while let Some(pending) = rx.recv().await {
         let outcome = match pending {
@@ -220,9 +236,9 @@ async fn write_responses(
                 return;
             }
         };
-        let written = write_frame(&mut socket, frame, then).await;
+        let written = tokio::time::timeout(stalled, write_frame(&mut socket, frame, then)).await;
         answering.answered();
-        if written.is_err() {
+        if !matches!(written, Ok(Ok(_))) {
             return;
         }
     }

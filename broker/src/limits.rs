@@ -7,15 +7,25 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-/// Open connections, by client address.
+/// Open connections, in all and by client address. As Kafka: a node at max.connections
+/// stops accepting until one closes; a connection past max.connections.per.ip is closed at
+/// once.
 pub struct ConnectionLimits {
     max: usize,
     max_per_ip: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
-    /// Connections closed at once because a limit was reached, for the metrics.
+    open: Mutex<Open>,
+    /// Told whenever a connection closes.
+    freed: Notify,
+    /// Connections closed at once because their address had its share, for the metrics.
     pub refused: AtomicU64,
+}
+
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
 }
 
 /// A connection counted against the limits until dropped.
@@ -29,21 +39,35 @@ impl ConnectionLimits {
         ConnectionLimits {
             max,
             max_per_ip,
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(Open::default()),
+            freed: Notify::new(),
             refused: AtomicU64::new(0),
         }
     }
 
-    /// Counts a new connection from `ip`, or `None` when it would pass a limit.
+    /// Returns once the node may accept another connection.
+    pub async fn room(&self) {
+        loop {
+            let freed = self.freed.notified();
+            if self.open.lock().expect("connection limits lock").total < self.max {
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    /// Counts a new connection from `ip`, or `None` when its address has its share.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admitted> {
+        // An IPv4 client seen through an IPv6 socket is the same client.
+        let ip = ip.to_canonical();
         let mut open = self.open.lock().expect("connection limits lock");
-        let total: usize = open.values().sum();
-        let from_ip = open.get(&ip).copied().unwrap_or(0);
-        if total >= self.max || from_ip >= self.max_per_ip {
+        let from_ip = open.by_ip.entry(ip).or_default();
+        if *from_ip >= self.max_per_ip {
             self.refused.fetch_add(1, Relaxed);
             return None;
         }
-        *open.entry(ip).or_default() += 1;
+        *from_ip += 1;
+        open.total += 1;
         Some(Admitted {
             limits: self.clone(),
             ip,
@@ -54,12 +78,15 @@ impl ConnectionLimits {
 impl Drop for Admitted {
     fn drop(&mut self) {
         let mut open = self.limits.open.lock().expect("connection limits lock");
-        if let Some(n) = open.get_mut(&self.ip) {
+        open.total -= 1;
+        if let Some(n) = open.by_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                open.remove(&self.ip);
+                open.by_ip.remove(&self.ip);
             }
         }
+        drop(open);
+        self.limits.freed.notify_waiters();
     }
 }
 
@@ -100,19 +127,29 @@ impl RequestMemory {
 mod tests {
     use super::*;
 
-    #[test]
-    fn connections_are_limited_in_all_and_per_address() {
+    #[tokio::test]
+    async fn a_full_node_waits_and_an_address_past_its_share_is_refused() {
         let limits = Arc::new(ConnectionLimits::new(3, 2));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let first = limits.admit(a).unwrap();
         let _second = limits.admit(a).unwrap();
-        assert!(limits.admit(a).is_none(), "a third from one address");
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert!(limits.admit(mapped).is_none(), "a third from one address");
+        assert_eq!(limits.refused.load(Relaxed), 1);
         let _third = limits.admit(b).unwrap();
-        assert!(limits.admit(b).is_none(), "a fourth in all");
+        let waiting = tokio::spawn({
+            let limits = limits.clone();
+            async move { limits.room().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "room at max.connections");
         drop(first);
-        assert!(limits.admit(b).is_some(), "room again once one closed");
-        assert_eq!(limits.refused.load(Relaxed), 2);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("room once one closed")
+            .unwrap();
+        assert!(limits.admit(b).is_some());
     }
 
     #[tokio::test]

@@ -178,7 +178,7 @@ impl Metrics {
             out,
             "# HELP strand_connections_closed_total Client connections the node closed: \
              idle for connections.max.idle.ms, a request not arriving whole within \
-             frame-read-timeout-ms, or refused at once by max.connections or \
+             frame-read-timeout-ms (or its memory), or refused at once by \
              max.connections.per.ip.\n\
              # TYPE strand_connections_closed_total counter\n\
              strand_connections_closed_total{{reason=\"idle\"}} {}\n\

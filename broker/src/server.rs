@@ -13,6 +13,10 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Futu
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
+            _ = broker.connection_limits.room() => {}
+            _ = &mut shutdown => return,
+        }
+        tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => match broker.connection_limits.admit(peer.ip()) {
                     Some(admitted) => {
@@ -22,7 +26,6 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Futu
                             drop(admitted);
                         });
                     }
-                    // Closed at once, as Kafka does.
                     None => drop(socket),
                 },
                 Err(e) => {

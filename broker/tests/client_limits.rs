@@ -124,6 +124,44 @@ fn connections_beyond_the_per_address_limit_are_closed_at_once() {
 }
 
 #[test]
+fn a_full_node_serves_a_new_connection_only_once_another_closes() {
+    let node = Node::start_with(&["--max-connections", "2"]);
+    let mut first = node.try_connect().unwrap();
+    let mut second = node.try_connect().unwrap();
+    metadata(&mut first, "t");
+    metadata(&mut second, "t");
+    // The kernel completes the handshake; the node does not take the connection yet.
+    let mut third = node.try_connect().unwrap();
+    third
+        .stream()
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let early = third.try_call(
+        ApiKey::Metadata,
+        12,
+        &RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![]))),
+    );
+    assert!(early.is_err(), "a third connection was served: {early:?}");
+    drop(third);
+    drop(first);
+    let mut fourth = common::wait_for("room after one closed", Duration::from_secs(10), || {
+        let mut c = node.try_connect().ok()?;
+        c.stream()
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .ok()?;
+        c.try_call(
+            ApiKey::Metadata,
+            12,
+            &RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![]))),
+        )
+        .ok()
+        .map(|_| c)
+    });
+    assert_served(&mut second, "a full node");
+    assert_served(&mut fourth, "a full node");
+}
+
+#[test]
 fn a_frame_waits_for_request_memory_held_by_another() {
     let node = Node::start_with(&[
         "--queued-max-request-bytes",

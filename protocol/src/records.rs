@@ -339,8 +339,8 @@ fn inflate(
         Codec::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::new(payload).map_err(failed)?;
             if strict {
-                // A window past the largest batch would only cost memory.
-                decoder.window_log_max(26).map_err(failed)?;
+                // What zstd itself and the Java client's reader allow (level 22 writes 2^27).
+                decoder.window_log_max(27).map_err(failed)?;
             }
             read(&mut decoder, &mut out)?
         }

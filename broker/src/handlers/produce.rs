@@ -211,14 +211,20 @@ async fn validate(
     if !compressed {
         return validate_produce_records(&records, limit, &times);
     }
-    let _turn = broker
+    let turn = broker
         .inflating
-        .acquire()
+        .clone()
+        .acquire_owned()
         .await
         .expect("the inflating semaphore is never closed");
-    tokio::task::spawn_blocking(move || validate_produce_records(&records, limit, &times))
-        .await
-        .unwrap_or_else(|e| Err(BatchError::Undecodable(format!("validation failed: {e}"))))
+    // The turn goes with the job: it is held until the job ends, even if this request is
+    // dropped meanwhile.
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        validate_produce_records(&records, limit, &times)
+    })
+    .await
+    .unwrap_or_else(|e| Err(BatchError::Undecodable(format!("validation failed: {e}"))))
 }
 
 fn batch_failure(e: BatchError) -> Failure {
