@@ -25,6 +25,27 @@ fn assert_served(bystander: &mut Client, after: &str) {
     );
 }
 
+/// A new connection that the node serves (answers an empty Metadata within 2 s), waited
+/// for up to `limit`.
+fn served_connection(node: &Node, what: &str, limit: Duration) -> Client {
+    common::wait_for(what, limit, || {
+        let mut c = node.try_connect().ok()?;
+        c.stream()
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .ok()?;
+        c.try_call(
+            ApiKey::Metadata,
+            12,
+            &RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![]))),
+        )
+        .ok()?;
+        c.stream()
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .ok()?;
+        Some(c)
+    })
+}
+
 #[test]
 fn idle_connections_are_closed_but_not_those_being_answered() {
     let node = Node::start_with(&["--connections-max-idle-ms", "1500"]);
@@ -104,19 +125,10 @@ fn connections_beyond_the_per_address_limit_are_closed_at_once() {
         "a fourth connection stayed open"
     );
     drop(open.pop());
-    let mut again = common::wait_for(
+    let mut again = served_connection(
+        &node,
         "a connection after one closed",
         Duration::from_secs(5),
-        || {
-            let mut c = node.try_connect().ok()?;
-            c.try_call(
-                ApiKey::Metadata,
-                12,
-                &RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![]))),
-            )
-            .ok()
-            .map(|_| c)
-        },
     );
     assert_served(&mut again, "a refused connection");
     assert_served(&mut open[0], "a refused connection");
@@ -144,19 +156,7 @@ fn a_full_node_serves_a_new_connection_only_once_another_closes() {
     assert!(early.is_err(), "a third connection was served: {early:?}");
     drop(third);
     drop(first);
-    let mut fourth = common::wait_for("room after one closed", Duration::from_secs(10), || {
-        let mut c = node.try_connect().ok()?;
-        c.stream()
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .ok()?;
-        c.try_call(
-            ApiKey::Metadata,
-            12,
-            &RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![]))),
-        )
-        .ok()
-        .map(|_| c)
-    });
+    let mut fourth = served_connection(&node, "room after one closed", Duration::from_secs(10));
     assert_served(&mut second, "a full node");
     assert_served(&mut fourth, "a full node");
 }
