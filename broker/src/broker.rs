@@ -132,7 +132,9 @@ impl Broker {
                 min_session_timeout: config.group_min_session_timeout,
                 max_session_timeout: config.group_max_session_timeout,
                 initial_rebalance_delay: config.group_initial_rebalance_delay,
+                max_size: config.group_max_size,
             },
+            config.max_groups,
             config.offsets_retention,
         );
         let broker = Arc::new(Broker {

@@ -60,6 +60,8 @@ pub enum TopicError {
     InvalidAssignment(String),
     #[error("{0}")]
     InvalidConfig(String),
+    #[error("{0}")]
+    PolicyViolation(String),
     #[error("this broker is not the controller")]
     NotController,
     #[error("the controller is unavailable: {0}")]
@@ -76,6 +78,7 @@ impl TopicError {
             TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
             TopicError::InvalidAssignment(_) => ResponseError::InvalidReplicaAssignment,
             TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+            TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,
             TopicError::NotController => ResponseError::NotController,
             TopicError::Unavailable(_) => ResponseError::RequestTimedOut,
         }
@@ -217,6 +220,34 @@ fn check_assignments(
 /// Most partitions a topic may have.
 const MAX_PARTITIONS: usize = 100_000;
 
+/// Refuses new partitions whose replicas would give a node more than
+/// `max-broker-partitions`: each replica is a Raft group, with its own memory and timers.
+/// Two requests planned at once may pass the bound together.
+fn check_node_load(
+    broker: &Broker,
+    metadata: &ClusterMetadata,
+    new: &[Vec<NodeId>],
+) -> Result<(), TopicError> {
+    let mut held: BTreeMap<NodeId, usize> = new.iter().flatten().map(|n| (*n, 0)).collect();
+    let partitions = metadata.topics.values().flat_map(|t| &t.partitions);
+    for node in partitions
+        .flat_map(|p| metadata.replica_nodes(p))
+        .chain(new.iter().flatten().copied())
+    {
+        if let Some(count) = held.get_mut(&node) {
+            *count += 1;
+        }
+    }
+    let max = broker.config.max_broker_partitions;
+    match held.into_iter().find(|(_, count)| *count > max) {
+        Some((node, count)) => Err(TopicError::PolicyViolation(format!(
+            "node {node} would hold {count} partition replicas, more than \
+             max-broker-partitions ({max}); delete topics or add nodes"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Adds partitions to topic `name` until it has `count` (CreatePartitions), on the
 /// replicas the client chose or placed as a new topic's would be, continuing its rotation;
 /// with `validate_only`, only checks that it could. Returns once this node's new replicas
@@ -281,6 +312,7 @@ pub async fn add_partitions(
             placement_start(name).wrapping_add(now) % brokers.len().max(1),
         ),
     };
+    check_node_load(broker, &metadata, &replicas)?;
     if validate_only {
         return Ok(());
     }
@@ -325,6 +357,7 @@ pub async fn create_topic(
     let controller = broker.node.controller();
     let metadata = controller.metadata();
     let replicas = plan(broker, &spec, &metadata)?;
+    check_node_load(broker, &metadata, &replicas)?;
     if validate_only {
         return Ok(Arc::new(TopicInfo {
             name: spec.name,

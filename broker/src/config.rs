@@ -192,6 +192,21 @@ pub struct Settings {
     #[arg(long, env = "STRAND_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
 
+    /// Members a consumer group may have; more get GROUP_MAX_SIZE_REACHED
+    /// (Kafka: group.max.size)
+    #[arg(long, env = "STRAND_GROUP_MAX_SIZE")]
+    pub group_max_size: Option<usize>,
+
+    /// Consumer groups, with members or committed offsets, the cluster keeps; a new one
+    /// beyond it gets POLICY_VIOLATION (Kafka has no such bound)
+    #[arg(long, env = "STRAND_MAX_GROUPS")]
+    pub max_groups: Option<usize>,
+
+    /// Partition replicas a node may hold; creating topics or partitions that would put
+    /// more on any node gets POLICY_VIOLATION (KIP-578's max.broker.partitions)
+    #[arg(long, env = "STRAND_MAX_BROKER_PARTITIONS")]
+    pub max_broker_partitions: Option<usize>,
+
     /// How long a group without members keeps its committed offsets after the last commit,
     /// seven days by default (Kafka: offsets.retention.minutes)
     #[arg(long, env = "STRAND_OFFSETS_RETENTION_MINUTES")]
@@ -308,6 +323,11 @@ pub mod defaults {
     pub const GROUP_MIN_SESSION_TIMEOUT_MS: u64 = 6_000;
     pub const GROUP_MAX_SESSION_TIMEOUT_MS: u64 = 1_800_000;
     pub const GROUP_INITIAL_REBALANCE_DELAY_MS: u64 = 3_000;
+    /// Kafka's is unbounded; a thousand consumers is more than any one group needs.
+    pub const GROUP_MAX_SIZE: usize = 1_000;
+    pub const MAX_GROUPS: usize = 100_000;
+    /// Kafka's long-standing guidance for one broker.
+    pub const MAX_BROKER_PARTITIONS: usize = 4_000;
     /// Seven days, as Kafka's offsets.retention.minutes.
     pub const OFFSETS_RETENTION_MINUTES: u64 = 10_080;
     /// Seven days, as Kafka's log.retention.hours=168.
@@ -378,6 +398,9 @@ pub fn documented_defaults() -> Vec<(&'static str, String)> {
             "group-initial-rebalance-delay-ms",
             GROUP_INITIAL_REBALANCE_DELAY_MS.to_string(),
         ),
+        ("group-max-size", GROUP_MAX_SIZE.to_string()),
+        ("max-groups", MAX_GROUPS.to_string()),
+        ("max-broker-partitions", MAX_BROKER_PARTITIONS.to_string()),
         (
             "offsets-retention-minutes",
             OFFSETS_RETENTION_MINUTES.to_string(),
@@ -456,6 +479,9 @@ pub struct Config {
     pub group_min_session_timeout: Duration,
     pub group_max_session_timeout: Duration,
     pub group_initial_rebalance_delay: Duration,
+    pub group_max_size: usize,
+    pub max_groups: usize,
+    pub max_broker_partitions: usize,
     pub offsets_retention: Duration,
     /// Topics' retention.ms and retention.bytes where they set none; -1 is no limit.
     pub log_retention_ms: i64,
@@ -706,6 +732,20 @@ impl Config {
                 "must not be more than group-max-session-timeout-ms",
             ));
         }
+        let group_max_size = s.group_max_size.unwrap_or(defaults::GROUP_MAX_SIZE);
+        let max_groups = s.max_groups.unwrap_or(defaults::MAX_GROUPS);
+        let max_broker_partitions = s
+            .max_broker_partitions
+            .unwrap_or(defaults::MAX_BROKER_PARTITIONS);
+        for (flag, value) in [
+            ("group-max-size", group_max_size),
+            ("max-groups", max_groups),
+            ("max-broker-partitions", max_broker_partitions),
+        ] {
+            if value < 1 {
+                return Err(invalid(flag, value, "allow at least 1"));
+            }
+        }
         let log_retention_ms = s.log_retention_ms.unwrap_or(defaults::LOG_RETENTION_MS);
         if log_retention_ms < -1 {
             return Err(invalid(
@@ -775,6 +815,9 @@ impl Config {
                 s.group_initial_rebalance_delay_ms
                     .unwrap_or(defaults::GROUP_INITIAL_REBALANCE_DELAY_MS),
             ),
+            group_max_size,
+            max_groups,
+            max_broker_partitions,
             offsets_retention: Duration::from_secs(
                 60 * s
                     .offsets_retention_minutes

@@ -26,6 +26,7 @@ const INVALID_REQUIRED_ACKS: i16 = 21;
 const INVALID_RECORD: i16 = 87;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const UNSUPPORTED_VERSION: i16 = 35;
+const UNKNOWN_PRODUCER_ID: i16 = 59;
 
 const GUARDED: &str = "guarded";
 
@@ -247,6 +248,23 @@ fn poisoned_compressed_batches_are_refused_and_bombs_are_too_large() {
     assert_still_serving(&mut node, &mut bystander, "poisoned batches");
     let fits = record_batch(&[("k", &"x".repeat(512 << 10))], Compression::Gzip, None);
     assert_eq!(produce(&mut bystander, GUARDED, 0, fits, -1), (0, 3));
+}
+
+#[test]
+fn producer_ids_the_cluster_never_handed_out_are_refused() {
+    let mut node = start();
+    let mut c = node.try_connect().unwrap();
+    let (error, allocated, _) = common::init_producer_id(&mut c);
+    assert_eq!(error, 0);
+    // Ids come in blocks of a thousand: one far beyond this node's first block.
+    for invented in [allocated + 1_000_000, i64::MAX] {
+        let batch = record_batch(&[("k", "v")], Compression::None, Some((invented, 0, 0)));
+        let (error, _) = produce(&mut c, GUARDED, 0, batch, -1);
+        assert_eq!(error, UNKNOWN_PRODUCER_ID, "producer id {invented}");
+    }
+    assert_still_serving(&mut node, &mut c, "invented producer ids");
+    let batch = record_batch(&[("k", "v")], Compression::None, Some((allocated, 0, 0)));
+    assert_eq!(produce(&mut c, GUARDED, 0, batch, -1), (0, 3));
 }
 
 #[test]

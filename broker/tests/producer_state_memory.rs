@@ -8,7 +8,7 @@ use common::{batch_from, produce_request, Node};
 use kafka_protocol::messages::*;
 
 const PRODUCERS: i64 = 100_000;
-const PIPELINE: i64 = 500;
+const PIPELINE: usize = 500;
 
 #[test]
 fn a_hundred_thousand_producers_stay_within_the_memory_bound() {
@@ -25,23 +25,22 @@ fn a_hundred_thousand_producers_stay_within_the_memory_bound() {
         unreachable!()
     };
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    // The node takes only producer ids it handed out.
+    let ids = producer_ids(&mut c);
     let before = node.rss_bytes();
 
-    let mut next = 0;
-    while next < PRODUCERS {
-        let chunk = (next..(next + PIPELINE).min(PRODUCERS)).collect::<Vec<_>>();
-        for id in &chunk {
-            let records = batch_from("x", Some((1_000_000 + id, 0, 0)));
+    for chunk in ids.chunks(PIPELINE) {
+        for id in chunk {
+            let records = batch_from("x", Some((*id, 0, 0)));
             c.send(ApiKey::Produce, 9, &produce_request("many", records));
         }
-        for id in &chunk {
+        for id in chunk {
             let ResponseKind::Produce(r) = c.receive(ApiKey::Produce, 9) else {
                 unreachable!()
             };
             let p = &r.responses[0].partition_responses[0];
             assert_eq!(p.error_code, 0, "producer {id}");
         }
-        next += PIPELINE;
     }
     let after = node.rss_bytes();
     let per_producer = after.saturating_sub(before) / PRODUCERS as u64;
@@ -64,4 +63,28 @@ fn a_hundred_thousand_producers_stay_within_the_memory_bound() {
         r.topics[0].partitions[0].active_producers.len(),
         PRODUCERS as usize
     );
+}
+
+/// `PRODUCERS` distinct ids from InitProducerId, asked for `PIPELINE` at a time.
+fn producer_ids(c: &mut common::Client) -> Vec<i64> {
+    let request = RequestKind::InitProducerId(
+        InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000),
+    );
+    let mut ids = Vec::with_capacity(PRODUCERS as usize);
+    while ids.len() < PRODUCERS as usize {
+        let n = PIPELINE.min(PRODUCERS as usize - ids.len());
+        for _ in 0..n {
+            c.send(ApiKey::InitProducerId, 0, &request);
+        }
+        for _ in 0..n {
+            let ResponseKind::InitProducerId(r) = c.receive(ApiKey::InitProducerId, 0) else {
+                unreachable!()
+            };
+            assert_eq!(r.error_code, 0);
+            ids.push(r.producer_id.0);
+        }
+    }
+    ids
 }

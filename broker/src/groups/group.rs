@@ -24,6 +24,8 @@ pub struct GroupLimits {
     pub max_session_timeout: Duration,
     /// How long the first rebalance of an empty group waits for more members to arrive.
     pub initial_rebalance_delay: Duration,
+    /// Members and members-to-be a group may have (Kafka: group.max.size).
+    pub max_size: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,11 +285,17 @@ impl Group {
                 .unwrap_or(&request.client_id)
                 .to_string();
             let member_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
-            if let Some(instance) = request.instance_id.clone() {
-                if let Some(old) = self.instances.get(&instance).cloned() {
-                    return self.replace_static_member(old, member_id, request, now);
-                }
-            } else if request.require_known_member_id {
+            let known_instance = request
+                .instance_id
+                .as_ref()
+                .and_then(|instance| self.instances.get(instance).cloned());
+            if let Some(old) = known_instance {
+                return self.replace_static_member(old, member_id, request, now);
+            }
+            if self.members.len() + self.pending.len() >= self.limits.max_size {
+                return fail(ResponseError::GroupMaxSizeReached);
+            }
+            if request.instance_id.is_none() && request.require_known_member_id {
                 self.pending
                     .insert(member_id.clone(), now + request.session_timeout);
                 return Reply::Now(JoinOutcome::error(
@@ -771,6 +779,7 @@ mod tests {
             min_session_timeout: Duration::from_secs(6),
             max_session_timeout: Duration::from_secs(1800),
             initial_rebalance_delay: Duration::from_secs(3),
+            max_size: 1000,
         }
     }
 
@@ -812,6 +821,32 @@ mod tests {
         let id = first.member_id;
         let reply = g.join(request(&id, None), now);
         (id, reply)
+    }
+
+    #[test]
+    fn a_full_group_refuses_newcomers_but_not_its_members_or_returning_static_ones() {
+        let mut g = Group::new(GroupLimits {
+            max_size: 2,
+            ..limits()
+        });
+        let t0 = Instant::now();
+        let (a, _) = join_new(&mut g, t0);
+        let static_join = g.join(request("", Some("i1")), t0);
+        assert!(
+            matches!(static_join, Reply::Later(_)),
+            "joins as the second"
+        );
+        let full = now_or_panic(g.join(request("", None), t0));
+        assert_eq!(full.error, ResponseError::GroupMaxSizeReached.code());
+        let full = now_or_panic(g.join(request("", Some("i2")), t0));
+        assert_eq!(full.error, ResponseError::GroupMaxSizeReached.code());
+        // A restarted static member takes its old place; a member rejoins as before.
+        assert!(matches!(
+            g.join(request("", Some("i1")), t0),
+            Reply::Later(_)
+        ));
+        assert!(matches!(g.join(request(&a, None), t0), Reply::Later(_)));
+        assert_eq!(g.members().len(), 2);
     }
 
     #[test]

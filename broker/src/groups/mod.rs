@@ -15,7 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::ResponseError;
 use strand_raft::{
-    Command, CommittedOffset, ControllerCommand, ProposeError, Response, TopicPartition,
+    Command, CommittedOffset, ControllerCommand, GroupOffsets, ProposeError, Response,
+    TopicPartition,
 };
 
 use crate::Broker;
@@ -46,6 +47,9 @@ impl Groups {
 
 pub struct Coordinator {
     limits: GroupLimits,
+    /// Groups, with members or committed offsets, the cluster keeps (Strand's own bound:
+    /// every group costs the coordinator memory, and its offsets cost every node).
+    max_groups: usize,
     offsets_retention: Duration,
     state: Mutex<Groups>,
 }
@@ -54,6 +58,7 @@ pub struct Coordinator {
 pub struct Locked<'a> {
     guard: MutexGuard<'a, Groups>,
     limits: GroupLimits,
+    max_groups: usize,
 }
 
 impl Locked<'_> {
@@ -72,6 +77,23 @@ impl Locked<'_> {
         self.guard.groups.get_mut(id).filter(|g| !g.is_empty())
     }
 
+    /// Whether group `id` may start here: it has members or committed offsets already, or
+    /// fewer than `max_groups` groups do. Concurrent first commits of new groups may pass
+    /// the bound by a few.
+    pub fn admits(&self, id: &str, offsets: &GroupOffsets) -> bool {
+        let has_members = |g: &Group| !g.is_empty();
+        if offsets.contains_key(id) || self.guard.groups.get(id).is_some_and(has_members) {
+            return true;
+        }
+        let without_offsets = self
+            .guard
+            .groups
+            .iter()
+            .filter(|(g, group)| has_members(group) && !offsets.contains_key(*g))
+            .count();
+        offsets.len() + without_offsets < self.max_groups
+    }
+
     /// Every group with members.
     pub fn groups(&self) -> impl Iterator<Item = (&String, &Group)> {
         self.guard.groups.iter().filter(|(_, g)| !g.is_empty())
@@ -87,9 +109,10 @@ pub fn now_ms() -> i64 {
 }
 
 impl Coordinator {
-    pub fn new(limits: GroupLimits, offsets_retention: Duration) -> Coordinator {
+    pub fn new(limits: GroupLimits, max_groups: usize, offsets_retention: Duration) -> Coordinator {
         Coordinator {
             limits,
+            max_groups,
             offsets_retention,
             state: Mutex::default(),
         }
@@ -118,6 +141,7 @@ impl Coordinator {
         Ok(Locked {
             guard,
             limits: self.limits,
+            max_groups: self.max_groups,
         })
     }
 

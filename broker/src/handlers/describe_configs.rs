@@ -193,6 +193,8 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
             "group.initial.rebalance.delay.ms",
             c.group_initial_rebalance_delay.as_millis().to_string(),
         ),
+        ("group.max.size", c.group_max_size.to_string()),
+        ("max.broker.partitions", c.max_broker_partitions.to_string()),
         (
             "offsets.retention.minutes",
             (c.offsets_retention.as_secs() / 60).to_string(),

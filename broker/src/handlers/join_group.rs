@@ -82,7 +82,12 @@ pub async fn handle(
     };
     let limit = join.rebalance_timeout + WAIT_SLACK;
     let reply = match broker.groups.lock(broker) {
-        Ok(mut groups) => groups.group(&request.group_id).join(join, Instant::now()),
+        Ok(mut groups) => {
+            if !groups.admits(&request.group_id, &broker.node.controller().offsets()) {
+                return fail(ResponseError::PolicyViolation.code());
+            }
+            groups.group(&request.group_id).join(join, Instant::now())
+        }
         Err(code) => return fail(code),
     };
     let outcome = settle(reply, limit, || JoinOutcome {

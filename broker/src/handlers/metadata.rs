@@ -56,6 +56,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                         .map_err(|e| match e {
                             TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
                             TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
+                            TopicError::PolicyViolation(_) => ResponseError::PolicyViolation,
                             _ => ResponseError::LeaderNotAvailable,
                         })
                 };

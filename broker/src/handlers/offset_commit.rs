@@ -41,7 +41,13 @@ pub async fn handle(
                     instance,
                     request.generation_id_or_member_epoch,
                 ),
-                None if request.generation_id_or_member_epoch < 0 => 0,
+                None if request.generation_id_or_member_epoch < 0 => {
+                    if groups.admits(&request.group_id, &broker.node.controller().offsets()) {
+                        0
+                    } else {
+                        ResponseError::PolicyViolation.code()
+                    }
+                }
                 // A member of a generation this coordinator never saw (it took over).
                 None => ResponseError::IllegalGeneration.code(),
             }

@@ -22,7 +22,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
 use strand_protocol::batch::{
-    split_batches, validate_produce_records, BatchError, Codec, ProducedBatches,
+    split_batches, validate_produce_records, BatchError, BatchHeader, Codec, ProducedBatches,
 };
 use strand_protocol::records::TimestampBounds;
 use strand_raft::{
@@ -227,6 +227,29 @@ async fn validate(
     .unwrap_or_else(|e| Err(BatchError::Undecodable(format!("validation failed: {e}"))))
 }
 
+/// How long a produce waits for this node to learn of a producer id allocated through
+/// another node: this node's copy of the controller state may hear of the allocation a
+/// heartbeat after the client got the id.
+const ALLOCATION_WAIT: Duration = Duration::from_secs(2);
+
+/// The highest producer id in `headers` if the cluster never handed it out. Ids are
+/// allocated in increasing blocks, so one comparison covers every id below it. Made-up
+/// ids would each take a place in the partition's producer table.
+async fn unallocated_producer(broker: &Broker, headers: &[BatchHeader]) -> Option<i64> {
+    let highest = headers
+        .iter()
+        .map(|h| h.producer_id)
+        .max()
+        .filter(|id| *id >= 0)?;
+    let mut metadata = broker.node.controller().watch_metadata();
+    let allocated = metadata.wait_for(|m| m.next_producer_id > highest);
+    let known = matches!(
+        tokio::time::timeout(ALLOCATION_WAIT, allocated).await,
+        Ok(Ok(_))
+    );
+    (!known).then_some(highest)
+}
+
 fn batch_failure(e: BatchError) -> Failure {
     Failure {
         error: ResponseError::try_from_code(e.error_code())
@@ -361,6 +384,15 @@ async fn submit_partition(
         return Err(Failure {
             error: ResponseError::InvalidRecord,
             message: Some("transactions are not supported".into()),
+            leader: None,
+        });
+    }
+    if let Some(id) = unallocated_producer(broker, &headers).await {
+        return Err(Failure {
+            error: ResponseError::UnknownProducerId,
+            message: Some(format!(
+                "producer id {id} was not handed out by InitProducerId"
+            )),
             leader: None,
         });
     }
