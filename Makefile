@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 STRAND := $(CARGO_TARGET_DIR)/release/strand
 VENV := $(CURDIR)/.venv
 
-.PHONY: run test build setup unit fuzz e2e lint fmt bench bench-full bench-produce disk-flat bench-lifecycle bench-move kafka-install bench-cluster cluster cluster-stop clean-data jepsen jepsen-smoke jepsen-selfcheck
+.PHONY: run test build setup unit fuzz e2e lint fmt bench bench-full bench-produce disk-flat bench-lifecycle bench-move bench-attacks kafka-install bench-cluster cluster cluster-stop clean-data jepsen jepsen-smoke jepsen-selfcheck
 
 setup:
 	@scripts/setup.sh
@@ -92,6 +92,13 @@ disk-flat: build $(VENV)/.installed
 bench-lifecycle: build $(VENV)/.bench-installed kafka-install
 	$(VENV)/bin/python benches/lifecycle.py --strand $(STRAND) \
 		--loadgen $(CARGO_TARGET_DIR)/release/loadgen $(BENCH_ARGS)
+
+# A bystander's Metadata latency on one node while each of the untrusted-input probe's
+# resource attacks runs, ten seconds each (broker/tests/bystander.rs): results in
+# benches/results/bystander.json.
+bench-attacks: build
+	STRAND_BYSTANDER_OUT=$(CURDIR)/benches/results/bystander.json \
+		cargo test --release -p strand-broker --test bystander -- --ignored --nocapture
 
 # Moving a partition of 5 GB to a new node, all retained (replayed from the log) and with
 # all but 1 GB deleted (sent as a snapshot): time and bytes (benches/move.py).

@@ -364,7 +364,7 @@ def main():
                     help="partitions of workloads 1, 2, 3 and 5 (the issue's: 16)")
     ap.add_argument("--many-partitions", type=int, default=1000,
                     help="partitions of workload 4 (the issue's: 1,000)")
-    ap.add_argument("--compression", default="none", choices=["none", "gzip", "snappy", "lz4"],
+    ap.add_argument("--compression", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"],
                     help="the producer's compression.type")
     ap.add_argument("--content", default="random", choices=["random", "words"],
                     help="payloads: the same random bytes in every record, or fresh JSON-like words that compress")

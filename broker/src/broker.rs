@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::producer_ids::{self, ProducerIds};
 use crate::unsafe_modes::UnsafeMode;
 use crate::Config;
-use crate::{cleaner, retention};
+use crate::{cleaner, features, retention};
 
 /// Everything a request handler needs, shared by all connections.
 pub struct Broker {
@@ -154,6 +154,7 @@ impl Broker {
             groups,
         });
         tokio::spawn(producer_ids::expiry_loop(broker.clone()));
+        tokio::spawn(features::finalize_loop(broker.clone()));
         tokio::spawn(retention::retention_loop(broker.clone()));
         tokio::spawn(cleaner::cleaner_loop(broker.clone()));
         tokio::spawn(groups::run(broker.clone()));

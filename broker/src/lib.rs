@@ -20,6 +20,7 @@ pub mod cleaner;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod features;
 pub mod groups;
 pub mod handlers;
 pub mod leader_tasks;

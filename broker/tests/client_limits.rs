@@ -115,6 +115,10 @@ fn a_request_that_does_not_arrive_in_time_closes_its_connection() {
 #[test]
 fn connections_beyond_the_per_address_limit_are_closed_at_once() {
     let node = Node::start_with(&["--max-connections-per-ip", "3"]);
+    // The start-up probe's connection counts until the node sees it closed.
+    common::wait_for("no connection open", Duration::from_secs(5), || {
+        (node.metric("strand_connections_open") == 0).then_some(())
+    });
     let mut open: Vec<Client> = (0..3).map(|_| node.try_connect().unwrap()).collect();
     for c in &mut open {
         metadata(c, "t");

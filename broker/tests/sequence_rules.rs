@@ -49,3 +49,55 @@ fn sequence_rules_over_the_wire() {
         "nothing refused or repeated was stored"
     );
 }
+
+/// Once the cluster finalizes `strand.version` 1 (ApiVersions v3 says so), a producer's
+/// state keeps the node's clock, whatever create time its batches claim.
+#[test]
+fn producer_state_keeps_the_nodes_clock_once_the_feature_is_finalized() {
+    use kafka_protocol::messages::*;
+    let node = Node::start();
+    let mut c = node.try_connect().unwrap();
+    assert_eq!(create_topic(&mut c, "clock", 1, &[]), 0);
+    common::wait_for(
+        "strand.version 1 to be finalized",
+        std::time::Duration::from_secs(30),
+        || {
+            let request = RequestKind::ApiVersions(ApiVersionsRequest::default());
+            let ResponseKind::ApiVersions(r) = c.call(ApiKey::ApiVersions, 3, request) else {
+                unreachable!()
+            };
+            let supported = r.supported_features.iter().any(|f| {
+                f.name.as_str() == "strand.version" && (f.min_version, f.max_version) == (1, 1)
+            });
+            assert!(supported, "{:?}", r.supported_features);
+            r.finalized_features
+                .iter()
+                .any(|f| f.name.as_str() == "strand.version" && f.max_version_level == 1)
+                .then_some(())
+        },
+    );
+    let (_, pid, _) = init_producer_id(&mut c);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // record_batch's create times are in November 2023.
+    let batch = record_batch(&[("k", "v")], Compression::None, Some((pid, 0, 0)));
+    assert_eq!(produce(&mut c, "clock", 0, batch, -1), (0, 0));
+    let request =
+        RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+            describe_producers_request::TopicRequest::default()
+                .with_name(common::name("clock"))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let ResponseKind::DescribeProducers(r) = c.call(ApiKey::DescribeProducers, 0, request) else {
+        unreachable!()
+    };
+    let producers = &r.topics[0].partitions[0].active_producers;
+    assert_eq!(producers.len(), 1);
+    assert!(
+        (before..before + 60_000).contains(&producers[0].last_timestamp),
+        "last timestamp {} is not the node's clock ({before})",
+        producers[0].last_timestamp
+    );
+}

@@ -150,6 +150,21 @@ fn final_read_gap_a_record_the_final_reads_miss_between_start_and_end() {
 }
 
 #[test]
+fn unserved_partition_an_acknowledged_send_to_a_partition_the_final_reads_cannot_find() {
+    let r = run(&[
+        (json!(0), "ok", "send", send(1, 0, 10)),
+        (json!(0), "ok", "send", send(2, 0, 20)),
+        (json!(1), "ok", "poll", poll(1, &[(0, 10)])),
+        (json!(1), "ok", "poll", poll(2, &[(0, 20)])),
+        // Partition 2 was read during the run, then lost with the topic.
+        (json!(9), "ok", "ends", json!([["ends", [[1, 0, 1]]]])),
+        (json!(9), "ok", "poll", poll(1, &[(0, 10)])),
+    ]);
+    only_bad(&r, "unserved-partition");
+    assert_eq!(r.anomalies["unserved-partition"].examples[0]["key"], 2);
+}
+
+#[test]
 fn g1a_reading_what_a_failed_send_wrote() {
     let r = run(&[
         (json!(0), "fail", "send", send(1, 0, 10)),

@@ -12,6 +12,8 @@
 //!                          max timestamp i64, producer id i64, producer epoch i16,
 //!                          base sequence i32), then the batches back to back
 //!  kind 3 command      17: postcard(Command), any other command
+//!  kind 4 timed append 17: as kind 2, then the leader's clock i64 after the batches, so
+//!                          the batches sit where they would in kind 2
 //! ```
 //!
 //! Everything else (votes, log ids) is postcard.
@@ -45,6 +47,7 @@ const BLANK: u8 = 0;
 const MEMBERSHIP: u8 = 1;
 const APPEND: u8 = 2;
 const COMMAND: u8 = 3;
+const APPEND_AT: u8 = 4;
 
 /// Where the batches of an append entry with `batch_count` batches begin.
 pub fn append_data_start(batch_count: usize) -> usize {
@@ -58,9 +61,9 @@ pub fn entry_term(stored: &[u8]) -> Option<u64> {
 
 pub fn encode_entry(entry: &Entry) -> Vec<u8> {
     let mut out = Vec::with_capacity(match &entry.payload {
-        EntryPayload::Normal(Command::Append(a)) => {
-            append_data_start(a.batches.len()) + a.data.len()
-        }
+        EntryPayload::Normal(command) => command.append().map_or(64, |a| {
+            append_data_start(a.batches.len()) + a.data.len() + 8
+        }),
         _ => 64,
     });
     out.extend_from_slice(&entry.log_id.leader_id.term.to_be_bytes());
@@ -73,16 +76,12 @@ pub fn encode_entry(entry: &Entry) -> Vec<u8> {
         }
         EntryPayload::Normal(Command::Append(a)) => {
             out.push(APPEND);
-            out.extend_from_slice(&(a.batches.len() as u32).to_be_bytes());
-            for s in &a.batches {
-                out.extend_from_slice(&s.len.to_be_bytes());
-                out.extend_from_slice(&s.last_offset_delta.to_be_bytes());
-                out.extend_from_slice(&s.max_timestamp.to_be_bytes());
-                out.extend_from_slice(&s.producer_id.to_be_bytes());
-                out.extend_from_slice(&s.producer_epoch.to_be_bytes());
-                out.extend_from_slice(&s.base_sequence.to_be_bytes());
-            }
-            out.extend_from_slice(&a.data);
+            encode_append(a, &mut out);
+        }
+        EntryPayload::Normal(Command::AppendAt { append, now }) => {
+            out.push(APPEND_AT);
+            encode_append(append, &mut out);
+            out.extend_from_slice(&now.to_be_bytes());
         }
         EntryPayload::Normal(command) => {
             out.push(COMMAND);
@@ -90,6 +89,20 @@ pub fn encode_entry(entry: &Entry) -> Vec<u8> {
         }
     }
     out
+}
+
+/// An append's batch count, summaries and batches.
+fn encode_append(a: &AppendBatches, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(a.batches.len() as u32).to_be_bytes());
+    for s in &a.batches {
+        out.extend_from_slice(&s.len.to_be_bytes());
+        out.extend_from_slice(&s.last_offset_delta.to_be_bytes());
+        out.extend_from_slice(&s.max_timestamp.to_be_bytes());
+        out.extend_from_slice(&s.producer_id.to_be_bytes());
+        out.extend_from_slice(&s.producer_epoch.to_be_bytes());
+        out.extend_from_slice(&s.base_sequence.to_be_bytes());
+    }
+    out.extend_from_slice(&a.data);
 }
 
 /// Decodes a stored entry. The batches of an append entry share the stored buffer.
@@ -103,41 +116,54 @@ pub fn decode_entry(stored: Vec<u8>) -> Result<Entry, DecodeError> {
         BLANK => EntryPayload::Blank,
         MEMBERSHIP => EntryPayload::Membership(decode(&stored[HEADER..])?),
         COMMAND => EntryPayload::Normal(decode(&stored[HEADER..])?),
-        APPEND => {
-            let count = stored
-                .get(HEADER..HEADER + 4)
-                .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
-                .ok_or(DecodeError::Entry("append entry without a batch count"))?;
-            let data_start = append_data_start(count);
-            if stored.len() < data_start {
-                return Err(DecodeError::Entry(
-                    "append entry shorter than its summaries",
-                ));
-            }
-            let batches = (0..count)
-                .map(|i| {
-                    let at = HEADER + 4 + i * SUMMARY;
-                    let s = &stored[at..at + SUMMARY];
-                    BatchSummary {
-                        len: u32::from_be_bytes(s[0..4].try_into().expect("4 bytes")),
-                        last_offset_delta: i32::from_be_bytes(s[4..8].try_into().expect("4 bytes")),
-                        max_timestamp: i64::from_be_bytes(s[8..16].try_into().expect("8 bytes")),
-                        producer_id: i64::from_be_bytes(s[16..24].try_into().expect("8 bytes")),
-                        producer_epoch: i16::from_be_bytes(s[24..26].try_into().expect("2 bytes")),
-                        base_sequence: i32::from_be_bytes(s[26..30].try_into().expect("4 bytes")),
-                    }
-                })
-                .collect();
-            let data = Bytes::from(stored).slice(data_start..);
-            EntryPayload::Normal(Command::Append(AppendBatches {
-                data,
-                batches,
-                ..AppendBatches::default()
-            }))
+        APPEND => EntryPayload::Normal(Command::Append(decode_append(stored, 0)?)),
+        APPEND_AT => {
+            let now = stored
+                .len()
+                .checked_sub(8)
+                .filter(|at| *at >= HEADER)
+                .map(|at| i64::from_be_bytes(stored[at..].try_into().expect("8 bytes")))
+                .ok_or(DecodeError::Entry("timed append entry without its time"))?;
+            let append = decode_append(stored, 8)?;
+            EntryPayload::Normal(Command::AppendAt { append, now })
         }
         _ => return Err(DecodeError::Entry("unknown entry kind")),
     };
     Ok(Entry { log_id, payload })
+}
+
+/// The batches of a stored append entry, which ends `trailer` bytes after them.
+fn decode_append(stored: Vec<u8>, trailer: usize) -> Result<AppendBatches, DecodeError> {
+    let count = stored
+        .get(HEADER..HEADER + 4)
+        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or(DecodeError::Entry("append entry without a batch count"))?;
+    let data_start = append_data_start(count);
+    if stored.len() < data_start + trailer {
+        return Err(DecodeError::Entry(
+            "append entry shorter than its summaries",
+        ));
+    }
+    let batches = (0..count)
+        .map(|i| {
+            let at = HEADER + 4 + i * SUMMARY;
+            let s = &stored[at..at + SUMMARY];
+            BatchSummary {
+                len: u32::from_be_bytes(s[0..4].try_into().expect("4 bytes")),
+                last_offset_delta: i32::from_be_bytes(s[4..8].try_into().expect("4 bytes")),
+                max_timestamp: i64::from_be_bytes(s[8..16].try_into().expect("8 bytes")),
+                producer_id: i64::from_be_bytes(s[16..24].try_into().expect("8 bytes")),
+                producer_epoch: i16::from_be_bytes(s[24..26].try_into().expect("2 bytes")),
+                base_sequence: i32::from_be_bytes(s[26..30].try_into().expect("4 bytes")),
+            }
+        })
+        .collect();
+    let end = stored.len() - trailer;
+    Ok(AppendBatches {
+        data: Bytes::from(stored).slice(data_start..end),
+        batches,
+        ..AppendBatches::default()
+    })
 }
 
 #[cfg(test)]
@@ -221,6 +247,44 @@ mod tests {
             controller.payload,
             EntryPayload::Normal(Command::Controller(_))
         ));
+    }
+
+    #[test]
+    fn a_timed_append_keeps_its_batches_where_an_untimed_one_has_them() {
+        let data = Bytes::from_static(b"AAAA");
+        let append = AppendBatches {
+            data: data.clone(),
+            batches: vec![BatchSummary {
+                len: 4,
+                last_offset_delta: 0,
+                max_timestamp: 7,
+                producer_id: 5,
+                producer_epoch: 0,
+                base_sequence: 0,
+            }],
+            ..AppendBatches::default()
+        };
+        let entry = |payload| Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, 0), 9),
+            payload: EntryPayload::Normal(payload),
+        };
+        let timed = encode_entry(&entry(Command::AppendAt {
+            append: append.clone(),
+            now: 1_800_000_000_000,
+        }));
+        let untimed = encode_entry(&entry(Command::Append(append.clone())));
+        let start = append_data_start(1);
+        assert_eq!(&timed[start..start + 4], &untimed[start..]);
+        match decode_entry(timed).unwrap().payload {
+            EntryPayload::Normal(Command::AppendAt { append: a, now }) => {
+                assert_eq!(now, 1_800_000_000_000);
+                assert_eq!((a.data, a.batches), (data, append.batches));
+            }
+            other => panic!("decoded {other:?}"),
+        }
+        let mut no_time = vec![0u8; 21];
+        no_time[16] = APPEND_AT;
+        assert!(decode_entry(no_time).is_err());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use openraft::EntryPayload;
 
 use crate::codec;
-use crate::types::{Command, Entry};
+use crate::types::Entry;
 
 /// The most entry bytes one group holds; past it the oldest go first (to RocksDB's copy
 /// only). Applying normally empties it within milliseconds; the bound is for a replica
@@ -37,9 +37,9 @@ struct Held {
 /// The bytes an entry takes in the log (what read limits count).
 fn entry_bytes(entry: &Entry) -> usize {
     match &entry.payload {
-        EntryPayload::Normal(Command::Append(append)) => {
+        EntryPayload::Normal(command) => command.append().map_or(64, |append| {
             codec::append_data_start(append.batches.len()) + append.data.len()
-        }
+        }),
         _ => 64,
     }
 }
@@ -151,7 +151,7 @@ impl RecentEntries {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{AppendBatches, BatchSummary, LogId};
+    use crate::types::{AppendBatches, BatchSummary, Command, LogId};
     use bytes::Bytes;
     use openraft::CommittedLeaderId;
 

@@ -384,14 +384,11 @@ impl Replica {
         if let Some(to) = self.handing_over_to() {
             return Err(ProposeError::NotLeader { leader: Some(to) });
         }
-        let applied = match &mut command {
-            Command::Append(append) => {
-                let (reply, receiver) = AppliedReply::channel();
-                append.reply = reply;
-                Some(receiver)
-            }
-            _ => None,
-        };
+        let applied = command.append_mut().map(|append| {
+            let (reply, receiver) = AppliedReply::channel();
+            append.reply = reply;
+            receiver
+        });
         self.raft
             .client_write_ff(command)
             .await

@@ -15,8 +15,7 @@ use crate::codec;
 use crate::recent_entries::RecentEntries;
 use crate::snapshot::{LogFloor, SnapshotData};
 use crate::types::{
-    AppliedReply, Command, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership,
-    Types,
+    Command, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, Types,
 };
 
 /// A deterministic state machine: the same commands in the same order give the same
@@ -212,10 +211,10 @@ impl<M: Machine> RaftStateMachine<Types> for StateMachine<M> {
             let response = match entry.payload {
                 EntryPayload::Blank => Response::None,
                 EntryPayload::Normal(mut command) => {
-                    let reply = match &mut command {
-                        Command::Append(append) => std::mem::take(&mut append.reply),
-                        _ => AppliedReply::default(),
-                    };
+                    let reply = command
+                        .append_mut()
+                        .map(|append| std::mem::take(&mut append.reply))
+                        .unwrap_or_default();
                     let response = self
                         .machine
                         .apply(&entry.log_id, command, &mut batch)
@@ -324,7 +323,7 @@ impl RaftSnapshotBuilder<Types> for SnapshotBuilder {
 mod tests {
     use super::*;
     use crate::kafka::partition::{PartitionMachine, PartitionReader};
-    use crate::types::{AppendBatches, BatchSummary};
+    use crate::types::{AppendBatches, AppliedReply, BatchSummary};
     use bytes::Bytes;
     use openraft::CommittedLeaderId;
     use strand_storage::StoreOptions;

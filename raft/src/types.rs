@@ -58,6 +58,27 @@ pub enum Command {
         now: i64,
         delete_retention_ms: i64,
     },
+    /// [`Command::Append`], with the proposing leader's clock (ms since the epoch): the
+    /// time idempotent producers' state keeps, so a client's timestamps cannot keep a
+    /// producer from expiring. Only proposed once every node reads it (a feature level).
+    AppendAt { append: AppendBatches, now: i64 },
+}
+
+impl Command {
+    /// The batches of an append, timed or not.
+    pub fn append(&self) -> Option<&AppendBatches> {
+        match self {
+            Command::Append(append) | Command::AppendAt { append, .. } => Some(append),
+            _ => None,
+        }
+    }
+
+    pub fn append_mut(&mut self) -> Option<&mut AppendBatches> {
+        match self {
+            Command::Append(append) | Command::AppendAt { append, .. } => Some(append),
+            _ => None,
+        }
+    }
 }
 
 /// Record batches for one partition, exactly as the producer sent them, with the facts the
@@ -192,6 +213,12 @@ pub enum ControllerCommand {
         name: String,
         count: usize,
         replicas: Vec<Vec<NodeId>>,
+    },
+    /// Raise cluster feature `name` to `level` (never lowers it): from then on nodes may
+    /// write what that level adds, since every node can read it.
+    FinalizeFeature {
+        name: String,
+        level: i16,
     },
 }
 

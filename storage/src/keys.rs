@@ -24,6 +24,7 @@
 //!            [0][RECORD]"offset/"[len u32][group][len u32][topic][partition i32]
 //!                                                         -> committed offset
 //!            [0][RECORD]"reassign/"[partition's group u64] -> target replicas
+//!            [0][RECORD]"feature/"[feature name]          -> finalized level i16
 //!            [0][RECORD]"next_group" | "next_producer_id" -> counters
 //! ```
 
@@ -171,6 +172,7 @@ const TOPIC_PREFIX: &[u8] = b"topic/";
 const BROKER_PREFIX: &[u8] = b"broker/";
 const OFFSET_PREFIX: &[u8] = b"offset/";
 const REASSIGN_PREFIX: &[u8] = b"reassign/";
+const FEATURE_PREFIX: &[u8] = b"feature/";
 const NEXT_GROUP: &[u8] = b"next_group";
 const NEXT_PRODUCER_ID: &[u8] = b"next_producer_id";
 
@@ -188,6 +190,8 @@ pub enum ControllerRecord {
     },
     /// A partition move, by the partition's Raft group.
     Reassign(RaftGroupId),
+    /// A cluster feature's finalized level, by the feature's name.
+    Feature(String),
     NextGroup,
     NextProducerId,
 }
@@ -221,6 +225,10 @@ impl ControllerRecord {
                 name.extend_from_slice(REASSIGN_PREFIX);
                 name.extend_from_slice(&group.to_be_bytes());
             }
+            ControllerRecord::Feature(feature) => {
+                name.extend_from_slice(FEATURE_PREFIX);
+                name.extend_from_slice(feature.as_bytes());
+            }
             ControllerRecord::NextGroup => name.extend_from_slice(NEXT_GROUP),
             ControllerRecord::NextProducerId => name.extend_from_slice(NEXT_PRODUCER_ID),
         }
@@ -253,6 +261,8 @@ impl ControllerRecord {
             decode_offset_name(rest).ok_or_else(unreadable)?
         } else if let Some(group) = name.strip_prefix(REASSIGN_PREFIX) {
             ControllerRecord::Reassign(u64_of(group)?)
+        } else if let Some(feature) = name.strip_prefix(FEATURE_PREFIX) {
+            ControllerRecord::Feature(String::from_utf8_lossy(feature).into_owned())
         } else if name == NEXT_GROUP {
             ControllerRecord::NextGroup
         } else if name == NEXT_PRODUCER_ID {
@@ -318,6 +328,7 @@ mod tests {
                 partition: -1,
             },
             ControllerRecord::Reassign(42),
+            ControllerRecord::Feature("strand.version".into()),
             ControllerRecord::NextGroup,
             ControllerRecord::NextProducerId,
         ];

@@ -6,6 +6,7 @@
 //! loadgen produce --bootstrap 127.0.0.1:9092 --topic t --partitions 16 --acks all --seconds 10
 //! loadgen e2e --bootstrap 127.0.0.1:9092 --topic t --rate 10000 --seconds 30
 //! loadgen consume --bootstrap 127.0.0.1:9092 --topic t --bytes 1000000000
+//! loadgen validate --compression lz4 --content words
 //! ```
 //!
 //! Each run prints one JSON object on stdout (the figures, the settings, per-second
@@ -17,6 +18,7 @@ mod payload;
 mod produce;
 mod stats;
 mod topic;
+mod validate;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,6 +52,9 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Produce at --rate while a consumer reads: publish and end-to-end latency.
     E2e(e2e::E2eArgs),
+    /// No broker: how fast Strand's Produce validation reads `produce`'s batches, on one
+    /// thread.
+    Validate(validate::ValidateArgs),
 }
 
 /// Where to connect and what every client gets.
@@ -193,6 +198,7 @@ fn main() -> anyhow::Result<()> {
             (result, human)
         }
         Command::E2e(args) => e2e::run(args, run_id).context("end-to-end run")?,
+        Command::Validate(args) => validate::run(args)?,
     };
     result["client_cpu_s"] = stats::own_cpu_seconds().into();
     println!("{result}");

@@ -40,7 +40,7 @@ pub struct ProduceArgs {
     /// acks: 0, 1 or all.
     #[arg(long, default_value = "all")]
     pub acks: String,
-    /// compression.type: none, gzip, snappy or lz4 (this librdkafka build has no zstd).
+    /// compression.type: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
     /// What the payloads hold.

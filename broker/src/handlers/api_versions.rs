@@ -1,11 +1,21 @@
-//! ApiVersions: which APIs and versions this broker implements. Requests of a version we
-//! do not know never get here; the codec answers them with the KIP-511 fallback.
+//! ApiVersions: which APIs and versions this broker implements, and (v3+) the cluster
+//! features it supports and the cluster has finalized. Requests of a version we do not
+//! know never get here; the codec answers them with the KIP-511 fallback.
 
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use strand_protocol::api_versions::ApiRange;
 
+use crate::{features, Broker};
+
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::ApiVersions, 0, 4);
 
-pub fn handle() -> ApiVersionsResponse {
+pub fn handle(broker: &Broker) -> ApiVersionsResponse {
+    let metadata = broker.node.controller().metadata();
+    let finalized = features::finalized_keys(&metadata);
+    // Levels only rise, so the level serves as the epoch of what is finalized.
+    let epoch = features::finalized(&metadata) as i64;
     strand_protocol::api_versions::api_versions_response(super::SUPPORTED_APIS, 0)
+        .with_supported_features(features::supported())
+        .with_finalized_features_epoch(epoch)
+        .with_finalized_features(finalized)
 }

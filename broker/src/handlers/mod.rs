@@ -195,7 +195,7 @@ pub async fn start(
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(delete_groups::handle(broker, r).await)
         }
-        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle(broker)),
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, r, version).await)
         }

@@ -33,6 +33,7 @@ use strand_raft::{
 use super::details::{broker_id, leader_epoch, str_bytes};
 use crate::broker::PartitionRoute;
 use crate::cluster::{self, TopicError};
+use crate::features;
 use crate::topics::TopicSettings;
 use crate::unsafe_modes::UnsafeMode;
 use crate::Broker;
@@ -371,8 +372,9 @@ async fn submit_partition(
             leader: None,
         });
     }
+    let now = crate::groups::now_ms();
     let times = TimestampBounds::around(
-        crate::groups::now_ms(),
+        now,
         settings.timestamp_before_max_ms,
         settings.timestamp_after_max_ms,
     );
@@ -407,7 +409,7 @@ async fn submit_partition(
             leader: None,
         });
     }
-    let command = Command::Append(AppendBatches {
+    let append = AppendBatches {
         batches: headers
             .iter()
             .map(|h| BatchSummary {
@@ -421,7 +423,13 @@ async fn submit_partition(
             .collect(),
         data: records.clone(),
         ..AppendBatches::default()
-    });
+    };
+    let metadata = broker.node.controller().metadata();
+    let command = if features::finalized(&metadata) >= 1 {
+        Command::AppendAt { append, now }
+    } else {
+        Command::Append(append)
+    };
     let proposal = match replica.replica.submit(command).await {
         Ok(proposal) => proposal,
         Err(ProposeError::NotLeader { leader }) => return Err(not_leader(&replica, leader, None)),

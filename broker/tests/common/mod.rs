@@ -175,9 +175,7 @@ impl Node {
     }
 
     pub fn try_connect(&self) -> std::io::Result<Client> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let conn = Connection::connect(addr, Duration::from_secs(30), "integration")?;
-        Ok(Client { conn })
+        Client::connect_to(self.port)
     }
 }
 
@@ -231,6 +229,13 @@ pub struct Client {
 }
 
 impl Client {
+    /// A connection to the node serving Kafka on local `port`.
+    pub fn connect_to(port: u16) -> std::io::Result<Client> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let conn = Connection::connect(addr, Duration::from_secs(30), "integration")?;
+        Ok(Client { conn })
+    }
+
     pub fn try_call(
         &mut self,
         key: ApiKey,
@@ -258,9 +263,21 @@ impl Client {
 
     /// Sends a request without waiting for its answer (pipelining).
     pub fn send(&mut self, key: ApiKey, version: i16, body: &RequestKind) {
-        self.conn
-            .send(key, version, body)
+        self.try_send(key, version, body)
             .unwrap_or_else(|e| panic!("{key:?} v{version}: {}", failure(&e)));
+    }
+
+    pub fn try_send(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &RequestKind,
+    ) -> std::io::Result<()> {
+        self.conn.send(key, version, body)
+    }
+
+    pub fn try_receive(&mut self, key: ApiKey, version: i16) -> std::io::Result<ResponseKind> {
+        self.conn.receive(key, version).map(|(_, r)| r)
     }
 
     /// Reads the next answer (of a request sent with `send`).

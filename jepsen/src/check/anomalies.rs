@@ -98,6 +98,11 @@ pub fn unseen(a: &Analysis, found: &mut Findings) -> usize {
 /// that those reads did not return. Jepsen's anomalies compare reads with one another, so a
 /// record every worker read and the cluster then lost goes unnoticed by them; the final
 /// reads, made once everything healed, must return all that the log still holds.
+///
+/// `unserved-partition` (not one of Jepsen's either): an acknowledged send to a partition
+/// whose end the final reads could not find at all, once every fault had healed: the
+/// cluster lost the partition (or the topic), or no longer serves it. Values read during
+/// the run and then lost with their partition would otherwise go unnoticed.
 pub fn final_read_gaps(a: &Analysis, found: &mut Findings) {
     let Some(ends) = a.ok().filter(|op| op.f == "ends").last() else {
         return;
@@ -129,6 +134,12 @@ pub fn final_read_gaps(a: &Analysis, found: &mut Findings) {
                 continue;
             };
             let Some(&(start, end)) = ranges.get(&key) else {
+                if !a.superseded(key, value) {
+                    found.add(
+                        "unserved-partition",
+                        json!({"key": key, "value": value, "offset": offset, "writer": op.index}),
+                    );
+                }
                 continue;
             };
             if (start..end).contains(&offset)

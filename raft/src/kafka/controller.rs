@@ -57,6 +57,9 @@ pub struct ClusterMetadata {
     /// Partitions being moved, by group: the replicas they are moving to. Until the move
     /// completes, a partition is replicated on its old and new replicas together.
     pub reassignments: BTreeMap<RaftGroupId, Vec<NodeId>>,
+    /// Finalized cluster features and their levels (Kafka's finalized features); a feature
+    /// not listed is at level 0.
+    pub features: BTreeMap<String, i16>,
 }
 
 impl ClusterMetadata {
@@ -404,6 +407,16 @@ impl ControllerMachine {
                 count,
                 replicas,
             } => self.add_partitions(name, count, replicas, batch),
+            ControllerCommand::FinalizeFeature { name, level } => {
+                if self.metadata.features.get(&name).is_none_or(|l| *l < level) {
+                    batch.put(
+                        &ControllerRecord::Feature(name.clone()).key(),
+                        &level.to_be_bytes(),
+                    );
+                    self.metadata.features.insert(name, level);
+                }
+                Response::Done
+            }
             ControllerCommand::RegisterBroker(info) => {
                 batch.put(
                     &ControllerRecord::Broker(info.id).key(),
@@ -482,6 +495,12 @@ impl Machine for ControllerMachine {
                         Err(e) => corrupt = Some(format!("reassignment record: {e}")),
                     }
                 }
+                Ok(Some(ControllerRecord::Feature(name))) => match v.try_into() {
+                    Ok(level) => {
+                        metadata.features.insert(name, i16::from_be_bytes(level));
+                    }
+                    Err(_) => corrupt = Some(format!("level of feature {name:?}")),
+                },
                 Ok(Some(ControllerRecord::NextGroup)) => {
                     metadata.next_group = v.try_into().map(u64::from_be_bytes).unwrap_or_default();
                 }
@@ -755,6 +774,23 @@ mod tests {
         assert_eq!(*reopened.borrow().clone(), *published);
         assert_eq!(published.next_producer_id, 200, "producer ids never repeat");
         assert_eq!(published.partition_of_group(3).unwrap().0.name, "b");
+    }
+
+    #[test]
+    fn features_only_rise_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let (mut m, rx, _) = ControllerMachine::open(store.clone()).unwrap();
+        let finalize = |level| ControllerCommand::FinalizeFeature {
+            name: "strand.version".into(),
+            level,
+        };
+        for level in [2, 1, 3] {
+            assert_eq!(run(&mut m, &store, finalize(level)), Response::Done);
+        }
+        assert_eq!(rx.borrow().features.get("strand.version"), Some(&3));
+        let (_, reopened, _) = ControllerMachine::open(store.clone()).unwrap();
+        assert_eq!(reopened.borrow().features, rx.borrow().features);
     }
 
     #[test]

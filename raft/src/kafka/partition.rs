@@ -99,10 +99,13 @@ impl PartitionMachine {
         self.compact_by_hash = on;
     }
 
+    /// Appends the batches; `now` is the leader's clock for a timed append, which idempotent
+    /// producers' state keeps instead of the batches' own times.
     fn append(
         &mut self,
         log_id: &LogId,
         append: AppendBatches,
+        now: Option<i64>,
         batch: &mut StateBatch,
     ) -> Response {
         let total: usize = append.batches.iter().map(|b| b.len as usize).sum();
@@ -116,7 +119,7 @@ impl PartitionMachine {
         let mut offset = self.meta.next_offset;
         for summary in &append.batches {
             if summary.producer_id >= 0 {
-                let batch = producer_batch(summary);
+                let batch = producer_batch(summary, now);
                 let known = staged
                     .get(&batch.producer_id)
                     .or_else(|| self.producers.entries.get(&batch.producer_id));
@@ -261,13 +264,13 @@ impl PartitionMachine {
     }
 }
 
-fn producer_batch(summary: &BatchSummary) -> ProducerBatch {
+fn producer_batch(summary: &BatchSummary, now: Option<i64>) -> ProducerBatch {
     ProducerBatch {
         producer_id: summary.producer_id,
         epoch: summary.producer_epoch,
         first_seq: summary.base_sequence,
         last_offset_delta: summary.last_offset_delta,
-        max_timestamp: summary.max_timestamp,
+        time: now.unwrap_or(summary.max_timestamp),
     }
 }
 
@@ -290,7 +293,8 @@ impl Machine for PartitionMachine {
         batch: &mut StateBatch,
     ) -> Result<Response, StorageError> {
         Ok(match command {
-            Command::Append(append) => self.append(log_id, append, batch),
+            Command::Append(append) => self.append(log_id, append, None, batch),
+            Command::AppendAt { append, now } => self.append(log_id, append, Some(now), batch),
             Command::ExpireProducers { before } => Response::ProducersExpired {
                 count: self.producers.expire(before) as u32,
             },
@@ -556,7 +560,10 @@ impl PartitionReader {
                 what: "raft entry",
                 detail: format!("entry {index}: {e}"),
             })?;
-            if let openraft::EntryPayload::Normal(Command::Append(append)) = entry.payload {
+            let openraft::EntryPayload::Normal(command) = entry.payload else {
+                continue;
+            };
+            if let Some(append) = command.append() {
                 // Where applying the entry would locate each batch.
                 let mut position = codec::append_data_start(append.batches.len());
                 for summary in &append.batches {
@@ -753,6 +760,45 @@ mod tests {
         assert_eq!(log.first_batch_at_or_after(95).unwrap(), Some(0));
         assert_eq!(log.first_batch_at_or_after(100).unwrap(), Some(0));
         assert_eq!(log.first_batch_at_or_after(101).unwrap(), Some(5));
+    }
+
+    /// A timed append stamps its producers with the leader's clock, an untimed one with the
+    /// batch's own create time, and both survive a reopen.
+    #[test]
+    fn producer_state_keeps_the_leaders_clock_when_the_append_carries_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let reader = || PartitionReader::new(store.partition_log(1), store.raft_log(1));
+        let (mut m, _) = PartitionMachine::open(reader()).unwrap();
+        let from = |producer_id, max_ts| {
+            let (b, summary) = fake_batch(1, max_ts);
+            let summary = BatchSummary {
+                producer_id,
+                producer_epoch: 0,
+                base_sequence: 0,
+                ..summary
+            };
+            let Command::Append(append) = append_of(&[(b, summary)]) else {
+                unreachable!()
+            };
+            append
+        };
+        apply(&mut m, &store, log_id(1, 1), Command::Append(from(7, 100)));
+        let timed = Command::AppendAt {
+            append: from(8, i64::MAX),
+            now: 5_000,
+        };
+        apply(&mut m, &store, log_id(1, 2), timed);
+        drop(m);
+        let (m, _) = PartitionMachine::open(reader()).unwrap();
+        let times: Vec<(i64, i64)> = m
+            .reader
+            .producers()
+            .unwrap()
+            .into_iter()
+            .map(|(id, e)| (id, e.last_timestamp))
+            .collect();
+        assert_eq!(times, [(7, 100), (8, 5_000)]);
     }
 
     /// Read in pieces, big batches shared with the entries read and small ones copied, the

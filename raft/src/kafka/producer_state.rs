@@ -39,7 +39,7 @@ pub struct ProducerEntry {
     pub epoch: i16,
     /// Oldest first.
     pub batches: VecDeque<SequencedBatch>,
-    /// The largest batch timestamp seen, for expiry.
+    /// The time of its latest batch (see [`ProducerBatch::time`]), for expiry.
     pub last_timestamp: i64,
 }
 
@@ -56,7 +56,9 @@ pub struct ProducerBatch {
     pub epoch: i16,
     pub first_seq: i32,
     pub last_offset_delta: i32,
-    pub max_timestamp: i64,
+    /// The leader's clock when it proposed the batch, or (appended before every node could
+    /// read such a time) the batch's largest create time.
+    pub time: i64,
 }
 
 impl ProducerBatch {
@@ -144,7 +146,7 @@ pub fn record(
         last_seq: batch.last_seq(),
         base_offset,
     });
-    entry.last_timestamp = entry.last_timestamp.max(batch.max_timestamp);
+    entry.last_timestamp = entry.last_timestamp.max(batch.time);
     entry
 }
 
@@ -185,7 +187,7 @@ mod tests {
             epoch,
             first_seq,
             last_offset_delta: records - 1,
-            max_timestamp: 1_000,
+            time: 1_000,
         }
     }
 
