@@ -66,7 +66,8 @@ fn batch(args: &ValidateArgs, compression: Compression, seed: u64) -> anyhow::Re
                 partition_leader_epoch: -1,
                 producer_id: -1,
                 producer_epoch: -1,
-                sequence: -1,
+                // The encoder starts a new batch wherever offset minus sequence changes.
+                sequence: i as i32 - 1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
                 timestamp: 1_700_000_000_000,
