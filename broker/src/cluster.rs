@@ -14,6 +14,7 @@ use strand_raft::{
     Rejection, Response, TopicInfo, CONTROLLER_GROUP,
 };
 
+use crate::metrics::Refused;
 use crate::topics;
 use crate::Broker;
 
@@ -240,10 +241,13 @@ fn check_node_load(
     }
     let max = broker.config.max_broker_partitions;
     match held.into_iter().find(|(_, count)| *count > max) {
-        Some((node, count)) => Err(TopicError::PolicyViolation(format!(
-            "node {node} would hold {count} partition replicas, more than \
+        Some((node, count)) => {
+            broker.metrics.refused(Refused::MaxBrokerPartitions);
+            Err(TopicError::PolicyViolation(format!(
+                "node {node} would hold {count} partition replicas, more than \
              max-broker-partitions ({max}); delete topics or add nodes"
-        ))),
+            )))
+        }
         None => Ok(()),
     }
 }

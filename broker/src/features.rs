@@ -23,8 +23,10 @@ use crate::handlers::details::str_bytes;
 use crate::Broker;
 
 pub const STRAND_VERSION: &str = "strand.version";
+/// The `strand.version` from which appends carry the leader's clock.
+pub const TIMED_APPENDS: i16 = 1;
 /// The highest `strand.version` this build reads and writes.
-pub const SUPPORTED_LEVEL: i16 = 1;
+pub const SUPPORTED_LEVEL: i16 = TIMED_APPENDS;
 
 /// How often the controller's leader looks for a level to finalize.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -34,6 +36,20 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The cluster's finalized `strand.version` (0 before any).
 pub fn finalized(metadata: &ClusterMetadata) -> i16 {
     metadata.features.get(STRAND_VERSION).copied().unwrap_or(0)
+}
+
+/// Whether this node may write what `level` adds: the cluster finalized it.
+pub fn enabled(broker: &Broker, level: i16) -> bool {
+    finalized(&broker.node.controller().metadata()) >= level
+}
+
+/// The epoch ApiVersions reports for the finalized features: -1 for none, as Kafka. Levels
+/// only rise and there is one feature, so the level itself serves.
+pub fn finalized_epoch(metadata: &ClusterMetadata) -> i64 {
+    match finalized(metadata) {
+        0 => -1,
+        level => level as i64,
+    }
 }
 
 /// What ApiVersions v3+ tells clients and other nodes: the levels this node supports, and
@@ -64,7 +80,7 @@ fn level_to_finalize(finalized: i16, supported: &[Option<i16>]) -> Option<i16> {
 }
 
 /// The `strand.version` broker `b` supports, from its ApiVersions answer: 0 from a version
-/// before features, `None` if it cannot be asked.
+/// before features, `None` if it cannot be asked (logged: it holds the level back).
 async fn supported_by(b: &BrokerInfo) -> Option<i16> {
     let ask = async {
         let mut stream = TcpStream::connect((b.host.as_str(), b.port)).await.ok()?;
@@ -89,7 +105,15 @@ async fn supported_by(b: &BrokerInfo) -> Option<i16> {
             .map_or(0, |f| f.max_version);
         Some(level)
     };
-    tokio::time::timeout(ASK_TIMEOUT, ask).await.ok().flatten()
+    let level = tokio::time::timeout(ASK_TIMEOUT, ask).await.ok().flatten();
+    if level.is_none() {
+        tracing::warn!(
+            broker = b.id,
+            address = %format!("{}:{}", b.host, b.port),
+            "cannot ask this broker's ApiVersions; {STRAND_VERSION} stays where it is until it answers"
+        );
+    }
+    level
 }
 
 /// On the controller's leader: raises `strand.version` as far as every registered broker

@@ -23,6 +23,41 @@ pub enum Closed {
     ReadTimeout,
 }
 
+/// A node-wide bound that refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// group.max.size: a newcomer to a full group.
+    GroupMaxSize,
+    /// max-groups: a group beyond the cluster's number.
+    MaxGroups,
+    /// max-broker-partitions: partitions beyond what a node may hold.
+    MaxBrokerPartitions,
+    /// A producer id the cluster never handed out.
+    ProducerId,
+    /// max-inflated-batch-bytes: a batch inflating beyond it.
+    InflatedBatchBytes,
+}
+
+impl Refused {
+    const ALL: [Refused; 5] = [
+        Refused::GroupMaxSize,
+        Refused::MaxGroups,
+        Refused::MaxBrokerPartitions,
+        Refused::ProducerId,
+        Refused::InflatedBatchBytes,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refused::GroupMaxSize => "group_max_size",
+            Refused::MaxGroups => "max_groups",
+            Refused::MaxBrokerPartitions => "max_broker_partitions",
+            Refused::ProducerId => "producer_id",
+            Refused::InflatedBatchBytes => "max_inflated_batch_bytes",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     connections_open: AtomicI64,
@@ -30,6 +65,7 @@ pub struct Metrics {
     closed_idle: AtomicU64,
     closed_read_timeout: AtomicU64,
     bad_requests: AtomicU64,
+    refused: [AtomicU64; Refused::ALL.len()],
     requests: [AtomicU64; API_SLOTS],
     pub produced_records: AtomicU64,
     pub produced_bytes: AtomicU64,
@@ -44,6 +80,7 @@ impl Default for Metrics {
             closed_idle: AtomicU64::new(0),
             closed_read_timeout: AtomicU64::new(0),
             bad_requests: AtomicU64::new(0),
+            refused: std::array::from_fn(|_| AtomicU64::new(0)),
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
             produced_records: AtomicU64::new(0),
             produced_bytes: AtomicU64::new(0),
@@ -68,6 +105,10 @@ impl Metrics {
             Closed::ReadTimeout => &self.closed_read_timeout,
         }
         .fetch_add(1, Relaxed);
+    }
+
+    pub fn refused(&self, by: Refused) {
+        self.refused[by as usize].fetch_add(1, Relaxed);
     }
 
     /// A frame or request that could not be read and closed its connection.
@@ -188,6 +229,20 @@ impl Metrics {
             self.closed_read_timeout.load(Relaxed),
             broker.connection_limits.refused.load(Relaxed),
         );
+        let _ = writeln!(
+            out,
+            "# HELP strand_requests_refused_total Requests a node-wide bound refused, by \
+             bound (the client got Kafka's error for it).\n\
+             # TYPE strand_requests_refused_total counter"
+        );
+        for by in Refused::ALL {
+            let _ = writeln!(
+                out,
+                "strand_requests_refused_total{{limit=\"{}\"}} {}",
+                by.label(),
+                self.refused[by as usize].load(Relaxed)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP strand_request_memory_bytes Bytes of request frames being read, taken \

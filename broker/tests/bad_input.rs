@@ -245,6 +245,8 @@ fn poisoned_compressed_batches_are_refused_and_bombs_are_too_large() {
         produce(&mut bystander, GUARDED, 0, bomb, -1).0,
         MESSAGE_TOO_LARGE
     );
+    let refused = "strand_requests_refused_total{limit=\"max_inflated_batch_bytes\"}";
+    assert!(node.metric(refused) >= 1);
     assert_still_serving(&mut node, &mut bystander, "poisoned batches");
     let fits = record_batch(&[("k", &"x".repeat(512 << 10))], Compression::Gzip, None);
     assert_eq!(produce(&mut bystander, GUARDED, 0, fits, -1), (0, 3));
@@ -263,6 +265,8 @@ fn producer_ids_the_cluster_never_handed_out_are_refused() {
         assert_eq!(error, UNKNOWN_PRODUCER_ID, "producer id {invented}");
     }
     assert_still_serving(&mut node, &mut c, "invented producer ids");
+    let refused = "strand_requests_refused_total{limit=\"producer_id\"}";
+    assert_eq!(node.metric(refused), 2);
     let batch = record_batch(&[("k", "v")], Compression::None, Some((allocated, 0, 0)));
     assert_eq!(produce(&mut c, GUARDED, 0, batch, -1), (0, 3));
 }

@@ -12,8 +12,9 @@ const PIPELINE: usize = 500;
 
 #[test]
 fn a_hundred_thousand_producers_stay_within_the_memory_bound() {
-    // The batches carry 2023's times: with the default expiration (a day) every producer
-    // would expire at the first check, a minute in, whenever the test runs that long.
+    // The batches carry 2023's times, which producers keep until the node finalizes
+    // strand.version 1 a few seconds in: with the default expiration (a day), those
+    // producers would expire at the first check, a minute in, if the test ran that long.
     let node = Node::start_with(&["--producer-id-expiration-ms", "3153600000000"]);
     let mut c = node.try_connect().unwrap();
     // Warm up: create the topic and let the first allocations settle.

@@ -100,6 +100,14 @@ fn a_node_holds_at_most_max_broker_partitions() {
     // Auto-creation is refused too, with the same error.
     let r = common::metadata(&mut c, "auto");
     assert_eq!(common::topic_entry(&r, "auto").error_code, POLICY_VIOLATION);
+    assert_eq!(refused(&node, "max_broker_partitions"), 4);
+}
+
+/// How many requests the node says bound `limit` refused.
+fn refused(node: &Node, limit: &str) -> u64 {
+    node.metric(&format!(
+        "strand_requests_refused_total{{limit=\"{limit}\"}}"
+    ))
 }
 
 #[test]
@@ -126,4 +134,6 @@ fn groups_and_their_members_are_bounded() {
         "b holds its one member-to-be"
     );
     assert_eq!(join_new(&mut c, "a"), MEMBER_ID_REQUIRED);
+    assert_eq!(refused(&node, "max_groups"), 2);
+    assert_eq!(refused(&node, "group_max_size"), 1);
 }

@@ -50,32 +50,56 @@ fn sequence_rules_over_the_wire() {
     );
 }
 
-/// Once the cluster finalizes `strand.version` 1 (ApiVersions v3 says so), a producer's
-/// state keeps the node's clock, whatever create time its batches claim.
+/// The `strand.version` a node reports as finalized, checking that it supports 1.
+fn finalized_level(c: &mut common::Client) -> i16 {
+    use kafka_protocol::messages::*;
+    let request = RequestKind::ApiVersions(ApiVersionsRequest::default());
+    let ResponseKind::ApiVersions(r) = c.call(ApiKey::ApiVersions, 3, request) else {
+        unreachable!()
+    };
+    let supported = r
+        .supported_features
+        .iter()
+        .any(|f| f.name.as_str() == "strand.version" && (f.min_version, f.max_version) == (1, 1));
+    assert!(supported, "{:?}", r.supported_features);
+    let level = r
+        .finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == "strand.version")
+        .map_or(0, |f| f.max_version_level);
+    let epoch = if level == 0 { -1 } else { level as i64 };
+    assert_eq!(r.finalized_features_epoch, epoch);
+    level
+}
+
+/// Waits until the node `c` talks to reports `strand.version` 1 finalized.
+fn wait_for_level_one(c: &mut common::Client) {
+    common::wait_for(
+        "strand.version 1 to be finalized",
+        std::time::Duration::from_secs(30),
+        || (finalized_level(c) == 1).then_some(()),
+    );
+}
+
+/// Three nodes finalize `strand.version` 1 once the controller's leader has asked the
+/// other two over ApiVersions, and every node reports it.
+#[test]
+fn a_cluster_finalizes_the_feature_level_every_node_supports() {
+    let nodes = Node::start_cluster(3);
+    for node in &nodes {
+        wait_for_level_one(&mut node.try_connect().unwrap());
+    }
+}
+
+/// Once the cluster finalizes `strand.version` 1, a producer's state keeps the node's
+/// clock, whatever create time its batches claim.
 #[test]
 fn producer_state_keeps_the_nodes_clock_once_the_feature_is_finalized() {
     use kafka_protocol::messages::*;
     let node = Node::start();
     let mut c = node.try_connect().unwrap();
     assert_eq!(create_topic(&mut c, "clock", 1, &[]), 0);
-    common::wait_for(
-        "strand.version 1 to be finalized",
-        std::time::Duration::from_secs(30),
-        || {
-            let request = RequestKind::ApiVersions(ApiVersionsRequest::default());
-            let ResponseKind::ApiVersions(r) = c.call(ApiKey::ApiVersions, 3, request) else {
-                unreachable!()
-            };
-            let supported = r.supported_features.iter().any(|f| {
-                f.name.as_str() == "strand.version" && (f.min_version, f.max_version) == (1, 1)
-            });
-            assert!(supported, "{:?}", r.supported_features);
-            r.finalized_features
-                .iter()
-                .any(|f| f.name.as_str() == "strand.version" && f.max_version_level == 1)
-                .then_some(())
-        },
-    );
+    wait_for_level_one(&mut c);
     let (_, pid, _) = init_producer_id(&mut c);
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -296,6 +296,10 @@ mod tests {
         let mut short_append = vec![0u8; 21];
         short_append[16] = APPEND;
         short_append[20] = 3;
+        assert!(decode_entry(short_append.clone()).is_err());
+        // A timed append counting more batches than its bytes hold, time included.
+        short_append[16] = APPEND_AT;
+        short_append.extend_from_slice(&[0; 8]);
         assert!(decode_entry(short_append).is_err());
     }
 }

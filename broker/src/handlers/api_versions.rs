@@ -11,11 +11,8 @@ pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::ApiVersions, 0, 4);
 
 pub fn handle(broker: &Broker) -> ApiVersionsResponse {
     let metadata = broker.node.controller().metadata();
-    let finalized = features::finalized_keys(&metadata);
-    // Levels only rise, so the level serves as the epoch of what is finalized.
-    let epoch = features::finalized(&metadata) as i64;
     strand_protocol::api_versions::api_versions_response(super::SUPPORTED_APIS, 0)
         .with_supported_features(features::supported())
-        .with_finalized_features_epoch(epoch)
-        .with_finalized_features(finalized)
+        .with_finalized_features_epoch(features::finalized_epoch(&metadata))
+        .with_finalized_features(features::finalized_keys(&metadata))
 }

@@ -13,6 +13,7 @@ use strand_protocol::api_versions::ApiRange;
 use super::details::str_bytes;
 use super::details::{millis, optional, settle, WAIT_SLACK};
 use crate::groups::{JoinOutcome, JoinRequest};
+use crate::metrics::Refused;
 use crate::Broker;
 
 /// v4 requires a known member id (KIP-394); v5 adds static membership (KIP-345).
@@ -84,6 +85,7 @@ pub async fn handle(
     let reply = match broker.groups.lock(broker) {
         Ok(mut groups) => {
             if !groups.admits(&request.group_id, &broker.node.controller().offsets()) {
+                broker.metrics.refused(Refused::MaxGroups);
                 return fail(ResponseError::PolicyViolation.code());
             }
             groups.group(&request.group_id).join(join, Instant::now())
@@ -97,5 +99,8 @@ pub async fn handle(
         ..JoinOutcome::default()
     })
     .await;
+    if outcome.error == ResponseError::GroupMaxSizeReached.code() {
+        broker.metrics.refused(Refused::GroupMaxSize);
+    }
     join_response(outcome)
 }

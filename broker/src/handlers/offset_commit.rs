@@ -13,6 +13,7 @@ use strand_raft::{CommittedOffset, TopicPartition};
 
 use super::details::{optional, topic_name};
 use crate::groups::{self, now_ms};
+use crate::metrics::Refused;
 use crate::Broker;
 
 /// v6 carries the committed leader epoch (KIP-320).
@@ -45,6 +46,7 @@ pub async fn handle(
                     if groups.admits(&request.group_id, &broker.node.controller().offsets()) {
                         0
                     } else {
+                        broker.metrics.refused(Refused::MaxGroups);
                         ResponseError::PolicyViolation.code()
                     }
                 }

@@ -22,7 +22,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
 use strand_protocol::batch::{
-    split_batches, validate_produce_records, BatchError, BatchHeader, Codec, ProducedBatches,
+    split_batches, validate_produce_records, BatchError, Codec, ProducedBatches,
 };
 use strand_protocol::records::TimestampBounds;
 use strand_raft::{
@@ -34,6 +34,7 @@ use super::details::{broker_id, leader_epoch, str_bytes};
 use crate::broker::PartitionRoute;
 use crate::cluster::{self, TopicError};
 use crate::features;
+use crate::metrics::Refused;
 use crate::topics::TopicSettings;
 use crate::unsafe_modes::UnsafeMode;
 use crate::Broker;
@@ -67,6 +68,7 @@ pub async fn submit(
     let timeout = Duration::from_millis(
         (request.timeout_ms.max(0) as u64).clamp(TIMEOUT_RANGE.0, TIMEOUT_RANGE.1),
     );
+    let allocated = allocated_producer_ids(broker, &request).await;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for data in request.topic_data {
         let topic = cluster::get_or_auto_create(broker, data.name.0.as_str(), true).await;
@@ -79,7 +81,7 @@ pub async fn submit(
                     Err(ResponseError::InvalidTopicException.into())
                 }
                 (Err(_), _) => Err(ResponseError::UnknownTopicOrPartition.into()),
-                (Ok(topic), _) => submit_partition(broker, topic, p).await,
+                (Ok(topic), _) => submit_partition(broker, topic, p, allocated).await,
             };
             partitions.push((index, submitted));
         }
@@ -228,27 +230,30 @@ async fn validate(
     .unwrap_or_else(|e| Err(BatchError::Undecodable(format!("validation failed: {e}"))))
 }
 
-/// How long a produce waits for this node to learn of a producer id allocated through
-/// another node: this node's copy of the controller state may hear of the allocation a
-/// heartbeat after the client got the id.
+/// How long a produce request waits for this node to learn of a producer id allocated
+/// through another node: this node's copy of the controller state may hear of the
+/// allocation a heartbeat after the client got the id.
 const ALLOCATION_WAIT: Duration = Duration::from_secs(2);
 
-/// The highest producer id in `headers` if the cluster never handed it out. Ids are
-/// allocated in increasing blocks, so one comparison covers every id below it. Made-up
-/// ids would each take a place in the partition's producer table.
-async fn unallocated_producer(broker: &Broker, headers: &[BatchHeader]) -> Option<i64> {
-    let highest = headers
+/// The first producer id the cluster has not handed out, as this node knows it once it
+/// has heard of every id `request` names (or, for an id never handed out, after
+/// [`ALLOCATION_WAIT`]). Ids are allocated in increasing blocks, so one number covers them
+/// all, and a request waits at most once, whatever it names. Made-up ids would each take
+/// a place in a partition's producer table.
+async fn allocated_producer_ids(broker: &Broker, request: &ProduceRequest) -> i64 {
+    let highest = request
+        .topic_data
         .iter()
-        .map(|h| h.producer_id)
+        .flat_map(|t| &t.partition_data)
+        .filter_map(|p| p.records.as_ref())
+        .flat_map(|records| split_batches(records).map(|(h, _)| h.producer_id))
         .max()
-        .filter(|id| *id >= 0)?;
+        .unwrap_or(-1);
     let mut metadata = broker.node.controller().watch_metadata();
-    let allocated = metadata.wait_for(|m| m.next_producer_id > highest);
-    let known = matches!(
-        tokio::time::timeout(ALLOCATION_WAIT, allocated).await,
-        Ok(Ok(_))
-    );
-    (!known).then_some(highest)
+    let heard = metadata.wait_for(|m| m.next_producer_id > highest);
+    let _ = tokio::time::timeout(ALLOCATION_WAIT, heard).await;
+    let next = metadata.borrow().next_producer_id;
+    next
 }
 
 fn batch_failure(e: BatchError) -> Failure {
@@ -339,6 +344,7 @@ async fn submit_partition(
     broker: &Broker,
     topic: &TopicInfo,
     data: PartitionProduceData,
+    allocated: i64,
 ) -> Result<Submitted, Failure> {
     let elsewhere = || Failure {
         error: ResponseError::NotLeaderOrFollower,
@@ -380,7 +386,12 @@ async fn submit_partition(
     );
     let validated = validate(broker, records.clone(), times)
         .await
-        .map_err(batch_failure)?;
+        .map_err(|e| {
+            if matches!(e, BatchError::InflatesTooLarge(_)) {
+                broker.metrics.refused(Refused::InflatedBatchBytes);
+            }
+            batch_failure(e)
+        })?;
     let headers = validated.headers;
     if headers.iter().any(|h| h.is_transactional()) {
         return Err(Failure {
@@ -389,7 +400,12 @@ async fn submit_partition(
             leader: None,
         });
     }
-    if let Some(id) = unallocated_producer(broker, &headers).await {
+    if let Some(id) = headers
+        .iter()
+        .map(|h| h.producer_id)
+        .find(|id| *id >= allocated)
+    {
+        broker.metrics.refused(Refused::ProducerId);
         return Err(Failure {
             error: ResponseError::UnknownProducerId,
             message: Some(format!(
@@ -424,8 +440,7 @@ async fn submit_partition(
         data: records.clone(),
         ..AppendBatches::default()
     };
-    let metadata = broker.node.controller().metadata();
-    let command = if features::finalized(&metadata) >= 1 {
+    let command = if features::enabled(broker, features::TIMED_APPENDS) {
         Command::AppendAt { append, now }
     } else {
         Command::Append(append)

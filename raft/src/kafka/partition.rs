@@ -271,6 +271,7 @@ fn producer_batch(summary: &BatchSummary, now: Option<i64>) -> ProducerBatch {
         first_seq: summary.base_sequence,
         last_offset_delta: summary.last_offset_delta,
         time: now.unwrap_or(summary.max_timestamp),
+        leader_clock: now.is_some(),
     }
 }
 
@@ -762,20 +763,21 @@ mod tests {
         assert_eq!(log.first_batch_at_or_after(101).unwrap(), Some(5));
     }
 
-    /// A timed append stamps its producers with the leader's clock, an untimed one with the
-    /// batch's own create time, and both survive a reopen.
+    /// A timed append stamps its producers with the leader's clock, replacing whatever
+    /// time they had; an untimed one with the batch's own create time. Both survive a
+    /// reopen.
     #[test]
     fn producer_state_keeps_the_leaders_clock_when_the_append_carries_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
         let reader = || PartitionReader::new(store.partition_log(1), store.raft_log(1));
         let (mut m, _) = PartitionMachine::open(reader()).unwrap();
-        let from = |producer_id, max_ts| {
+        let from = |producer_id, base_sequence, max_ts| {
             let (b, summary) = fake_batch(1, max_ts);
             let summary = BatchSummary {
                 producer_id,
                 producer_epoch: 0,
-                base_sequence: 0,
+                base_sequence,
                 ..summary
             };
             let Command::Append(append) = append_of(&[(b, summary)]) else {
@@ -783,12 +785,16 @@ mod tests {
             };
             append
         };
-        apply(&mut m, &store, log_id(1, 1), Command::Append(from(7, 100)));
-        let timed = Command::AppendAt {
-            append: from(8, i64::MAX),
-            now: 5_000,
-        };
-        apply(&mut m, &store, log_id(1, 2), timed);
+        let timed = |append, now| Command::AppendAt { append, now };
+        let commands = [
+            Command::Append(from(7, 0, 100)),
+            Command::Append(from(8, 0, i64::MAX)),
+            timed(from(8, 1, i64::MAX), 5_000),
+            timed(from(9, 0, i64::MAX), 6_000),
+        ];
+        for (index, command) in (1..).zip(commands) {
+            apply(&mut m, &store, log_id(1, index), command);
+        }
         drop(m);
         let (m, _) = PartitionMachine::open(reader()).unwrap();
         let times: Vec<(i64, i64)> = m
@@ -798,7 +804,7 @@ mod tests {
             .into_iter()
             .map(|(id, e)| (id, e.last_timestamp))
             .collect();
-        assert_eq!(times, [(7, 100), (8, 5_000)]);
+        assert_eq!(times, [(7, 100), (8, 5_000), (9, 6_000)]);
     }
 
     /// Read in pieces, big batches shared with the entries read and small ones copied, the

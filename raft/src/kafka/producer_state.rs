@@ -59,6 +59,9 @@ pub struct ProducerBatch {
     /// The leader's clock when it proposed the batch, or (appended before every node could
     /// read such a time) the batch's largest create time.
     pub time: i64,
+    /// Whether `time` is the leader's clock: it then replaces the producer's time, so a
+    /// create time far ahead, written before the clock was used, does not linger.
+    pub leader_clock: bool,
 }
 
 impl ProducerBatch {
@@ -146,7 +149,11 @@ pub fn record(
         last_seq: batch.last_seq(),
         base_offset,
     });
-    entry.last_timestamp = entry.last_timestamp.max(batch.time);
+    entry.last_timestamp = if batch.leader_clock {
+        batch.time
+    } else {
+        entry.last_timestamp.max(batch.time)
+    };
     entry
 }
 
@@ -188,6 +195,7 @@ mod tests {
             first_seq,
             last_offset_delta: records - 1,
             time: 1_000,
+            leader_clock: false,
         }
     }
 
