@@ -68,7 +68,8 @@ pub async fn submit(
     let timeout = Duration::from_millis(
         (request.timeout_ms.max(0) as u64).clamp(TIMEOUT_RANGE.0, TIMEOUT_RANGE.1),
     );
-    let allocated = allocated_producer_ids(broker, &request).await;
+    // Set once the request has waited for news of a producer id allocation.
+    let mut waited = false;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for data in request.topic_data {
         let topic = cluster::get_or_auto_create(broker, data.name.0.as_str(), true).await;
@@ -81,7 +82,7 @@ pub async fn submit(
                     Err(ResponseError::InvalidTopicException.into())
                 }
                 (Err(_), _) => Err(ResponseError::UnknownTopicOrPartition.into()),
-                (Ok(topic), _) => submit_partition(broker, topic, p, allocated).await,
+                (Ok(topic), _) => submit_partition(broker, topic, p, &mut waited).await,
             };
             partitions.push((index, submitted));
         }
@@ -235,25 +236,22 @@ async fn validate(
 /// allocation a heartbeat after the client got the id.
 const ALLOCATION_WAIT: Duration = Duration::from_secs(2);
 
-/// The first producer id the cluster has not handed out, as this node knows it once it
-/// has heard of every id `request` names (or, for an id never handed out, after
-/// [`ALLOCATION_WAIT`]). Ids are allocated in increasing blocks, so one number covers them
-/// all, and a request waits at most once, whatever it names. Made-up ids would each take
-/// a place in a partition's producer table.
-async fn allocated_producer_ids(broker: &Broker, request: &ProduceRequest) -> i64 {
-    let highest = request
-        .topic_data
-        .iter()
-        .flat_map(|t| &t.partition_data)
-        .filter_map(|p| p.records.as_ref())
-        .flat_map(|records| split_batches(records).map(|(h, _)| h.producer_id))
-        .max()
-        .unwrap_or(-1);
-    let mut metadata = broker.node.controller().watch_metadata();
-    let heard = metadata.wait_for(|m| m.next_producer_id > highest);
-    let _ = tokio::time::timeout(ALLOCATION_WAIT, heard).await;
-    let next = metadata.borrow().next_producer_id;
-    next
+/// Whether the cluster handed out producer id `id` (and every id below it: ids come in
+/// increasing blocks). An id this node has not heard of is waited for, but a request waits
+/// at most once (`waited`), whatever ids it names. Made-up ids would each take a place in
+/// a partition's producer table.
+async fn allocated(broker: &Broker, id: i64, waited: &mut bool) -> bool {
+    let controller = broker.node.controller();
+    if controller.metadata().next_producer_id > id {
+        return true;
+    }
+    if std::mem::replace(waited, true) {
+        return false;
+    }
+    let mut metadata = controller.watch_metadata();
+    let heard = metadata.wait_for(|m| m.next_producer_id > id);
+    let answer = tokio::time::timeout(ALLOCATION_WAIT, heard).await;
+    matches!(answer, Ok(Ok(_)))
 }
 
 fn batch_failure(e: BatchError) -> Failure {
@@ -344,7 +342,7 @@ async fn submit_partition(
     broker: &Broker,
     topic: &TopicInfo,
     data: PartitionProduceData,
-    allocated: i64,
+    waited: &mut bool,
 ) -> Result<Submitted, Failure> {
     let elsewhere = || Failure {
         error: ResponseError::NotLeaderOrFollower,
@@ -400,16 +398,13 @@ async fn submit_partition(
             leader: None,
         });
     }
-    if let Some(id) = headers
-        .iter()
-        .map(|h| h.producer_id)
-        .find(|id| *id >= allocated)
-    {
+    let highest = headers.iter().map(|h| h.producer_id).max().unwrap_or(-1);
+    if highest >= 0 && !allocated(broker, highest, waited).await {
         broker.metrics.refused(Refused::ProducerId);
         return Err(Failure {
             error: ResponseError::UnknownProducerId,
             message: Some(format!(
-                "producer id {id} was not handed out by InitProducerId"
+                "producer id {highest} was not handed out by InitProducerId"
             )),
             leader: None,
         });
