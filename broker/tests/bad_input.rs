@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{
-    create_topic, fetch, kafka_string, metadata_at, produce, produce_to, raw_request, record_batch,
-    topic_entry, Client, Node,
+    create_topic, encode_batch, fetch, fetch_at, kafka_string, metadata_at, produce, produce_to,
+    raw_request, record_batch, topic_entry, Client, Node,
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -27,6 +27,7 @@ const INVALID_RECORD: i16 = 87;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const UNSUPPORTED_VERSION: i16 = 35;
 const UNKNOWN_PRODUCER_ID: i16 = 59;
+const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 
 const GUARDED: &str = "guarded";
 
@@ -269,6 +270,84 @@ fn producer_ids_the_cluster_never_handed_out_are_refused() {
     assert_eq!(node.metric(refused), 2);
     let batch = record_batch(&[("k", "v")], Compression::None, Some((allocated, 0, 0)));
     assert_eq!(produce(&mut c, GUARDED, 0, batch, -1), (0, 3));
+}
+
+/// Produces `records` to partition 0 of `topic` at Produce `version`.
+fn produce_at(
+    c: &mut Client,
+    version: i16,
+    topic: &str,
+    records: Bytes,
+) -> produce_response::PartitionProduceResponse {
+    let ResponseKind::Produce(r) =
+        c.call(ApiKey::Produce, version, produce_to(topic, 0, records, -1))
+    else {
+        unreachable!()
+    };
+    r.responses[0].partition_responses[0].clone()
+}
+
+#[test]
+fn zstd_needs_produce_v7_and_fetch_v10() {
+    let mut node = start();
+    let mut c = node.try_connect().unwrap();
+    assert_eq!(create_topic(&mut c, "squeezed", 1, &[]), 0);
+    let plain = one_record();
+    let zstd = record_batch(&[("k", "squeezed")], Compression::Zstd, None);
+    let refused = produce_at(&mut c, 6, "squeezed", zstd.clone());
+    assert_eq!(refused.error_code, UNSUPPORTED_COMPRESSION_TYPE);
+    assert_eq!(
+        produce_at(&mut c, 6, "squeezed", plain.clone()).base_offset,
+        0
+    );
+    assert_eq!(
+        produce_at(&mut c, 7, "squeezed", zstd.clone()).base_offset,
+        1
+    );
+    assert_eq!(
+        produce_at(&mut c, 7, "squeezed", plain.clone()).base_offset,
+        2
+    );
+    // An old consumer gets what it can read, up to the zstd batch, then an error at it.
+    let (error, _, records) = fetch_at(&mut c, 9, "squeezed", 0, 0);
+    assert_eq!((error, records.len()), (0, plain.len()));
+    let (error, _, records) = fetch_at(&mut c, 9, "squeezed", 0, 1);
+    assert_eq!((error, records.len()), (UNSUPPORTED_COMPRESSION_TYPE, 0));
+    let (error, _, records) = fetch_at(&mut c, 9, "squeezed", 0, 2);
+    assert_eq!((error, records.len()), (0, plain.len()));
+    let (error, _, records) = fetch_at(&mut c, 10, "squeezed", 0, 1);
+    assert_eq!((error, records.len()), (0, zstd.len() + plain.len()));
+    assert_still_serving(&mut node, &mut c, "zstd at old versions");
+}
+
+#[test]
+fn produce_v8_names_the_record_at_fault() {
+    let mut node = start();
+    let mut c = node.try_connect().unwrap();
+    let compact = [("cleanup.policy", "compact")];
+    assert_eq!(create_topic(&mut c, "latest", 1, &compact), 0);
+    let value = |v: &str| Bytes::from(v.to_string());
+    let records = [
+        (Some(value("a")), value("1")),
+        (None, value("2")),
+        (Some(value("c")), value("3")),
+    ];
+    let batch = encode_batch(records, Compression::Lz4, None);
+    let answer = produce_at(&mut c, 8, "latest", batch.clone());
+    assert_eq!(answer.error_code, INVALID_RECORD);
+    let [fault] = &answer.record_errors[..] else {
+        panic!("record errors {:?}", answer.record_errors)
+    };
+    assert_eq!(fault.batch_index, 1);
+    let message = fault.batch_index_error_message.as_deref().unwrap_or("");
+    assert!(message.contains("without a key"), "{message}");
+    // Before v8 the partition's message is all there is.
+    let answer = produce_at(&mut c, 7, "latest", batch);
+    assert_eq!(answer.error_code, INVALID_RECORD);
+    assert!(answer.record_errors.is_empty());
+    let (_, high_watermark, _) = fetch(&mut c, "latest", 0, 0);
+    assert_eq!(high_watermark, 0);
+    assert_still_serving(&mut node, &mut c, "a keyless record in a compacted topic");
 }
 
 #[test]

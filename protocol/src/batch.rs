@@ -94,14 +94,22 @@ pub enum BatchError {
     },
     #[error("producers may not write control batches")]
     ControlBatch,
-    #[error("the records inside the batch are malformed: {0}")]
-    MalformedRecords(String),
+    /// `record` counts the partition's records from 0, across its batches, when one record
+    /// is at fault (Produce v8+ reports it in `record_errors`).
+    #[error("the records inside the batch are malformed: {message}")]
+    MalformedRecords {
+        record: Option<i32>,
+        message: String,
+    },
     #[error("the records inside the batch are unreadable: {0}")]
     Undecodable(String),
     #[error("the batch inflates to more than {0} bytes (max-inflated-batch-bytes)")]
     InflatesTooLarge(usize),
-    #[error("{0}")]
-    InvalidTimestamp(String),
+    #[error("{message}")]
+    InvalidTimestamp {
+        record: Option<i32>,
+        message: String,
+    },
     #[error("no record batch in the request")]
     Empty,
 }
@@ -113,15 +121,25 @@ impl BatchError {
             BatchError::UnknownCodec(_) => ResponseError::UnsupportedCompressionType.code(),
             BatchError::InconsistentOffsets { .. }
             | BatchError::ControlBatch
-            | BatchError::MalformedRecords(_)
+            | BatchError::MalformedRecords { .. }
             | BatchError::Empty => ResponseError::InvalidRecord.code(),
             BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
             BatchError::InflatesTooLarge(_) => ResponseError::MessageTooLarge.code(),
-            BatchError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp.code(),
+            BatchError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp.code(),
             BatchError::Truncated { .. }
             | BatchError::InvalidLength(_)
             | BatchError::CrcMismatch { .. }
             | BatchError::Undecodable(_) => ResponseError::CorruptMessage.code(),
+        }
+    }
+
+    /// The one record at fault, counted from 0 across the partition's records, if there is
+    /// one.
+    pub fn record(&self) -> Option<i32> {
+        match self {
+            BatchError::MalformedRecords { record, .. }
+            | BatchError::InvalidTimestamp { record, .. } => *record,
+            _ => None,
         }
     }
 }
@@ -217,8 +235,9 @@ impl BatchHeader {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducedBatches {
     pub headers: Vec<BatchHeader>,
-    /// A record has no key (a compacted topic refuses them).
-    pub keyless: bool,
+    /// The first record without a key, counted from 0 across the partition's records (a
+    /// compacted topic refuses them).
+    pub keyless: Option<i32>,
 }
 
 /// Validates the records of one partition in a produce request: one or more complete v2
@@ -232,7 +251,9 @@ pub fn validate_produce_records(
     times: &TimestampBounds,
 ) -> Result<ProducedBatches, BatchError> {
     let mut headers = Vec::new();
-    let mut keyless = false;
+    let mut keyless = None;
+    // Records in the batches before this one.
+    let mut before = 0i32;
     let mut rest = records;
     while !rest.is_empty() {
         let header = BatchHeader::parse(rest)?;
@@ -263,18 +284,30 @@ pub fn validate_produce_records(
             });
         }
         let summary = crate::records::check_produced(batch, &header, inflate_limit, times)
-            .map_err(|e| match e {
-                RecordsError::TooLarge(limit) => BatchError::InflatesTooLarge(limit),
-                RecordsError::Timestamp { .. }
-                | RecordsError::MaxTimestamp { .. }
-                | RecordsError::LogAppendTime => BatchError::InvalidTimestamp(e.to_string()),
-                RecordsError::Decompress { .. } => BatchError::Undecodable(e.to_string()),
-                RecordsError::UnknownCodec => BatchError::UnknownCodec(codec_bits),
-                RecordsError::Framing(_) | RecordsError::Record { .. } => {
-                    BatchError::MalformedRecords(e.to_string())
+            .map_err(|e| {
+                let record = match e {
+                    RecordsError::Record { index, .. } | RecordsError::Timestamp { index, .. } => {
+                        Some(before.saturating_add(index))
+                    }
+                    _ => None,
+                };
+                let message = e.to_string();
+                match e {
+                    RecordsError::TooLarge(limit) => BatchError::InflatesTooLarge(limit),
+                    RecordsError::Timestamp { .. }
+                    | RecordsError::MaxTimestamp { .. }
+                    | RecordsError::LogAppendTime => {
+                        BatchError::InvalidTimestamp { record, message }
+                    }
+                    RecordsError::Decompress { .. } => BatchError::Undecodable(message),
+                    RecordsError::UnknownCodec => BatchError::UnknownCodec(codec_bits),
+                    RecordsError::Framing(_) | RecordsError::Record { .. } => {
+                        BatchError::MalformedRecords { record, message }
+                    }
                 }
             })?;
-        keyless |= summary.keyless;
+        keyless = keyless.or(summary.keyless.map(|i| before.saturating_add(i)));
+        before = before.saturating_add(header.record_count);
         headers.push(header);
         rest = &rest[len..];
     }
@@ -611,6 +644,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_record_at_fault_is_counted_across_the_partitions_batches() {
+        let kv = || body(Some(b"k"), Some(b"v"));
+        let good = raw_batch(0, 2, &[record(0, &kv()), record(1, &kv())].concat());
+        let mut long_key = Vec::new();
+        varint(5_000, &mut long_key);
+        let bad = raw_batch(
+            1,
+            2,
+            &gzip(&[record(0, &kv()), record(1, &long_key)].concat()),
+        );
+        let error = validate_produce_records(&[good, bad].concat(), LIMIT, &ANY).unwrap_err();
+        assert_eq!(error.error_code(), ResponseError::InvalidRecord.code());
+        assert_eq!(error.record(), Some(3), "{error}");
+        // A fault of the batch as a whole names no record.
+        let framing = raw_batch(0, 1, &[record(0, &kv()), vec![0]].concat());
+        let error = validate_produce_records(&framing, LIMIT, &ANY).unwrap_err();
+        assert_eq!(error.record(), None, "{error}");
+    }
+
+    #[test]
     fn a_batch_that_inflates_past_the_limit_is_too_large() {
         let big = record(0, &body(Some(b"k"), Some(&vec![b'x'; 2 * LIMIT])));
         let batch = raw_batch(1, 1, &gzip(&big));
@@ -637,14 +690,20 @@ pub(crate) mod tests {
             };
             let validated =
                 validate_produce_records(&raw_batch(codec, 2, &payload), LIMIT, &ANY).unwrap();
-            assert!(validated.keyless, "codec {codec}");
+            assert_eq!(validated.keyless, Some(1), "codec {codec}");
         }
         let keyed = raw_batch(0, 1, &record(0, &body(Some(b"k"), Some(b"v"))));
-        assert!(
-            !validate_produce_records(&keyed, LIMIT, &ANY)
+        assert_eq!(
+            validate_produce_records(&keyed, LIMIT, &ANY)
                 .unwrap()
-                .keyless
+                .keyless,
+            None
         );
+        // Counted across the partition's batches.
+        let keyless = raw_batch(0, 1, &record(0, &body(None, Some(b"v"))));
+        let both = [keyed, keyless].concat();
+        let validated = validate_produce_records(&both, LIMIT, &ANY).unwrap();
+        assert_eq!(validated.keyless, Some(1));
     }
 
     #[test]
@@ -652,9 +711,18 @@ pub(crate) mod tests {
         let batch = producer_batch(Compression::Zstd, &["a", "b"], 1_000);
         let around = |now, before, after| TimestampBounds::around(now, before, after);
         assert!(validate_produce_records(&batch, LIMIT, &around(1_005, 10, 5)).is_ok());
-        for (bounds, what) in [
-            (around(1_005, 10, 4), "the second record is too far ahead"),
-            (around(1_011, 10, 0), "the first record is too far behind"),
+        for (bounds, record, what) in [
+            // Caught by the header's max timestamp, before inflating: no record is named.
+            (
+                around(1_005, 10, 4),
+                None,
+                "the second record is too far ahead",
+            ),
+            (
+                around(1_011, 10, 0),
+                Some(0),
+                "the first record is too far behind",
+            ),
         ] {
             let error = validate_produce_records(&batch, LIMIT, &bounds).unwrap_err();
             assert_eq!(
@@ -662,6 +730,7 @@ pub(crate) mod tests {
                 ResponseError::InvalidTimestamp.code(),
                 "{what}"
             );
+            assert_eq!(error.record(), record, "{what}");
         }
         let untimed = producer_batch(Compression::None, &["a"], -1);
         assert!(validate_produce_records(&untimed, LIMIT, &around(0, 0, 0)).is_ok());

@@ -195,8 +195,8 @@ pub(crate) fn split_records(mut data: &[u8], count: i32) -> Result<Vec<Record<'_
 /// What reading every record of a produced batch found out, besides that it is valid.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecordsSummary {
-    /// A record has no key (a compacted topic refuses the batch).
-    pub keyless: bool,
+    /// The first record without a key (a compacted topic refuses the batch).
+    pub keyless: Option<i32>,
 }
 
 /// Reads every record of a produced batch, as Kafka's broker does before it stores one,
@@ -240,7 +240,9 @@ pub fn check_produced(
                 bounds: *times,
             });
         }
-        summary.keyless |= record.key.is_none();
+        if record.key.is_none() && summary.keyless.is_none() {
+            summary.keyless = Some(index);
+        }
     }
     if !rest.is_empty() {
         return Err(RecordsError::Framing(

@@ -15,7 +15,8 @@ use bytes::Bytes;
 use futures::future::join_all;
 use kafka_protocol::messages::produce_request::PartitionProduceData;
 use kafka_protocol::messages::produce_response::{
-    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -82,7 +83,7 @@ pub async fn submit(
                     Err(ResponseError::InvalidTopicException.into())
                 }
                 (Err(_), _) => Err(ResponseError::UnknownTopicOrPartition.into()),
-                (Ok(topic), _) => submit_partition(broker, topic, p, &mut waited).await,
+                (Ok(topic), _) => submit_partition(broker, topic, p, version, &mut waited).await,
             };
             partitions.push((index, submitted));
         }
@@ -171,6 +172,8 @@ struct Failure {
     error: ResponseError,
     message: Option<String>,
     leader: Option<(u64, i32)>,
+    /// The one record at fault, counted across the partition's records.
+    record: Option<i32>,
 }
 
 impl From<ResponseError> for Failure {
@@ -179,17 +182,31 @@ impl From<ResponseError> for Failure {
             error,
             message: None,
             leader: None,
+            record: None,
         }
     }
 }
 
 impl Failure {
+    fn refused(error: ResponseError, message: impl Into<String>) -> Failure {
+        Failure {
+            message: Some(message.into()),
+            ..error.into()
+        }
+    }
+
     fn response(self, index: i32, version: i16) -> PartitionProduceResponse {
         let mut r = PartitionProduceResponse::default()
             .with_index(index)
             .with_error_code(self.error.code())
             .with_base_offset(-1)
-            .with_error_message(self.message.map(str_bytes));
+            .with_error_message(self.message.clone().map(str_bytes));
+        // Kafka's producer fails only the record named and retries the rest (KIP-467).
+        if let Some(record) = self.record.filter(|_| version >= 8) {
+            r = r.with_record_errors(vec![BatchIndexAndErrorMessage::default()
+                .with_batch_index(record)
+                .with_batch_index_error_message(self.message.map(str_bytes))]);
+        }
         // The new leader is in the response from v10 on (KIP-951).
         if let Some((leader, epoch)) = self.leader.filter(|_| version >= 10) {
             r = r.with_current_leader(
@@ -255,19 +272,19 @@ async fn allocated(broker: &Broker, id: i64, waited: &mut bool) -> bool {
 }
 
 fn batch_failure(e: BatchError) -> Failure {
+    let error =
+        ResponseError::try_from_code(e.error_code()).unwrap_or(ResponseError::CorruptMessage);
     Failure {
-        error: ResponseError::try_from_code(e.error_code())
-            .unwrap_or(ResponseError::CorruptMessage),
-        message: Some(e.to_string()),
-        leader: None,
+        record: e.record(),
+        ..Failure::refused(error, e.to_string())
     }
 }
 
 fn not_leader(replica: &PartitionReplica, leader: Option<u64>, message: Option<String>) -> Failure {
     Failure {
-        error: ResponseError::NotLeaderOrFollower,
         message,
         leader: leader.map(|l| (l, leader_epoch(&replica.replica.leadership()))),
+        ..ResponseError::NotLeaderOrFollower.into()
     }
 }
 
@@ -312,20 +329,18 @@ impl Submitted {
                 broker.metrics.produced_bytes.fetch_add(self.bytes, Relaxed);
                 Ok((base_offset, log_start_offset))
             }
-            Ok(Ok(Response::Rejected(why))) => Err(Failure {
-                error: match why {
+            Ok(Ok(Response::Rejected(why))) => Err(Failure::refused(
+                match why {
                     Rejection::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
                     Rejection::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
                     _ => ResponseError::InvalidRecord,
                 },
-                message: Some(why.to_string()),
-                leader: None,
-            }),
-            Ok(Ok(other)) => Err(Failure {
-                error: ResponseError::UnknownServerError,
-                message: Some(format!("unexpected append result {other:?}")),
-                leader: None,
-            }),
+                why.to_string(),
+            )),
+            Ok(Ok(other)) => Err(Failure::refused(
+                ResponseError::UnknownServerError,
+                format!("unexpected append result {other:?}"),
+            )),
             Ok(Err(ProposeError::NotLeader { leader })) => {
                 Err(not_leader(&self.replica, leader, None))
             }
@@ -342,12 +357,12 @@ async fn submit_partition(
     broker: &Broker,
     topic: &TopicInfo,
     data: PartitionProduceData,
+    version: i16,
     waited: &mut bool,
 ) -> Result<Submitted, Failure> {
     let elsewhere = || Failure {
-        error: ResponseError::NotLeaderOrFollower,
-        message: None,
         leader: broker.leader_hint(topic, data.index),
+        ..ResponseError::NotLeaderOrFollower.into()
     };
     let replica = match broker.route(topic, data.index) {
         PartitionRoute::Local(replica) => replica,
@@ -360,21 +375,27 @@ async fn submit_partition(
     }
 
     let records: Bytes = data.records.unwrap_or_default();
+    if version < 7 && split_batches(&records).any(|(h, _)| h.codec() == Some(Codec::Zstd)) {
+        // zstd came with Produce v7 and Fetch v10 (KIP-110): older clients cannot read it.
+        return Err(Failure::refused(
+            ResponseError::UnsupportedCompressionType,
+            format!("Produce v{version} may not carry zstd batches; zstd needs v7 or later"),
+        ));
+    }
     let settings = TopicSettings::resolve(&topic.configs, &broker.config);
     // Before anything is decompressed.
     if let Some(big) = split_batches(&records)
         .map(|(header, _)| header)
         .find(|h| h.total_len() > settings.max_message_bytes as usize)
     {
-        return Err(Failure {
-            error: ResponseError::MessageTooLarge,
-            message: Some(format!(
+        return Err(Failure::refused(
+            ResponseError::MessageTooLarge,
+            format!(
                 "batch of {} bytes exceeds max.message.bytes {}",
                 big.total_len(),
                 settings.max_message_bytes
-            )),
-            leader: None,
-        });
+            ),
+        ));
     }
     let now = crate::groups::now_ms();
     let times = TimestampBounds::around(
@@ -392,32 +413,30 @@ async fn submit_partition(
         })?;
     let headers = validated.headers;
     if headers.iter().any(|h| h.is_transactional()) {
-        return Err(Failure {
-            error: ResponseError::InvalidRecord,
-            message: Some("transactions are not supported".into()),
-            leader: None,
-        });
+        return Err(Failure::refused(
+            ResponseError::InvalidRecord,
+            "transactions are not supported",
+        ));
     }
     let highest = headers.iter().map(|h| h.producer_id).max().unwrap_or(-1);
     if highest >= 0 && !allocated(broker, highest, waited).await {
         broker.metrics.refused(Refused::ProducerId);
-        return Err(Failure {
-            error: ResponseError::UnknownProducerId,
-            message: Some(format!(
-                "producer id {highest} was not handed out by InitProducerId"
-            )),
-            leader: None,
-        });
+        return Err(Failure::refused(
+            ResponseError::UnknownProducerId,
+            format!("producer id {highest} was not handed out by InitProducerId"),
+        ));
     }
-    if settings.compact && validated.keyless {
+    if let Some(record) = validated.keyless.filter(|_| settings.compact) {
         // The cleaner keeps each key's last record: a record without a key has no place.
         return Err(Failure {
-            error: ResponseError::InvalidRecord,
-            message: Some(format!(
-                "compacted topic {} cannot accept a record without a key",
-                topic.name
-            )),
-            leader: None,
+            record: Some(record),
+            ..Failure::refused(
+                ResponseError::InvalidRecord,
+                format!(
+                    "compacted topic {} cannot accept a record without a key",
+                    topic.name
+                ),
+            )
         });
     }
     let append = AppendBatches {

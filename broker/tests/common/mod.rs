@@ -352,7 +352,8 @@ pub fn record_batch(
     encode_batch(records, compression, producer)
 }
 
-fn encode_batch(
+/// [`record_batch`] of records whose key may be missing.
+pub fn encode_batch(
     records: impl IntoIterator<Item = (Option<Bytes>, Bytes)>,
     compression: Compression,
     producer: Option<(i64, i16, i32)>,
@@ -460,8 +461,8 @@ pub fn produce_to(topic: &str, partition: i32, records: Bytes, acks: i16) -> Req
     )
 }
 
-/// Produces one batch to one partition (Produce v3, `acks` other than 0) and returns the
-/// partition's error code and base offset.
+/// Produces one batch to one partition (Produce v7, the first to allow zstd; `acks` other
+/// than 0) and returns the partition's error code and base offset.
 pub fn produce(
     c: &mut Client,
     topic: &str,
@@ -470,16 +471,27 @@ pub fn produce(
     acks: i16,
 ) -> (i16, i64) {
     let req = produce_to(topic, partition, records, acks);
-    let ResponseKind::Produce(r) = c.call(ApiKey::Produce, 3, req) else {
+    let ResponseKind::Produce(r) = c.call(ApiKey::Produce, 7, req) else {
         unreachable!()
     };
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
 
-/// Fetches one partition from `offset` without waiting (Fetch v4, up to 1 MiB) and returns
-/// its error code, high watermark and record bytes.
+/// Fetches one partition from `offset` without waiting (Fetch v10, the first to allow zstd;
+/// up to 1 MiB) and returns its error code, high watermark and record bytes.
 pub fn fetch(c: &mut Client, topic: &str, partition: i32, offset: i64) -> (i16, i64, Bytes) {
+    fetch_at(c, 10, topic, partition, offset)
+}
+
+/// [`fetch`] at Fetch `version`.
+pub fn fetch_at(
+    c: &mut Client,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> (i16, i64, Bytes) {
     let req = FetchRequest::default()
         .with_max_wait_ms(0)
         .with_min_bytes(0)
@@ -490,7 +502,7 @@ pub fn fetch(c: &mut Client, topic: &str, partition: i32, offset: i64) -> (i16, 
                 .with_partition(partition)
                 .with_fetch_offset(offset)
                 .with_partition_max_bytes(1 << 20)])]);
-    let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 4, RequestKind::Fetch(req)) else {
+    let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, version, RequestKind::Fetch(req)) else {
         unreachable!()
     };
     let p = &r.responses[0].partitions[0];

@@ -32,6 +32,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
+use strand_protocol::batch::{split_batches, Codec};
 use strand_protocol::codec::late_records;
 use strand_protocol::frame::LateBytes;
 use strand_raft::{PartitionReader, PartitionReplica, PartitionStatus};
@@ -217,7 +218,8 @@ fn read_once(
     for (name, wanted) in topics.iter_mut() {
         let mut partitions = Vec::with_capacity(wanted.len());
         for w in wanted.iter_mut() {
-            let data = match read_partition(broker, w, shelved, budget, total, read_committed) {
+            let read = read_partition(broker, w, shelved, budget, total, read_committed, version);
+            let data = match read {
                 Ok(answer) => {
                     total += answer.len;
                     budget = budget.saturating_sub(answer.len);
@@ -278,6 +280,7 @@ fn read_partition(
     budget: usize,
     earlier_bytes: usize,
     read_committed: bool,
+    version: i16,
 ) -> Result<PartitionAnswer, PartitionError> {
     let first_data = earlier_bytes == 0;
     w.next = None;
@@ -345,6 +348,7 @@ fn read_partition(
             Bytes::new()
         } else if let Some(stand_in) = late_records(len).filter(|_| {
             len > 0
+                && version >= ZSTD_FETCH_VERSION
                 && (earlier_bytes + len >= LATE_READ_MIN || shelved.holds(replica))
                 // A later cleaning pass rewrites cleaned batches in place: their length is
                 // only known once read.
@@ -372,6 +376,13 @@ fn read_partition(
                 .bytes
         }
     };
+    let records = if version < ZSTD_FETCH_VERSION {
+        let readable = before_zstd(records).map_err(|e| (e, None))?;
+        w.next = None;
+        readable
+    } else {
+        records
+    };
     let len = records.len();
     let data = PartitionData::default()
         .with_partition_index(w.index)
@@ -382,6 +393,22 @@ fn read_partition(
         .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
         .with_records(Some(records));
     Ok(PartitionAnswer { data, len, late })
+}
+
+/// The first Fetch version whose clients can read zstd batches (KIP-110).
+const ZSTD_FETCH_VERSION: i16 = 10;
+
+/// The records an older client can read: those before the first zstd batch. A partition
+/// whose next batch is zstd is UNSUPPORTED_COMPRESSION_TYPE for it, as in Kafka.
+fn before_zstd(records: Bytes) -> Result<Bytes, ResponseError> {
+    let readable: usize = split_batches(&records)
+        .take_while(|(header, _)| header.codec() != Some(Codec::Zstd))
+        .map(|(_, batch)| batch.len())
+        .sum();
+    if readable == 0 && !records.is_empty() {
+        return Err(ResponseError::UnsupportedCompressionType);
+    }
+    Ok(records.slice(..readable))
 }
 
 /// Whether a fetch at `offset` is out of range of a log that starts at `log_start` and
