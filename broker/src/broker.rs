@@ -185,6 +185,21 @@ impl Broker {
         self.node.controller().metadata().topics.get(name).cloned()
     }
 
+    /// The topic with id `id` (KIP-516); the nil id names none.
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<Arc<TopicInfo>> {
+        if id.is_nil() {
+            return None;
+        }
+        let id = *id.as_bytes();
+        self.node
+            .controller()
+            .metadata()
+            .topics
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
+    }
+
     /// Where requests for partition `index` of `topic` go.
     pub fn route(&self, topic: &TopicInfo, index: i32) -> PartitionRoute {
         let Some(info) = usize::try_from(index)

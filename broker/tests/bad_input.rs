@@ -149,10 +149,10 @@ fn too_new_api_versions_gets_our_ranges_then_works_on_the_same_connection() {
     assert_eq!(range(&r, ApiKey::ApiVersions), Some((0, 4)));
     assert_eq!(
         range(&r, ApiKey::Produce),
-        Some((0, 12)),
+        Some((0, 13)),
         "Produce is advertised from v0 for librdkafka"
     );
-    assert_eq!(range(&r, ApiKey::Fetch), Some((4, 12)));
+    assert_eq!(range(&r, ApiKey::Fetch), Some((4, 18)));
     let request = RequestKind::ApiVersions(ApiVersionsRequest::default());
     let ResponseKind::ApiVersions(r) = c.call(ApiKey::ApiVersions, 0, request) else {
         unreachable!()

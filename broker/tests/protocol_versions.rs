@@ -12,6 +12,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use strand_broker::handlers::SUPPORTED_APIS;
 use strand_protocol::api_versions;
+use uuid::Uuid;
 
 /// The versions a request can be sent at: every advertised one, except that Produce v0-v2
 /// is advertised for librdkafka's sake but refused (see `handlers::produce::VERSIONS`).
@@ -65,6 +66,13 @@ fn create_topics_for_deletion(c: &mut Client) {
         assert_eq!(r.topics[0].error_code, 0, "setup CreateTopics");
     }
 }
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const UNSUPPORTED_VERSION: i16 = 35;
+const INVALID_CONFIG: i16 = 40;
+const INVALID_REQUEST: i16 = 42;
+const GROUP_ID_NOT_FOUND: i16 = 69;
+const UNKNOWN_TOPIC_ID: i16 = 100;
 
 fn group() -> GroupId {
     GroupId(StrBytes::from_static_str("g"))
@@ -144,13 +152,11 @@ fn produce_answers_at_every_advertised_version() {
         let req = ProduceRequest::default()
             .with_acks(-1)
             .with_timeout_ms(10_000)
-            .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(name("sweep"))
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch(&format!("produce v{v}")))),
-                ])]);
+            .with_topic_data(vec![named_as(&mut c, v, "sweep").with_partition_data(
+                vec![produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(&format!("produce v{v}"))))],
+            )]);
         let ResponseKind::Produce(r) = c.call(ApiKey::Produce, v, RequestKind::Produce(req)) else {
             unreachable!()
         };
@@ -161,27 +167,75 @@ fn produce_answers_at_every_advertised_version() {
             "Produce v{v}"
         );
     }
+    // Topics are named by id from v13 (KIP-516): an unknown id is refused as such.
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_topic_id(Uuid::from_u128(7))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch("lost"))),
+            ])]);
+    let ResponseKind::Produce(r) = c.call(ApiKey::Produce, 13, RequestKind::Produce(req)) else {
+        unreachable!()
+    };
+    assert_eq!(r.responses[0].topic_id, Uuid::from_u128(7));
+    let error = r.responses[0].partition_responses[0].error_code;
+    assert_eq!(error, UNKNOWN_TOPIC_ID);
+}
+
+/// Topic `topic` (which exists) in a Produce request at version `v`: by name up to v12,
+/// by id from v13.
+fn named_as(c: &mut Client, v: i16, topic: &str) -> produce_request::TopicProduceData {
+    let data = produce_request::TopicProduceData::default();
+    if v >= 13 {
+        data.with_topic_id(topic_id(c, topic))
+    } else {
+        data.with_name(name(topic))
+    }
+}
+
+/// `topic`'s id, from Metadata v12.
+fn topic_id(c: &mut Client, topic: &str) -> Uuid {
+    let r = common::metadata_at(c, 12, topic);
+    assert_eq!(r.topics[0].error_code, 0, "Metadata for {topic}");
+    r.topics[0].topic_id
 }
 
 #[test]
 fn fetch_answers_at_every_advertised_version() {
     let (_node, mut c) = start();
     let expected_offset = fill_sweep(&mut c, 10);
+    let id = topic_id(&mut c, "sweep");
     for v in versions(ApiKey::Fetch) {
+        let topic = fetch_request::FetchTopic::default();
+        // Topics are named by id from v13 (KIP-516).
+        let topic = if v >= 13 {
+            topic.with_topic_id(id)
+        } else {
+            topic.with_topic(name("sweep"))
+        };
         let req = FetchRequest::default()
             .with_max_wait_ms(0)
             .with_min_bytes(0)
             .with_max_bytes(1 << 20)
             .with_session_epoch(-1)
-            .with_topics(vec![fetch_request::FetchTopic::default()
-                .with_topic(name("sweep"))
-                .with_partitions(vec![fetch_request::FetchPartition::default()
+            .with_topics(vec![topic.with_partitions(vec![
+                fetch_request::FetchPartition::default()
                     .with_partition(0)
                     .with_fetch_offset(3)
-                    .with_partition_max_bytes(1 << 20)])]);
+                    .with_partition_max_bytes(1 << 20),
+            ])]);
         let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, v, RequestKind::Fetch(req)) else {
             unreachable!()
         };
+        if v >= 13 {
+            assert_eq!(r.responses[0].topic_id, id, "Fetch v{v}");
+        } else {
+            assert_eq!(r.responses[0].topic, name("sweep"), "Fetch v{v}");
+        }
         let p = &r.responses[0].partitions[0];
         assert_eq!(p.error_code, 0, "Fetch v{v}");
         assert_eq!(p.high_watermark, expected_offset, "Fetch v{v}");
@@ -193,33 +247,69 @@ fn fetch_answers_at_every_advertised_version() {
             "Fetch v{v} starts at the requested batch"
         );
     }
+    let unknown = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic_id(Uuid::from_u128(7))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let last = versions(ApiKey::Fetch).last().unwrap();
+    let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, last, RequestKind::Fetch(unknown)) else {
+        unreachable!()
+    };
+    assert_eq!(r.responses[0].topic_id, Uuid::from_u128(7));
+    assert_eq!(r.responses[0].partitions[0].error_code, UNKNOWN_TOPIC_ID);
 }
 
 #[test]
 fn list_offsets_answers_at_every_advertised_version() {
     let (_node, mut c) = start();
-    let expected_offset = fill_sweep(&mut c, 10);
+    let end = fill_sweep(&mut c, 10);
+    // Each special timestamp from the version that introduced it; unknown ones never.
+    let asked: [(i64, i16, i64); 6] = [
+        (-1, 0, end),
+        (-2, 0, 0),
+        // Every record of "sweep" has the same time: the first holds the largest.
+        (-3, 7, 0),
+        (-4, 8, 0),
+        (-5, 9, -1),
+        (-7, i16::MAX, -1),
+    ];
     for v in versions(ApiKey::ListOffsets) {
+        let partitions = asked
+            .iter()
+            .map(|(timestamp, _, _)| {
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(*timestamp)
+            })
+            .collect();
         let req = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
                 .with_name(name("sweep"))
-                .with_partitions(vec![
-                    list_offsets_request::ListOffsetsPartition::default()
-                        .with_partition_index(0)
-                        .with_timestamp(-1),
-                ])]);
+                .with_partitions(partitions)]);
         let ResponseKind::ListOffsets(r) =
             c.call(ApiKey::ListOffsets, v, RequestKind::ListOffsets(req))
         else {
             unreachable!()
         };
-        let p = &r.topics[0].partitions[0];
-        assert_eq!(
-            (p.error_code, p.offset),
-            (0, expected_offset),
-            "ListOffsets v{v}"
-        );
+        let answers = &r.topics[0].partitions;
+        assert_eq!(answers.len(), asked.len(), "ListOffsets v{v}");
+        for ((timestamp, first, offset), p) in asked.iter().zip(answers) {
+            let expected = if v >= *first {
+                (0, *offset)
+            } else {
+                (UNSUPPORTED_VERSION, -1)
+            };
+            assert_eq!(
+                (p.error_code, p.offset),
+                expected,
+                "ListOffsets v{v} at {timestamp}"
+            );
+        }
     }
 }
 
@@ -531,6 +621,166 @@ fn incremental_alter_configs_answers_at_every_advertised_version() {
     }
 }
 
+/// The topic configs DescribeConfigs (v4) reports as set on `topic` (source 1), by name.
+fn dynamic_configs(c: &mut Client, topic: &str) -> Vec<(String, String)> {
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configuration_keys(None),
+    ]);
+    let ResponseKind::DescribeConfigs(r) = c.call(
+        ApiKey::DescribeConfigs,
+        4,
+        RequestKind::DescribeConfigs(req),
+    ) else {
+        unreachable!()
+    };
+    r.results[0]
+        .configs
+        .iter()
+        .filter(|c| c.config_source == 1)
+        .map(|c| {
+            (
+                c.name.to_string(),
+                c.value.as_deref().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn alter_configs_answers_at_every_advertised_version() {
+    let (_node, mut c) = start();
+    fill_sweep(&mut c, 1);
+    let alter = |c: &mut Client, v: i16, configs: &[(&str, Option<&str>)], validate_only| {
+        let configs = configs
+            .iter()
+            .map(|(name, value)| {
+                alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_string(name.to_string()))
+                    .with_value(value.map(|v| StrBytes::from_string(v.to_string())))
+            })
+            .collect();
+        let req = AlterConfigsRequest::default()
+            .with_validate_only(validate_only)
+            .with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("sweep"))
+                .with_configs(configs)]);
+        let ResponseKind::AlterConfigs(r) =
+            c.call(ApiKey::AlterConfigs, v, RequestKind::AlterConfigs(req))
+        else {
+            unreachable!()
+        };
+        r.responses[0].error_code
+    };
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    for v in versions(ApiKey::AlterConfigs) {
+        let both = [
+            ("retention.ms", Some("60000")),
+            ("segment.ms", Some("1000")),
+        ];
+        assert_eq!(alter(&mut c, v, &both, false), 0, "AlterConfigs v{v}");
+        let one = [("retention.ms", Some("120000"))];
+        assert_eq!(alter(&mut c, v, &one, true), 0, "AlterConfigs v{v}");
+        assert_eq!(
+            dynamic_configs(&mut c, "sweep"),
+            owned(&[("retention.ms", "60000"), ("segment.ms", "1000")]),
+            "AlterConfigs v{v}: validate_only changed nothing"
+        );
+        // A config not named goes back to its default.
+        assert_eq!(alter(&mut c, v, &one, false), 0, "AlterConfigs v{v}");
+        assert_eq!(
+            dynamic_configs(&mut c, "sweep"),
+            owned(&[("retention.ms", "120000")]),
+            "AlterConfigs v{v}"
+        );
+        let null = [("retention.ms", None)];
+        assert_eq!(alter(&mut c, v, &null, false), INVALID_REQUEST);
+        let unknown = [("no.such.config", Some("1"))];
+        assert_eq!(alter(&mut c, v, &unknown, false), INVALID_CONFIG);
+    }
+}
+
+#[test]
+fn describe_topic_partitions_answers_at_every_advertised_version() {
+    let (_node, mut c) = start();
+    fill_sweep(&mut c, 1);
+    assert_eq!(common::create_topic(&mut c, "pages", 5, &[]), 0);
+    let ask = |c: &mut Client, v: i16, topics: &[&str], cursor: Option<(&str, i32)>| {
+        let req = DescribeTopicPartitionsRequest::default()
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        describe_topic_partitions_request::TopicRequest::default()
+                            .with_name(name(t))
+                    })
+                    .collect(),
+            )
+            .with_response_partition_limit(3)
+            .with_cursor(cursor.map(|(topic, partition)| {
+                describe_topic_partitions_request::Cursor::default()
+                    .with_topic_name(name(topic))
+                    .with_partition_index(partition)
+            }));
+        let ResponseKind::DescribeTopicPartitions(r) = c.call(
+            ApiKey::DescribeTopicPartitions,
+            v,
+            RequestKind::DescribeTopicPartitions(req),
+        ) else {
+            unreachable!()
+        };
+        let pages: Vec<(String, i16, Vec<i32>)> = r
+            .topics
+            .iter()
+            .map(|t| {
+                let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+                let indexes = t.partitions.iter().map(|p| p.partition_index).collect();
+                assert!(t.partitions.iter().all(|p| p.leader_id.0 == 1), "{name}");
+                (name, t.error_code, indexes)
+            })
+            .collect();
+        let next = r
+            .next_cursor
+            .map(|c| (c.topic_name.to_string(), c.partition_index));
+        (pages, next)
+    };
+    let page =
+        |name: &str, error: i16, partitions: &[i32]| (name.to_string(), error, partitions.to_vec());
+    for v in versions(ApiKey::DescribeTopicPartitions) {
+        // Every topic, in name order, three partitions to a page.
+        let (first, next) = ask(&mut c, v, &[], None);
+        assert_eq!(first, vec![page("pages", 0, &[0, 1, 2])], "v{v}");
+        assert_eq!(next, Some(("pages".to_string(), 3)), "v{v}");
+        let (second, next) = ask(&mut c, v, &[], Some(("pages", 3)));
+        assert_eq!(
+            second,
+            vec![page("pages", 0, &[3, 4]), page("sweep", 0, &[0])],
+            "v{v}"
+        );
+        assert_eq!(next, None, "v{v}");
+        // Named topics, one unknown.
+        let (named, _) = ask(&mut c, v, &["sweep", "absent"], None);
+        assert_eq!(
+            named,
+            vec![
+                page("absent", UNKNOWN_TOPIC_OR_PARTITION, &[]),
+                page("sweep", 0, &[0])
+            ],
+            "v{v}"
+        );
+        let (astray, _) = ask(&mut c, v, &["sweep"], Some(("pages", 0)));
+        assert_eq!(astray, vec![page("sweep", INVALID_REQUEST, &[])], "v{v}");
+    }
+}
+
 #[test]
 fn describe_log_dirs_answers_at_every_advertised_version() {
     let (_node, mut c) = start();
@@ -839,9 +1089,17 @@ fn describe_groups_answers_at_every_advertised_version() {
         ) else {
             continue;
         };
+        // From v6 an unknown group is an error with a message (KIP-1043).
+        let described = &r.groups[0];
+        let expected = if v >= 6 { GROUP_ID_NOT_FOUND } else { 0 };
         assert_eq!(
-            (r.groups[0].error_code, r.groups[0].group_state.as_str()),
-            (0, "Dead"),
+            (described.error_code, described.group_state.as_str()),
+            (expected, "Dead"),
+            "DescribeGroups v{v}"
+        );
+        assert_eq!(
+            described.error_message.is_some(),
+            v >= 6,
             "DescribeGroups v{v}"
         );
     }
@@ -875,7 +1133,10 @@ fn delete_groups_answers_at_every_advertised_version() {
         ) else {
             continue;
         };
-        assert_eq!(r.results[0].error_code, 69, "DeleteGroups v{v}");
+        assert_eq!(
+            r.results[0].error_code, GROUP_ID_NOT_FOUND,
+            "DeleteGroups v{v}"
+        );
     }
 }
 
@@ -929,6 +1190,6 @@ fn offset_delete_answers_at_every_advertised_version() {
         let ResponseKind::OffsetDelete(r) = c.call(ApiKey::OffsetDelete, v, delete(unknown)) else {
             unreachable!()
         };
-        assert_eq!(r.error_code, 69, "OffsetDelete v{v}: GROUP_ID_NOT_FOUND");
+        assert_eq!(r.error_code, GROUP_ID_NOT_FOUND, "OffsetDelete v{v}");
     }
 }

@@ -109,6 +109,15 @@ def test_partitions_are_added_by_kafka_topics_and_the_admin_client_and_take_reco
     a.create_partitions([NewPartitions("growing", 6)])["growing"].result(10)
     assert wait_for(lambda: len(a.list_topics(timeout=10).topics["growing"].partitions) == 6)
 
+    # kafka-topics reads partitions with DescribeTopicPartitions, here four to a page.
+    described = java.run(java.TOPICS, "--bootstrap-server", broker.bootstrap, "--describe",
+                         "--topic", "growing", "--partition-size-limit-per-response", "4")
+    assert described.returncode == 0, described.stdout + described.stderr
+    rows = [line for line in described.stdout.splitlines() if "Partition:" in line]
+    assert [row.split("Partition: ")[1].split()[0] for row in rows] == [str(i) for i in range(6)]
+    assert all("Leader: 1" in row for row in rows), described.stdout
+    assert broker.metric('strand_requests_total{api="DescribeTopicPartitions"}') >= 2, "two pages"
+
     with pytest.raises(KafkaException) as fewer:
         a.create_partitions([NewPartitions("growing", 3)])["growing"].result(10)
     assert fewer.value.args[0].code() == 37, "INVALID_PARTITIONS"
@@ -128,3 +137,36 @@ def test_partitions_are_added_by_kafka_topics_and_the_admin_client_and_take_reco
         assert msg is not None and msg.error() is None and msg.value() == b"to 5"
     finally:
         c.close()
+
+
+def test_legacy_alter_configs_replaces_a_topics_whole_set(broker):
+    """librdkafka's AlterConfigs (the non-incremental API): configs left out go back to
+    their defaults, as in Kafka."""
+    from confluent_kafka.admin import ConfigResource, ConfigSource
+
+    a = admin(broker)
+    a.create_topics([NewTopic("legacy-configs", 1, 1)])["legacy-configs"].result(10)
+
+    def alter(configs):
+        resource = ConfigResource("topic", "legacy-configs", set_config=configs)
+        [(_, future)] = a.alter_configs([resource]).items()
+        future.result(10)
+
+    def dynamic():
+        resource = ConfigResource("topic", "legacy-configs")
+        [(_, future)] = a.describe_configs([resource]).items()
+        return {
+            name: entry.value
+            for name, entry in future.result(10).items()
+            if ConfigSource(entry.source) == ConfigSource.DYNAMIC_TOPIC_CONFIG
+        }
+
+    alter({"retention.ms": "60000", "cleanup.policy": "compact"})
+    assert broker.metric('strand_requests_total{api="AlterConfigs"}') >= 1
+    assert dynamic() == {"retention.ms": "60000", "cleanup.policy": "compact"}
+    alter({"retention.ms": "120000"})
+    assert dynamic() == {"retention.ms": "120000"}
+    with pytest.raises(KafkaException) as bad:
+        alter({"retention.ms": "soon"})
+    assert bad.value.args[0].code() == 40, "INVALID_CONFIG"
+    assert dynamic() == {"retention.ms": "120000"}

@@ -12,7 +12,7 @@ use super::details::str_bytes;
 use crate::groups::GroupState;
 use crate::Broker;
 
-pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DescribeGroups, 0, 5);
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DescribeGroups, 0, 6);
 
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -60,7 +60,8 @@ pub fn handle(
                 // v6 says so with an error; earlier versions describe a Dead group.
                 None if version >= 6 => described
                     .with_group_state(str_bytes("Dead"))
-                    .with_error_code(ResponseError::GroupIdNotFound.code()),
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(str_bytes(format!("group {id:?} not found")))),
                 None => described.with_group_state(str_bytes("Dead")),
             }
         })

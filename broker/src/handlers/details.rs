@@ -5,9 +5,10 @@ use std::time::Duration;
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use strand_raft::Leadership;
+use strand_raft::{BrokerInfo, Leadership};
 
 use crate::groups::Reply;
+use crate::Broker;
 
 pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
@@ -73,6 +74,19 @@ pub async fn settle<T>(reply: Reply<T>, limit: Duration, lost: impl FnOnce() -> 
             _ => lost(),
         },
     }
+}
+
+/// The registered brokers among `leaders` (the ids in a response's `current_leader`
+/// fields), each once, so that clients can reach a new leader without asking for metadata
+/// first (KIP-951).
+pub fn leader_brokers(broker: &Broker, leaders: impl Iterator<Item = i32>) -> Vec<BrokerInfo> {
+    let mut ids: Vec<i32> = leaders.filter(|id| *id >= 0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let metadata = broker.node.controller().metadata();
+    ids.into_iter()
+        .filter_map(|id| metadata.brokers.get(&(id as u64)).cloned())
+        .collect()
 }
 
 #[cfg(test)]

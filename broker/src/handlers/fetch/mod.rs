@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::future::select_all;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
@@ -39,19 +39,27 @@ use strand_raft::{PartitionReader, PartitionReplica, PartitionStatus};
 use strand_storage::BatchLocation;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use self::read_ahead::{Held, Item, Next, ReadAhead, ReadAheadPlan, Shelved};
-use super::details::{broker_id, check_leader_epoch, leader_epoch};
+use super::details::{broker_id, check_leader_epoch, leader_brokers, leader_epoch, str_bytes};
 use crate::broker::PartitionRoute;
 use crate::unsafe_modes::uncommitted_tail;
 use crate::Broker;
 
-/// v13 names topics by id (KIP-516), which Strand does not have yet.
-pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Fetch, 4, 12);
+/// v13 names topics by id (KIP-516); v15, v17 and v18 add only what Kafka's follower
+/// replicas send, and v16 the leaders' endpoints (KIP-951).
+pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Fetch, 4, 18);
 
 pub mod read_ahead;
 
 const MAX_WAIT_CAP: Duration = Duration::from_secs(300);
+
+/// A requested topic, as the request named it: the response names it the same way.
+struct Topic {
+    name: TopicName,
+    id: Uuid,
+}
 
 /// One requested partition, resolved once per request.
 struct Wanted {
@@ -92,15 +100,26 @@ pub async fn handle(
         };
     }
     let read_committed = request.isolation_level == 1;
-    let mut topics: Vec<(TopicName, Vec<Wanted>)> = Vec::new();
+    let mut topics: Vec<(Topic, Vec<Wanted>)> = Vec::new();
     for topic in request.topics {
-        let info = broker.topic(topic.topic.0.as_str());
+        // From v13 topics are named by id (KIP-516).
+        let (info, unknown) = if version >= 13 {
+            let info = broker.topic_by_id(topic.topic_id);
+            (info, ResponseError::UnknownTopicId)
+        } else {
+            let info = broker.topic(topic.topic.0.as_str());
+            (info, ResponseError::UnknownTopicOrPartition)
+        };
+        let named = Topic {
+            name: topic.topic,
+            id: topic.topic_id,
+        };
         let wanted = topic
             .partitions
             .into_iter()
             .map(|p| {
                 let source = match &info {
-                    None => Err((ResponseError::UnknownTopicOrPartition, None)),
+                    None => Err((unknown, None)),
                     Some(info) => match broker.route(info, p.partition) {
                         PartitionRoute::Local(replica) => {
                             let status = replica.watch_status();
@@ -125,7 +144,7 @@ pub async fn handle(
                 }
             })
             .collect();
-        topics.push((topic.topic, wanted));
+        topics.push((named, wanted));
     }
 
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
@@ -151,9 +170,12 @@ pub async fn handle(
                 .metrics
                 .fetched_bytes
                 .fetch_add(read.bytes as u64, Relaxed);
-            let response = FetchResponse::default()
+            let mut response = FetchResponse::default()
                 .with_session_id(0)
                 .with_responses(read.responses);
+            if version >= 16 {
+                response.node_endpoints = leader_endpoints(broker, &response.responses);
+            }
             // A response this large says the consumer is behind: it will soon ask for more.
             let read_ahead = (read.bytes >= LATE_READ_MIN)
                 .then(|| read_ahead.plan(generation, read_ahead_items(&topics), max_bytes))
@@ -168,9 +190,27 @@ pub async fn handle(
     }
 }
 
+/// Where to reach the leaders named in `current_leader` fields (v16+, KIP-951).
+fn leader_endpoints(broker: &Broker, topics: &[FetchableTopicResponse]) -> Vec<NodeEndpoint> {
+    let leaders = topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.current_leader.leader_id.0);
+    leader_brokers(broker, leaders)
+        .into_iter()
+        .map(|b| {
+            NodeEndpoint::default()
+                .with_node_id(broker_id(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port as i32)
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect()
+}
+
 /// What to read ahead for the next fetch, in the order it will most likely list its
 /// partitions: librdkafka starts each fetch one partition further down its list.
-fn read_ahead_items(topics: &[(TopicName, Vec<Wanted>)]) -> Vec<Item> {
+fn read_ahead_items(topics: &[(Topic, Vec<Wanted>)]) -> Vec<Item> {
     let mut items: Vec<Item> = topics
         .iter()
         .flat_map(|(_, wanted)| wanted)
@@ -204,7 +244,7 @@ struct ReadOnce {
 
 fn read_once(
     broker: &Broker,
-    topics: &mut [(TopicName, Vec<Wanted>)],
+    topics: &mut [(Topic, Vec<Wanted>)],
     shelved: &mut Shelved,
     max_bytes: usize,
     read_committed: bool,
@@ -215,7 +255,7 @@ fn read_once(
     let mut any_error = false;
     let mut late = Vec::new();
     let mut responses = Vec::with_capacity(topics.len());
-    for (name, wanted) in topics.iter_mut() {
+    for (topic, wanted) in topics.iter_mut() {
         let mut partitions = Vec::with_capacity(wanted.len());
         for w in wanted.iter_mut() {
             let read = read_partition(broker, w, shelved, budget, total, read_committed, version);
@@ -250,7 +290,8 @@ fn read_once(
         }
         responses.push(
             FetchableTopicResponse::default()
-                .with_topic(name.clone())
+                .with_topic(topic.name.clone())
+                .with_topic_id(topic.id)
                 .with_partitions(partitions),
         );
     }
@@ -478,7 +519,7 @@ impl LateBytes for LateRead {
 }
 
 /// Waits until any requested partition's status changes, or the deadline passes.
-async fn wait_for_data(topics: &mut [(TopicName, Vec<Wanted>)], deadline: Instant) {
+async fn wait_for_data(topics: &mut [(Topic, Vec<Wanted>)], deadline: Instant) {
     let mut changes: Vec<_> = topics
         .iter_mut()
         .flat_map(|(_, wanted)| wanted.iter_mut())
