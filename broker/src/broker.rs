@@ -190,14 +190,8 @@ impl Broker {
         if id.is_nil() {
             return None;
         }
-        let id = *id.as_bytes();
-        self.node
-            .controller()
-            .metadata()
-            .topics
-            .values()
-            .find(|t| t.id == id)
-            .cloned()
+        let metadata = self.node.controller().metadata();
+        metadata.topic_by_id(id.as_bytes()).cloned()
     }
 
     /// Where requests for partition `index` of `topic` go.

@@ -94,8 +94,8 @@ fn closing_inputs() -> Vec<(String, Vec<u8>)> {
         (format!("garbage bytes {garbage:02x?}"), garbage),
         ("unknown api key".into(), raw_request(4242, 0, 1, &[])),
         (
-            "fetch v13 (not advertised)".into(),
-            frame(ApiKey::Fetch, 13, &[]),
+            "consumer group heartbeat (not advertised)".into(),
+            frame(ApiKey::ConsumerGroupHeartbeat, 0, &[]),
         ),
         ("metadata v99".into(), frame(ApiKey::Metadata, 99, &[])),
         (

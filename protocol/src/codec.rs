@@ -383,7 +383,7 @@ mod tests {
 
     use super::*;
 
-    /// A server's table as the broker builds it, for the codec's own tests.
+    /// A made-up server table, for the codec's own tests.
     const APIS: &[ApiRange] = &[
         ApiRange::new(ApiKey::Produce, 0, 12),
         ApiRange::new(ApiKey::Fetch, 4, 12),
@@ -575,7 +575,7 @@ mod tests {
             decode_request(Bytes::from_static(&[0, 3, 0]), APIS),
             Err(DecodeError::TooShort(3))
         ));
-        // Fetch v13 exists in the codec but is not advertised (topic ids).
+        // Fetch v13 exists in the codec but this table does not advertise it.
         let err = decode_request(request_frame(ApiKey::Fetch, 13, 1, &[]), APIS).unwrap_err();
         assert!(matches!(
             err,

@@ -90,8 +90,11 @@ fn request_seeds() -> Vec<Vec<u8>> {
                 ]),
         ]);
     vec![
-        frame(ApiKey::Produce, 9, RequestKind::Produce(produce)),
-        frame(ApiKey::Fetch, 12, RequestKind::Fetch(fetch)),
+        frame(ApiKey::Produce, 9, RequestKind::Produce(produce.clone())),
+        // Topics named by id from here on (KIP-516).
+        frame(ApiKey::Produce, 13, RequestKind::Produce(produce)),
+        frame(ApiKey::Fetch, 12, RequestKind::Fetch(fetch.clone())),
+        frame(ApiKey::Fetch, 18, RequestKind::Fetch(fetch)),
         frame(ApiKey::Metadata, 12, RequestKind::Metadata(metadata)),
         frame(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(create)),
         frame(ApiKey::JoinGroup, 9, RequestKind::JoinGroup(join)),

@@ -11,10 +11,12 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
 
-use super::details::{error_fields, BROKER, TOPIC};
-use super::incremental_alter_configs::{static_broker_config, store_topic_configs};
+use super::details::{
+    check_broker_name, error_fields, static_broker_config, store_topic_configs, BROKER, TOPIC,
+};
 use crate::Broker;
 
+/// v1 changes only throttling, v2 only the encoding (flexible).
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::AlterConfigs, 0, 2);
 
 pub async fn handle(broker: &Broker, request: AlterConfigsRequest) -> AlterConfigsResponse {
@@ -90,13 +92,7 @@ fn alter_broker(
     resource: &AlterConfigsResource,
     configs: &BTreeMap<String, String>,
 ) -> Result<(), (ResponseError, String)> {
-    let name = resource.resource_name.as_str();
-    if !name.is_empty() && name != broker.node.id().to_string() {
-        return Err((
-            ResponseError::InvalidRequest,
-            format!("unexpected broker id {name}: ask broker {name} itself"),
-        ));
-    }
+    check_broker_name(broker, resource.resource_name.as_str())?;
     match configs.keys().next() {
         None => Ok(()),
         Some(key) => Err(static_broker_config(key)),

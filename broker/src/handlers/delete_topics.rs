@@ -29,14 +29,9 @@ pub async fn handle(
 
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
-        let metadata = broker.node.controller().metadata();
         let resolved = match &name {
-            Some(n) => metadata.topics.get(n.0.as_str()).cloned(),
-            None => metadata
-                .topics
-                .values()
-                .find(|t| t.id == *id.as_bytes())
-                .cloned(),
+            Some(n) => broker.topic(n.0.as_str()),
+            None => broker.topic_by_id(id),
         };
         let result = DeletableTopicResult::default()
             .with_name(name.clone())

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
 
-use super::details::{str_bytes, BROKER, TOPIC};
+use super::details::{check_broker_name, str_bytes, BROKER, TOPIC};
 use crate::topics::cleaner_defaults;
 use crate::Broker;
 
@@ -39,13 +39,7 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
                         format!("topic '{name}' does not exist"),
                     )),
                 },
-                BROKER if name.is_empty() || name == broker.node.id().to_string() => {
-                    Ok(broker_entries(broker))
-                }
-                BROKER => Err((
-                    ResponseError::InvalidRequest,
-                    format!("ask broker {name} itself for its configs"),
-                )),
+                BROKER => check_broker_name(broker, &name).map(|()| broker_entries(broker)),
                 other => Err((
                     ResponseError::InvalidRequest,
                     format!("config resource type {other} is not supported"),

@@ -8,14 +8,12 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
 
-use super::details::str_bytes;
+use super::details::{str_bytes, OPERATIONS_OMITTED};
 use crate::groups::GroupState;
 use crate::Broker;
 
+/// v6 answers an unknown group with GROUP_ID_NOT_FOUND (KIP-1043).
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DescribeGroups, 0, 6);
-
-/// Kafka's "authorized operations not requested" marker.
-const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub fn handle(
     broker: &Broker,

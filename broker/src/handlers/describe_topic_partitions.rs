@@ -6,25 +6,19 @@ use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
 };
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::messages::{
-    BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse,
-};
+use kafka_protocol::messages::{DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
 use strand_raft::TopicInfo;
 use uuid::Uuid;
 
-use super::details::{broker_id, topic_name};
-use super::metadata::leader_and_isr;
-use crate::Broker;
+use super::details::{broker_id, leader_and_isr, topic_name, OPERATIONS_OMITTED};
+use crate::{topics, Broker};
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DescribeTopicPartitions, 0, 0);
 
 /// Kafka's `max.request.partition.size.limit`: the most partitions one response holds.
 const MAX_PARTITIONS: i32 = 2000;
-
-/// Kafka's "authorized operations not requested" marker.
-const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 pub fn handle(
     broker: &Broker,
@@ -45,13 +39,15 @@ pub fn handle(
     };
     let cursor_unknown = request.cursor.is_some() && !names.contains(&first_topic);
     if cursor_unknown || first_partition < 0 {
-        // As Kafka does: the cursor must point into the request.
-        let topics = names
+        // As Kafka does: the cursor must point into the request, whose topics all get the
+        // error (none when it named none).
+        let topics = request
+            .topics
             .into_iter()
-            .map(|name| {
+            .map(|t| {
                 DescribeTopicPartitionsResponseTopic::default()
                     .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_name(Some(topic_name(&name)))
+                    .with_name(Some(t.name))
                     .with_topic_authorized_operations(OPERATIONS_OMITTED)
             })
             .collect();
@@ -65,9 +61,13 @@ pub fn handle(
         let Some(topic) = metadata.topics.get(&name) else {
             // Listing all topics never names a missing one.
             if !listing_all {
+                let error = match topics::name_problem(&name) {
+                    Some(_) => ResponseError::InvalidTopicException,
+                    None => ResponseError::UnknownTopicOrPartition,
+                };
                 topics.push(
                     DescribeTopicPartitionsResponseTopic::default()
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_error_code(error.code())
                         .with_name(Some(topic_name(&name)))
                         .with_topic_authorized_operations(OPERATIONS_OMITTED),
                 );
@@ -114,16 +114,11 @@ fn describe(
                 .with_replica_nodes(info.replicas.iter().map(|r| broker_id(*r)).collect())
                 .with_eligible_leader_replicas(Some(Vec::new()))
                 .with_last_known_elr(Some(Vec::new()));
-            match leader_and_isr(broker, info) {
-                Some(led) => base
-                    .with_leader_id(led.leader)
-                    .with_leader_epoch(led.epoch)
-                    .with_isr_nodes(led.in_sync),
-                None => base
-                    .with_error_code(ResponseError::LeaderNotAvailable.code())
-                    .with_leader_id(BrokerId(-1))
-                    .with_leader_epoch(-1),
-            }
+            let led = leader_and_isr(broker, info);
+            base.with_error_code(led.error_code)
+                .with_leader_id(led.leader)
+                .with_leader_epoch(led.epoch)
+                .with_isr_nodes(led.in_sync)
         })
         .collect();
     DescribeTopicPartitionsResponseTopic::default()

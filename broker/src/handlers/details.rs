@@ -1,14 +1,17 @@
 //! Plumbing shared by the handlers.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use strand_raft::{BrokerInfo, Leadership};
+use strand_raft::{
+    BrokerInfo, Command, ControllerCommand, Leadership, PartitionInfo, Response, CONTROLLER_GROUP,
+};
 
 use crate::groups::Reply;
-use crate::Broker;
+use crate::{topics, Broker};
 
 pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
@@ -48,7 +51,7 @@ pub fn check_leader_epoch(requested: i32, leadership: &Leadership) -> Result<(),
     }
 }
 
-/// Kafka's config resource types (DescribeConfigs, IncrementalAlterConfigs).
+/// Kafka's config resource types (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs).
 pub const TOPIC: i8 = 2;
 pub const BROKER: i8 = 4;
 
@@ -87,6 +90,90 @@ pub fn leader_brokers(broker: &Broker, leaders: impl Iterator<Item = i32>) -> Ve
     ids.into_iter()
         .filter_map(|id| metadata.brokers.get(&(id as u64)).cloned())
         .collect()
+}
+
+/// A partition's leader as clients see it.
+pub struct Led {
+    /// LEADER_NOT_AVAILABLE while it has none.
+    pub error_code: i16,
+    pub leader: BrokerId,
+    /// The Raft term.
+    pub epoch: i32,
+    pub in_sync: Vec<BrokerId>,
+}
+
+pub fn leader_and_isr(broker: &Broker, info: &PartitionInfo) -> Led {
+    let Some(leader) = broker.node.leader_of(info.group) else {
+        return Led {
+            error_code: ResponseError::LeaderNotAvailable.code(),
+            leader: BrokerId(-1),
+            epoch: -1,
+            in_sync: Vec::new(),
+        };
+    };
+    let in_sync = if leader.in_sync.is_empty() {
+        vec![leader.node]
+    } else {
+        leader.in_sync.clone()
+    };
+    Led {
+        error_code: 0,
+        leader: broker_id(leader.node),
+        epoch: i32::try_from(leader.term).unwrap_or(i32::MAX),
+        in_sync: in_sync.into_iter().map(broker_id).collect(),
+    }
+}
+
+/// Kafka's "authorized operations not requested" marker.
+pub const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// Checks a topic's whole new set of configs and, unless `validate_only`, replaces its
+/// stored set with them through the controller group.
+pub async fn store_topic_configs(
+    broker: &Broker,
+    name: String,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), (ResponseError, String)> {
+    for (key, value) in &configs {
+        if let Some(problem) = topics::config_problem(key, value) {
+            return Err((ResponseError::InvalidConfig, problem));
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let command = Command::Controller(ControllerCommand::SetTopicConfigs { name, configs });
+    match broker.node.propose(CONTROLLER_GROUP, command).await {
+        Ok(Response::Done) => Ok(()),
+        Ok(other) => Err((
+            ResponseError::UnknownTopicOrPartition,
+            format!("the topic changed meanwhile: {other:?}"),
+        )),
+        Err(e) => Err((ResponseError::RequestTimedOut, e.to_string())),
+    }
+}
+
+/// The refusal of a change to broker config `name`.
+pub fn static_broker_config(name: &str) -> (ResponseError, String) {
+    (
+        ResponseError::InvalidConfig,
+        format!(
+            "broker config '{name}' cannot change at run time: set it with strand's flags or \
+             config file and restart the node"
+        ),
+    )
+}
+
+/// A broker config resource names this node, or none (Kafka's tools send either).
+pub fn check_broker_name(broker: &Broker, name: &str) -> Result<(), (ResponseError, String)> {
+    if name.is_empty() || name == broker.node.id().to_string() {
+        return Ok(());
+    }
+    Err((
+        ResponseError::InvalidRequest,
+        format!("broker '{name}' is not this node: send its configs to that broker"),
+    ))
 }
 
 #[cfg(test)]

@@ -11,10 +11,11 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
-use strand_raft::{Command, ControllerCommand, Response, CONTROLLER_GROUP};
 
-use super::details::{error_fields, BROKER, TOPIC};
-use crate::{topics, Broker};
+use super::details::{
+    check_broker_name, error_fields, static_broker_config, store_topic_configs, BROKER, TOPIC,
+};
+use crate::Broker;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::IncrementalAlterConfigs, 0, 1);
 
@@ -32,7 +33,7 @@ pub async fn handle(
     for resource in request.resources {
         let result = match resource.resource_type {
             TOPIC => alter_topic(broker, &resource, request.validate_only).await,
-            BROKER => alter_broker(&resource),
+            BROKER => alter_broker(broker, &resource),
             other => Err((
                 ResponseError::InvalidRequest,
                 format!("config resource type {other} is not supported"),
@@ -110,36 +111,13 @@ async fn alter_topic(
     store_topic_configs(broker, name, configs, validate_only).await
 }
 
-/// Checks a topic's whole new set of configs and, unless `validate_only`, replaces its
-/// stored set with them through the controller group.
-pub(super) async fn store_topic_configs(
-    broker: &Broker,
-    name: String,
-    configs: BTreeMap<String, String>,
-    validate_only: bool,
-) -> Result<(), (ResponseError, String)> {
-    for (key, value) in &configs {
-        if let Some(problem) = topics::config_problem(key, value) {
-            return Err((ResponseError::InvalidConfig, problem));
-        }
-    }
-    if validate_only {
-        return Ok(());
-    }
-    let command = Command::Controller(ControllerCommand::SetTopicConfigs { name, configs });
-    match broker.node.propose(CONTROLLER_GROUP, command).await {
-        Ok(Response::Done) => Ok(()),
-        Ok(other) => Err((
-            ResponseError::UnknownTopicOrPartition,
-            format!("the topic changed meanwhile: {other:?}"),
-        )),
-        Err(e) => Err((ResponseError::RequestTimedOut, e.to_string())),
-    }
-}
-
 /// Broker settings come from flags and the config file; there are no dynamic ones to set,
 /// and deleting one that was never set is allowed (as in Kafka).
-fn alter_broker(resource: &AlterConfigsResource) -> Result<(), (ResponseError, String)> {
+fn alter_broker(
+    broker: &Broker,
+    resource: &AlterConfigsResource,
+) -> Result<(), (ResponseError, String)> {
+    check_broker_name(broker, resource.resource_name.as_str())?;
     match resource
         .configs
         .iter()
@@ -148,15 +126,4 @@ fn alter_broker(resource: &AlterConfigsResource) -> Result<(), (ResponseError, S
         None => Ok(()),
         Some(c) => Err(static_broker_config(c.name.as_str())),
     }
-}
-
-/// The refusal of a change to broker config `name`.
-pub(super) fn static_broker_config(name: &str) -> (ResponseError, String) {
-    (
-        ResponseError::InvalidConfig,
-        format!(
-            "broker config '{name}' cannot change at run time: set it with strand's flags or \
-             config file and restart the node"
-        ),
-    )
 }

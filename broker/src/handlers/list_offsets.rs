@@ -15,6 +15,8 @@ use strand_raft::PartitionReplica;
 use super::details::check_leader_epoch;
 use crate::Broker;
 
+/// v7-v9 add the special timestamps -3, -4 and -5 ([`first_version`]); v10 a timeout for
+/// reads from tiered storage, which Strand does not have.
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::ListOffsets, 1, 10);
 
 const LATEST: i64 = -1;

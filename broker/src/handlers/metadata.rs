@@ -6,16 +6,18 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
-use strand_raft::{PartitionInfo, TopicInfo};
+use strand_raft::TopicInfo;
 use uuid::Uuid;
 
-use super::details::{broker_id, str_bytes, topic_name};
+use super::details::{broker_id, leader_and_isr, str_bytes, topic_name};
 use crate::cluster::{self, TopicError};
 use crate::Broker;
 
+/// v13 adds a top-level error code, which Kafka's broker never sets either (KIP-1102 is for
+/// clients).
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Metadata, 0, 13);
 
 pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
@@ -93,43 +95,15 @@ fn describe(broker: &Broker, topic: &TopicInfo) -> MetadataResponseTopic {
             let base = MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
                 .with_replica_nodes(replicas);
-            match leader_and_isr(broker, info) {
-                Some(led) => base
-                    .with_leader_id(led.leader)
-                    .with_leader_epoch(led.epoch)
-                    .with_isr_nodes(led.in_sync),
-                None => base
-                    .with_error_code(ResponseError::LeaderNotAvailable.code())
-                    .with_leader_id(BrokerId(-1))
-                    .with_leader_epoch(-1),
-            }
+            let led = leader_and_isr(broker, info);
+            base.with_error_code(led.error_code)
+                .with_leader_id(led.leader)
+                .with_leader_epoch(led.epoch)
+                .with_isr_nodes(led.in_sync)
         })
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(Uuid::from_bytes(topic.id))
         .with_partitions(partitions)
-}
-
-/// A partition's leader as clients see it.
-pub(super) struct Led {
-    pub leader: BrokerId,
-    /// The Raft term.
-    pub epoch: i32,
-    pub in_sync: Vec<BrokerId>,
-}
-
-/// The partition's leader, if it has one.
-pub(super) fn leader_and_isr(broker: &Broker, info: &PartitionInfo) -> Option<Led> {
-    let leader = broker.node.leader_of(info.group)?;
-    let in_sync = if leader.in_sync.is_empty() {
-        vec![leader.node]
-    } else {
-        leader.in_sync.clone()
-    };
-    Some(Led {
-        leader: broker_id(leader.node),
-        epoch: i32::try_from(leader.term).unwrap_or(i32::MAX),
-        in_sync: in_sync.into_iter().map(broker_id).collect(),
-    })
 }

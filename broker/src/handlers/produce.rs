@@ -42,6 +42,7 @@ use crate::Broker;
 
 /// Advertised from v0 although only v3+ is decoded, as Kafka 4 does: librdkafka turns
 /// compression off when Produce v0 is missing. v0-v2 requests are refused by the codec.
+/// v13 names topics by id (KIP-516).
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::Produce, 0, 13);
 
 pub enum Answer {

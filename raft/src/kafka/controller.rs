@@ -50,6 +50,9 @@ pub struct TopicInfo {
 pub struct ClusterMetadata {
     pub brokers: BTreeMap<NodeId, BrokerInfo>,
     pub topics: BTreeMap<String, Arc<TopicInfo>>,
+    /// Topic names by topic id (KIP-516): requests that name topics by id find them without
+    /// a scan.
+    pub topic_names: BTreeMap<[u8; 16], String>,
     /// The group id the next partition gets.
     pub next_group: RaftGroupId,
     /// The first producer id not yet handed out.
@@ -63,6 +66,15 @@ pub struct ClusterMetadata {
 }
 
 impl ClusterMetadata {
+    pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<&Arc<TopicInfo>> {
+        self.topics.get(self.topic_names.get(id)?)
+    }
+
+    fn insert_topic(&mut self, topic: Arc<TopicInfo>) {
+        self.topic_names.insert(topic.id, topic.name.clone());
+        self.topics.insert(topic.name.clone(), topic);
+    }
+
     /// Every node a partition lives on now: its replicas, and those it is moving to.
     pub fn replica_nodes(&self, partition: &PartitionInfo) -> Vec<NodeId> {
         let mut nodes = self
@@ -195,9 +207,7 @@ impl ControllerMachine {
             &ControllerRecord::Topic(topic.name.clone()).key(),
             &codec::encode(&topic),
         );
-        self.metadata
-            .topics
-            .insert(topic.name.clone(), Arc::new(topic));
+        self.metadata.insert_topic(Arc::new(topic));
     }
 
     fn reassign(
@@ -361,6 +371,7 @@ impl ControllerMachine {
                 let Some(topic) = self.metadata.topics.remove(&name) else {
                     return Response::Rejected(Rejection::UnknownTopic(name));
                 };
+                self.metadata.topic_names.remove(&topic.id);
                 batch.delete(&ControllerRecord::Topic(name.clone()).key());
                 for p in &topic.partitions {
                     if self.metadata.reassignments.remove(&p.group).is_some() {
@@ -464,7 +475,7 @@ impl Machine for ControllerMachine {
             match ControllerRecord::decode(k) {
                 Ok(Some(ControllerRecord::Topic(topic))) => match codec::decode::<TopicInfo>(v) {
                     Ok(t) => {
-                        metadata.topics.insert(t.name.clone(), Arc::new(t));
+                        metadata.insert_topic(Arc::new(t));
                     }
                     Err(e) => corrupt = Some(format!("topic {topic:?}: {e}")),
                 },
@@ -550,7 +561,7 @@ mod tests {
     fn create(name: &str, partitions: usize) -> ControllerCommand {
         ControllerCommand::CreateTopic {
             name: name.into(),
-            topic_id: [7; 16],
+            topic_id: [name.as_bytes()[0]; 16],
             replicas: vec![vec![1]; partitions],
             configs: BTreeMap::new(),
         }
@@ -774,6 +785,12 @@ mod tests {
         assert_eq!(*reopened.borrow().clone(), *published);
         assert_eq!(published.next_producer_id, 200, "producer ids never repeat");
         assert_eq!(published.partition_of_group(3).unwrap().0.name, "b");
+        assert_eq!(published.topic_by_id(&[b'b'; 16]).unwrap().name, "b");
+        assert_eq!(
+            published.topic_by_id(&[b'a'; 16]).unwrap().partitions[0].group,
+            4
+        );
+        assert_eq!(published.topic_names.len(), 2);
     }
 
     #[test]
