@@ -23,7 +23,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
 use strand_protocol::batch::{
-    split_batches, validate_produce_records, BatchError, Codec, ProducedBatches,
+    split_batches, validate_produce_records, BatchError, BatchHeader, Codec, ProducedBatches,
 };
 use strand_protocol::records::TimestampBounds;
 use strand_raft::{
@@ -224,16 +224,16 @@ impl Failure {
     }
 }
 
-/// Reads every record of a partition's batches. Compressed ones are inflated on a blocking
-/// thread, a few at a time (`Broker::inflating`): one may take a while, and the runtime's
-/// workers serve every connection.
+/// Reads every record of a partition's batches. If any is `compressed`, they are read on a
+/// blocking thread, a few at a time (`Broker::inflating`): inflating may take a while, and
+/// the runtime's workers serve every connection.
 async fn validate(
     broker: &Broker,
     records: Bytes,
+    compressed: bool,
     times: TimestampBounds,
 ) -> Result<ProducedBatches, BatchError> {
     let limit = broker.config.max_inflated_batch_bytes;
-    let compressed = split_batches(&records).any(|(h, _)| h.codec() != Some(Codec::None));
     if !compressed {
         return validate_produce_records(&records, limit, &times);
     }
@@ -380,7 +380,9 @@ async fn submit_partition(
     }
 
     let records: Bytes = data.records.unwrap_or_default();
-    if version < 7 && split_batches(&records).any(|(h, _)| h.codec() == Some(Codec::Zstd)) {
+    // The headers, read once for the checks made before anything is decompressed.
+    let sent: Vec<BatchHeader> = split_batches(&records).map(|(h, _)| h).collect();
+    if version < 7 && sent.iter().any(|h| h.codec() == Some(Codec::Zstd)) {
         // zstd came with Produce v7 and Fetch v10 (KIP-110): older clients cannot read it.
         return Err(Failure::refused(
             ResponseError::UnsupportedCompressionType,
@@ -388,9 +390,8 @@ async fn submit_partition(
         ));
     }
     let settings = TopicSettings::resolve(&topic.configs, &broker.config);
-    // Before anything is decompressed.
-    if let Some(big) = split_batches(&records)
-        .map(|(header, _)| header)
+    if let Some(big) = sent
+        .iter()
         .find(|h| h.total_len() > settings.max_message_bytes as usize)
     {
         return Err(Failure::refused(
@@ -408,7 +409,8 @@ async fn submit_partition(
         settings.timestamp_before_max_ms,
         settings.timestamp_after_max_ms,
     );
-    let validated = validate(broker, records.clone(), times)
+    let compressed = sent.iter().any(|h| h.codec() != Some(Codec::None));
+    let validated = validate(broker, records.clone(), compressed, times)
         .await
         .map_err(|e| {
             if matches!(e, BatchError::InflatesTooLarge(_)) {
