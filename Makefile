@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR
 STRAND := $(CARGO_TARGET_DIR)/release/strand
 VENV := $(CURDIR)/.venv
 
-.PHONY: run test build setup unit fuzz e2e lint fmt bench bench-full bench-produce disk-flat bench-lifecycle bench-move bench-attacks kafka-install bench-cluster cluster cluster-stop clean-data jepsen jepsen-smoke jepsen-selfcheck
+.PHONY: run test build setup unit fuzz e2e lint fmt bench bench-full bench-produce disk-flat bench-lifecycle bench-move bench-attacks kafka-install bench-cluster cluster cluster-stop clean-data compat jepsen jepsen-smoke jepsen-selfcheck
 
 setup:
 	@scripts/setup.sh
@@ -37,6 +37,10 @@ test: build lint unit e2e jepsen-smoke jepsen-selfcheck
 # for 90 s, nodes in network namespaces; it must stay valid with at least 2,000 acknowledged
 # sends and 8 faults. (Ring and clients-cut partitions stop most traffic for their length;
 # `make jepsen` runs them.)
+# Every client's scenario against a fresh three-node cluster; writes docs/compatibility.md.
+compat: build $(VENV)/.installed
+	STRAND_BIN=$(STRAND) $(VENV)/bin/python tests/compat/report.py --out docs/compatibility.md
+
 jepsen-smoke: build
 	$(CARGO_TARGET_DIR)/release/jepsen test --strand $(STRAND) --dir store/smoke \
 		--duration 90 --targets one,leader --min-sends 2000 --min-faults 8 \

@@ -32,3 +32,9 @@ if ! command -v cargo >/dev/null; then
     echo "setup: Rust is missing; install it from https://rustup.rs and re-run" >&2
     exit 1
 fi
+
+if ! command -v go >/dev/null; then
+    # The Go clients' scenarios (tests/compat/go); distributions' packages are often too old.
+    echo "setup: Go is missing; install Go $(sed -n 's/^go //p' tests/compat/go/go.mod) or later from https://go.dev/dl and re-run" >&2
+    exit 1
+fi

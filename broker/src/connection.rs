@@ -8,7 +8,8 @@
 //! each request's outcome in arrival order; the bounded queue between the two is the
 //! connection's limit on requests in flight. A request that cannot be read ends the
 //! connection after the responses before it have been sent, which is what Kafka does;
-//! nothing a client sends can affect any other connection.
+//! nothing a client sends can affect any other connection. Once the reader stops, the
+//! connection's JoinGroup and SyncGroup requests stop waiting for their group ([`HungUp`]).
 //!
 //! A connection is closed when it stays idle (nothing to read, nothing being answered)
 //! for `connections.max.idle.ms`, and when a request it began to send does not arrive
@@ -30,7 +31,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::handlers::{self, Outcome, Pending, ReadAhead, ReadAheadPlan};
+use crate::handlers::{self, HungUp, Outcome, Pending, ReadAhead, ReadAheadPlan};
 use crate::metrics::Closed;
 use crate::Broker;
 
@@ -114,6 +115,8 @@ async fn read_requests(
 ) {
     let max_frame = broker.config.max_request_bytes;
     let read_ahead = ReadAhead::new(broker.read_ahead.clone());
+    // Held until the reader stops.
+    let (_reading, hung_up) = HungUp::channel();
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     // The request memory the frame being read holds, and when its first bytes came.
     let mut held = None;
@@ -153,7 +156,7 @@ async fn read_requests(
             // Read: the bytes are the request's now.
             held = None;
             let pending = match decode_request(frame, handlers::SUPPORTED_APIS) {
-                Ok(request) => handlers::start(broker, request, peer, &read_ahead).await,
+                Ok(request) => handlers::start(broker, request, peer, &read_ahead, &hung_up).await,
                 Err(e) => match e.reply(handlers::SUPPORTED_APIS) {
                     Some(reply) => Pending::Ready(Outcome::Reply(reply)),
                     None => {

@@ -70,8 +70,8 @@ impl DecodeError {
 
 /// Decodes one frame (without its size prefix) into a request.
 ///
-/// APIs not in `apis` are still decoded when the codec knows them, so the broker can answer
-/// with UNSUPPORTED_VERSION in that API's own response shape; versions outside an
+/// APIs not in `apis` are still decoded when the codec knows them; the broker then closes
+/// the connection, as Kafka does for an API it has not enabled. Versions outside an
 /// implemented API's advertised range are refused here.
 pub fn decode_request(mut frame: Bytes, apis: &[ApiRange]) -> Result<Request, DecodeError> {
     if frame.len() < 8 {

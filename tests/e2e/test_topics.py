@@ -172,3 +172,29 @@ def test_legacy_alter_configs_replaces_a_topics_whole_set(broker):
         alter({"retention.ms": "soon"})
     assert bad.value.args[0].code() == 40, "INVALID_CONFIG"
     assert dynamic() == {"retention.ms": "120000"}
+
+
+def test_kafka_python_reads_every_config_source(broker):
+    """kafka-python 3 turns each config's source (and each synonym's) into an enum, and
+    fails the whole call on one it does not know, such as -1."""
+    from kafka.admin import ConfigResource as KpConfigResource, ConfigResourceType
+
+    a = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10_000)
+    try:
+        a.create_topics([KpNewTopic("kp-configs", num_partitions=1, replication_factor=1,
+                                    topic_configs={"retention.ms": "60000"})])
+        resources = [KpConfigResource(ConfigResourceType.TOPIC, "kp-configs"),
+                     KpConfigResource(ConfigResourceType.BROKER, "1")]
+        for synonyms in (False, True):
+            found = a.describe_configs(resources, include_synonyms=synonyms, config_filter="all")
+            topic, node = found["topic"]["kp-configs"], found["broker"]["1"]
+            assert topic["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+            assert topic["retention.ms"]["value"] == "60000"
+            assert topic["cleanup.policy"]["config_source"] in ("DEFAULT_CONFIG",
+                                                                 "STATIC_BROKER_CONFIG")
+            assert {c["config_source"] for c in node.values()} <= {"DEFAULT_CONFIG",
+                                                                   "STATIC_BROKER_CONFIG"}
+            if synonyms:
+                assert topic["retention.ms"]["synonyms"][0]["source"] == "DYNAMIC_TOPIC_CONFIG"
+    finally:
+        a.close()

@@ -142,9 +142,12 @@ struct Member {
     last_heard: Instant,
     /// When the member joined, relative to the others: the earliest leads.
     joined: u64,
-    /// Present while the member waits in JoinGroup: it has rejoined this rebalance.
+    /// Present while the member waits in JoinGroup: it has rejoined this rebalance, unless
+    /// nobody waits for the answer any more (see [`Member::rejoined`]).
     join_waiter: Option<oneshot::Sender<JoinOutcome>>,
-    sync_waiter: Option<oneshot::Sender<SyncOutcome>>,
+    /// The member's SyncGroup requests waiting for the leader's assignment. A client that
+    /// retries one before the first is answered gets the assignment on both.
+    sync_waiters: Vec<oneshot::Sender<SyncOutcome>>,
 }
 
 impl Member {
@@ -169,14 +172,31 @@ impl Member {
         changed
     }
 
+    /// Whether the member has rejoined this rebalance: a JoinGroup of its waits, and its
+    /// client still waits for the answer. One whose wait timed out, or whose connection
+    /// closed, must not lead a generation it will never hear of.
+    fn rejoined(&self) -> bool {
+        self.join_waiter.as_ref().is_some_and(|w| !w.is_closed())
+    }
+
+    /// Whether a request of the member's waits here, with its client waiting for the answer.
+    fn waiting(&self) -> bool {
+        self.rejoined() || self.sync_waiters.iter().any(|w| !w.is_closed())
+    }
+
+    /// Answers the member's waiting SyncGroup requests.
+    fn answer_sync(&mut self, outcome: &SyncOutcome) {
+        for waiter in self.sync_waiters.drain(..) {
+            let _ = waiter.send(outcome.clone());
+        }
+    }
+
     /// Answers whatever the member waits for with `error`.
     fn dismiss(&mut self, error: i16, member_id: &str) {
         if let Some(waiter) = self.join_waiter.take() {
             let _ = waiter.send(JoinOutcome::error(error, member_id));
         }
-        if let Some(waiter) = self.sync_waiter.take() {
-            let _ = waiter.send(SyncOutcome::error(error));
-        }
+        self.answer_sync(&SyncOutcome::error(error));
     }
 }
 
@@ -362,7 +382,7 @@ impl Group {
                 last_heard: now,
                 joined: self.next_joined,
                 join_waiter: None,
-                sync_waiter: None,
+                sync_waiters: Vec::new(),
             },
         );
         if self.state == GroupState::PreparingRebalance {
@@ -458,11 +478,9 @@ impl Group {
 
     fn prepare_rebalance(&mut self, now: Instant) {
         if self.state == GroupState::CompletingRebalance {
+            let outcome = SyncOutcome::error(code(ResponseError::RebalanceInProgress));
             for member in self.members.values_mut() {
-                if let Some(waiter) = member.sync_waiter.take() {
-                    let _ =
-                        waiter.send(SyncOutcome::error(code(ResponseError::RebalanceInProgress)));
-                }
+                member.answer_sync(&outcome);
             }
         }
         let timeout = self
@@ -483,8 +501,7 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             return;
         }
-        let all_joined =
-            self.pending.is_empty() && self.members.values().all(|m| m.join_waiter.is_some());
+        let all_joined = self.pending.is_empty() && self.members.values().all(Member::rejoined);
         let delay_over = self.initial_delay_until.is_none_or(|t| now >= t);
         let deadline_passed = self.rebalance_deadline.is_some_and(|d| now >= d);
         if !(deadline_passed || (all_joined && delay_over)) {
@@ -493,7 +510,7 @@ impl Group {
         let gone: Vec<String> = self
             .members
             .iter()
-            .filter(|(_, m)| m.join_waiter.is_none())
+            .filter(|(_, m)| !m.rejoined())
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
@@ -619,7 +636,8 @@ impl Group {
                 let (tx, rx) = oneshot::channel();
                 let member = self.members.get_mut(member_id).expect("checked member");
                 member.last_heard = now;
-                member.sync_waiter = Some(tx);
+                member.sync_waiters.retain(|w| !w.is_closed());
+                member.sync_waiters.push(tx);
                 if self.leader.as_deref() == Some(member_id) {
                     for (id, assignment) in assignments {
                         if let Some(m) = self.members.get_mut(&id) {
@@ -631,9 +649,9 @@ impl Group {
                     for id in ids {
                         let outcome = self.sync_outcome(&id);
                         let m = self.members.get_mut(&id).expect("member listed");
-                        if let Some(waiter) = m.sync_waiter.take() {
+                        if !m.sync_waiters.is_empty() {
                             m.last_heard = now;
-                            let _ = waiter.send(outcome);
+                            m.answer_sync(&outcome);
                         }
                     }
                 }
@@ -727,11 +745,7 @@ impl Group {
         let expired: Vec<String> = self
             .members
             .iter()
-            .filter(|(_, m)| {
-                m.join_waiter.is_none()
-                    && m.sync_waiter.is_none()
-                    && now.duration_since(m.last_heard) > m.session_timeout
-            })
+            .filter(|(_, m)| !m.waiting() && now.duration_since(m.last_heard) > m.session_timeout)
             .map(|(id, _)| id.clone())
             .collect();
         for id in expired {
@@ -830,7 +844,7 @@ mod tests {
             ..limits()
         });
         let t0 = Instant::now();
-        let (a, _) = join_new(&mut g, t0);
+        let (a, _ra) = join_new(&mut g, t0);
         let static_join = g.join(request("", Some("i1")), t0);
         assert!(
             matches!(static_join, Reply::Later(_)),
@@ -900,8 +914,8 @@ mod tests {
     /// A stable group of members `a` and `b`, generation 1.
     fn stable_pair(t0: Instant) -> (Group, String, String) {
         let mut g = Group::new(limits());
-        let (a, _) = join_new(&mut g, t0);
-        let (b, _) = join_new(&mut g, t0);
+        let (a, _ra) = join_new(&mut g, t0);
+        let (b, _rb) = join_new(&mut g, t0);
         g.tick(t0 + 4 * SECOND);
         let _ = g.sync(&b, None, 1, (None, None), vec![], t0 + 4 * SECOND);
         let _ = g.sync(&a, None, 1, (None, None), vec![], t0 + 4 * SECOND);
@@ -931,6 +945,56 @@ mod tests {
             g.heartbeat(&c, None, 1, t),
             ResponseError::IllegalGeneration.code()
         );
+    }
+
+    #[test]
+    fn a_retried_sync_group_gets_the_assignment_as_the_first_does() {
+        let t0 = Instant::now();
+        let mut g = Group::new(limits());
+        let (a, _ra) = join_new(&mut g, t0);
+        let (b, _rb) = join_new(&mut g, t0);
+        g.tick(t0 + 4 * SECOND);
+        let mut first = g.sync(&b, None, 1, (None, None), vec![], t0 + 4 * SECOND);
+        let mut retried = g.sync(&b, None, 1, (None, None), vec![], t0 + 5 * SECOND);
+        let assignments = vec![(b.clone(), Bytes::from_static(b"B"))];
+        let _sa = g.sync(&a, None, 1, (None, None), assignments, t0 + 5 * SECOND);
+        for reply in [&mut first, &mut retried] {
+            let outcome = answered(reply).expect("answered");
+            assert_eq!(
+                (outcome.error, outcome.assignment),
+                (0, Bytes::from_static(b"B"))
+            );
+        }
+    }
+
+    #[test]
+    fn a_member_whose_join_nobody_waits_for_neither_completes_the_rebalance_nor_leads() {
+        let t0 = Instant::now();
+        let (mut g, a, b) = stable_pair(t0);
+        let t = t0 + 5 * SECOND;
+        let (c, mut rc) = join_new(&mut g, t);
+        // The leader rejoins, but its client gives up on the answer (its wait timed out, or
+        // its connection closed).
+        drop(g.join(request(&a, None), t));
+        let mut rb = g.join(request(&b, None), t);
+        assert!(answered(&mut rb).is_none(), "a has not really rejoined");
+        // a's session runs out: the rebalance ends without it, and b, the longest-standing
+        // of those left, leads.
+        g.tick(t + 11 * SECOND);
+        let jb = answered(&mut rb).expect("join complete");
+        let jc = answered(&mut rc).expect("join complete");
+        assert_eq!((jb.generation, jc.generation), (2, 2));
+        assert_eq!((jb.leader.as_str(), jb.members.len()), (b.as_str(), 2));
+        assert_eq!(jc.leader, b);
+        assert_eq!(
+            g.heartbeat(&a, None, 2, t + 11 * SECOND),
+            ResponseError::UnknownMemberId.code()
+        );
+        let mut left: Vec<String> = g.members().into_iter().map(|m| m.member_id).collect();
+        left.sort();
+        let mut expected = vec![b, c];
+        expected.sort();
+        assert_eq!(left, expected);
     }
 
     #[test]

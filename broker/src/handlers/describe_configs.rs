@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
@@ -25,6 +25,7 @@ const DEFAULT_CONFIG: i8 = 5;
 
 pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let metadata = broker.node.controller().metadata();
+    let include_synonyms = request.include_synonyms;
     let results = request
         .resources
         .into_iter()
@@ -57,11 +58,20 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
                             wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == key))
                         })
                         .map(|(key, value, source)| {
+                            // Each config is its own first synonym, as in Kafka; Strand
+                            // names no lower-precedence ones.
+                            let synonyms = include_synonyms.then(|| {
+                                DescribeConfigsSynonym::default()
+                                    .with_name(str_bytes(key.clone()))
+                                    .with_value(Some(str_bytes(value.clone())))
+                                    .with_source(source)
+                            });
                             DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(key))
                                 .with_value(Some(str_bytes(value)))
                                 .with_config_source(source)
                                 .with_read_only(source == STATIC_BROKER_CONFIG)
+                                .with_synonyms(synonyms.into_iter().collect())
                         })
                         .collect();
                     result.with_configs(configs)

@@ -45,6 +45,7 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use strand_protocol::api_versions::ApiRange;
 use strand_protocol::codec::{encode_fetch_response, encode_response, EncodeError, Request};
 use strand_protocol::frame::OutFrame;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use self::fetch::read_ahead::{ReadAhead, ReadAheadBudget, ReadAheadPlan};
@@ -109,6 +110,26 @@ pub enum Pending {
     Running(JoinHandle<Outcome>),
 }
 
+/// Resolves once the connection's reader has stopped: the client hung up, or the
+/// connection is closing. A JoinGroup or SyncGroup still waiting for its group then stops
+/// waiting, so the group sees that nobody will read the answer (a member that never hears
+/// of a generation must not lead it).
+#[derive(Clone)]
+pub struct HungUp(watch::Receiver<()>);
+
+impl HungUp {
+    /// The signal, and the sender the connection's reader holds until it stops.
+    pub fn channel() -> (watch::Sender<()>, HungUp) {
+        let (tx, rx) = watch::channel(());
+        (tx, HungUp(rx))
+    }
+
+    async fn wait(mut self) {
+        // Nothing is ever sent: the sender's drop ends the loop.
+        while self.0.changed().await.is_ok() {}
+    }
+}
+
 /// [`SUPPORTED_APIS`] as a Markdown table (`strand --supported-apis`; the README's table).
 pub fn supported_apis_table() -> String {
     let mut table = String::from("| API | key | versions |\n|---|---|---|\n");
@@ -126,6 +147,7 @@ pub async fn start(
     request: Request,
     peer: SocketAddr,
     read_ahead: &ReadAhead,
+    hung_up: &HungUp,
 ) -> Pending {
     let Request {
         api_key,
@@ -153,27 +175,26 @@ pub async fn start(
             let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
             // Kafka shows a member's host as "/address".
             let client_host = format!("/{}", peer.ip());
+            let hung_up = hung_up.clone();
             return Pending::Running(tokio::spawn(async move {
-                let response =
-                    join_group::handle(&broker, r, version, client_id, client_host).await;
-                encode(
-                    correlation_id,
-                    api_key,
-                    version,
-                    ResponseKind::JoinGroup(response),
-                )
+                tokio::select! {
+                    response = join_group::handle(&broker, r, version, client_id, client_host) => {
+                        encode(correlation_id, api_key, version, ResponseKind::JoinGroup(response))
+                    }
+                    () = hung_up.wait() => Outcome::Close,
+                }
             }));
         }
         RequestKind::SyncGroup(r) => {
             let broker = broker.clone();
+            let hung_up = hung_up.clone();
             return Pending::Running(tokio::spawn(async move {
-                let response = sync_group::handle(&broker, r).await;
-                encode(
-                    correlation_id,
-                    api_key,
-                    version,
-                    ResponseKind::SyncGroup(response),
-                )
+                tokio::select! {
+                    response = sync_group::handle(&broker, r) => {
+                        encode(correlation_id, api_key, version, ResponseKind::SyncGroup(response))
+                    }
+                    () = hung_up.wait() => Outcome::Close,
+                }
             }));
         }
         RequestKind::FindCoordinator(r) => {
