@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -99,21 +98,19 @@ func (f *franz) Consume(ctx context.Context, group, topic string, n int, commit 
 }
 
 func (f *franz) TwoMembers(ctx context.Context, group, topic string, produce func() error, want int) ([]Rec, []Rec, error) {
+	p := newPair(ctx, want)
 	var mu sync.Mutex
 	owned := [2]map[int32]bool{{}, {}}
-	got := [2][]Rec{}
-	var members [2]*kgo.Client
-	for i := range members {
-		i := i
+	for i := range 2 {
 		track := func(add bool) func(context.Context, *kgo.Client, map[string][]int32) {
 			return func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
 				mu.Lock()
 				defer mu.Unlock()
-				for _, p := range ps[topic] {
+				for _, partition := range ps[topic] {
 					if add {
-						owned[i][p] = true
+						owned[i][partition] = true
 					} else {
-						delete(owned[i], p)
+						delete(owned[i], partition)
 					}
 				}
 			}
@@ -121,55 +118,25 @@ func (f *franz) TwoMembers(ctx context.Context, group, topic string, produce fun
 		c, err := f.member(group, topic, kgo.OnPartitionsAssigned(track(true)),
 			kgo.OnPartitionsRevoked(track(false)), kgo.OnPartitionsLost(track(false)))
 		if err != nil {
+			p.stop()
 			return nil, nil, err
 		}
 		defer c.Close()
-		members[i] = c
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, c := range members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				fetches := c.PollFetches(ctx)
+		p.run(i, func() {
+			for p.ctx.Err() == nil {
+				fetches := c.PollFetches(p.ctx)
 				for _, e := range fetches.Errors() {
-					if !errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded) {
-						errs[i] = fmt.Errorf("member %d fetching %s/%d: %w", i, e.Topic, e.Partition, e.Err)
-						cancel()
-					}
+					p.failed(i, fmt.Errorf("fetching %s/%d: %w", e.Topic, e.Partition, e.Err))
 				}
-				mu.Lock()
-				fetches.EachRecord(func(r *kgo.Record) { got[i] = append(got[i], received(r)) })
-				if len(got[0])+len(got[1]) >= want {
-					cancel()
-				}
-				mu.Unlock()
+				fetches.EachRecord(func(r *kgo.Record) { p.received(i, received(r)) })
 			}
-		}()
+		})
 	}
-	err := waitFor(ctx, "both members to own partitions", func() (bool, error) {
+	return p.finish(func() (bool, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(owned[0]) > 0 && len(owned[1]) > 0, nil
-	})
-	if err == nil {
-		err = produce()
-	}
-	if err != nil {
-		cancel()
-	}
-	wg.Wait()
-	if err == nil {
-		err = errors.Join(errs...)
-	}
-	if err == nil && len(got[0])+len(got[1]) < want {
-		err = fmt.Errorf("received %d of %d records", len(got[0])+len(got[1]), want)
-	}
-	return got[0], got[1], err
+	}, produce)
 }
 
 func (f *franz) OffsetAfter(ctx context.Context, topic string, partition int32, millis int64) (int64, error) {

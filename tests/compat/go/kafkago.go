@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -97,38 +95,23 @@ func (k *kafkaGo) Consume(ctx context.Context, group, topic string, n int, commi
 // TwoMembers: kafka-go's Reader does not say what it was assigned, so the group's
 // description tells when each member owns a partition.
 func (k *kafkaGo) TwoMembers(ctx context.Context, group, topic string, produce func() error, want int) ([]Rec, []Rec, error) {
-	var mu sync.Mutex
-	got := [2][]Rec{}
-	done, stop := context.WithCancel(ctx)
-	defer stop()
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
+	p := newPair(ctx, want)
 	for i := range 2 {
 		r := k.reader(group, topic)
 		defer r.Close()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		p.run(i, func() {
 			for {
-				m, err := r.FetchMessage(done)
+				m, err := r.FetchMessage(p.ctx)
 				if err != nil {
-					if done.Err() == nil {
-						errs[i] = err
-						stop()
-					}
+					p.failed(i, err)
 					return
 				}
-				mu.Lock()
-				got[i] = append(got[i], kafkaGoRec(m))
-				if len(got[0])+len(got[1]) >= want {
-					stop()
-				}
-				mu.Unlock()
+				p.received(i, kafkaGoRec(m))
 			}
-		}()
+		})
 	}
-	err := waitFor(done, "both members to own partitions", func() (bool, error) {
-		r, err := k.client.DescribeGroups(done, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	return p.finish(func() (bool, error) {
+		r, err := k.client.DescribeGroups(p.ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
 		if err != nil || len(r.Groups) != 1 || r.Groups[0].GroupState != "Stable" {
 			return false, err
 		}
@@ -141,23 +124,7 @@ func (k *kafkaGo) TwoMembers(ctx context.Context, group, topic string, produce f
 			}
 		}
 		return owning == 2, nil
-	})
-	if err == nil {
-		err = produce()
-	}
-	if err != nil {
-		stop()
-	}
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if err == nil {
-		err = errors.Join(errs...)
-	}
-	if err == nil && len(got[0])+len(got[1]) < want {
-		err = fmt.Errorf("received %d of %d records", len(got[0])+len(got[1]), want)
-	}
-	return got[0], got[1], err
+	}, produce)
 }
 
 // leader dials the partition's leader, which answers ListOffsets.

@@ -171,18 +171,12 @@ func (s *saramaClient) Consume(ctx context.Context, group, topic string, n int, 
 }
 
 func (s *saramaClient) TwoMembers(ctx context.Context, group, topic string, produce func() error, want int) ([]Rec, []Rec, error) {
+	p := newPair(ctx, want)
 	var mu sync.Mutex
 	claims := [2]int{}
-	got := [2][]Rec{}
-	done, stop := context.WithCancel(ctx)
-	defer stop()
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
 	for i := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.consume(done, group, topic, handler{
+		p.run(i, func() {
+			p.failed(i, s.consume(p.ctx, group, topic, handler{
 				setup: func(sess sarama.ConsumerGroupSession) {
 					mu.Lock()
 					claims[i] = len(sess.Claims()[topic])
@@ -194,37 +188,16 @@ func (s *saramaClient) TwoMembers(ctx context.Context, group, topic string, prod
 					mu.Unlock()
 				},
 				take: func(_ sarama.ConsumerGroupSession, m *sarama.ConsumerMessage) {
-					mu.Lock()
-					defer mu.Unlock()
-					got[i] = append(got[i], saramaRec(m))
-					if len(got[0])+len(got[1]) >= want {
-						stop()
-					}
+					p.received(i, saramaRec(m))
 				},
-			})
-		}()
+			}))
+		})
 	}
-	err := waitFor(done, "both members to own partitions", func() (bool, error) {
+	return p.finish(func() (bool, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		return claims[0] > 0 && claims[1] > 0, nil
-	})
-	if err == nil {
-		err = produce()
-	}
-	if err != nil {
-		stop()
-	}
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	if err == nil {
-		err = errors.Join(errs...)
-	}
-	if err == nil && len(got[0])+len(got[1]) < want {
-		err = fmt.Errorf("received %d of %d records", len(got[0])+len(got[1]), want)
-	}
-	return got[0], got[1], err
+	}, produce)
 }
 
 func (s *saramaClient) OffsetAfter(ctx context.Context, topic string, partition int32, millis int64) (int64, error) {

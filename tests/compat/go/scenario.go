@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -255,6 +256,74 @@ func Run(newClient func(Env) Client, env Env, report func(Result)) {
 			return err == nil && !contains(topics, pair), nil
 		})
 	})
+}
+
+// pair is the bookkeeping of a client's TwoMembers: what each member received, their
+// errors, and when both stop.
+type pair struct {
+	ctx  context.Context
+	stop context.CancelFunc
+	want int
+	mu   sync.Mutex
+	got  [2][]Rec
+	errs [2]error
+	wg   sync.WaitGroup
+}
+
+func newPair(ctx context.Context, want int) *pair {
+	ctx, stop := context.WithCancel(ctx)
+	return &pair{ctx: ctx, stop: stop, want: want}
+}
+
+// run runs member i's loop in a goroutine.
+func (p *pair) run(i int, loop func()) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		loop()
+	}()
+}
+
+// received notes a record of member i; both stop once every wanted record came.
+func (p *pair) received(i int, r Rec) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.got[i] = append(p.got[i], r)
+	if len(p.got[0])+len(p.got[1]) >= p.want {
+		p.stop()
+	}
+}
+
+// failed notes member i's error, unless it came from stopping; both stop.
+func (p *pair) failed(i int, err error) {
+	if err == nil || p.ctx.Err() != nil {
+		return
+	}
+	p.mu.Lock()
+	p.errs[i] = fmt.Errorf("member %d: %w", i, err)
+	p.mu.Unlock()
+	p.stop()
+}
+
+// finish waits until both members own partitions, produces, waits for the members to stop,
+// and returns what each received.
+func (p *pair) finish(owning func() (bool, error), produce func() error) ([]Rec, []Rec, error) {
+	err := waitFor(p.ctx, "both members to own partitions", owning)
+	if err == nil {
+		err = produce()
+	}
+	if err != nil {
+		p.stop()
+	}
+	p.wg.Wait()
+	p.stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err = errors.Join(err, p.errs[0], p.errs[1])
+	if n := len(p.got[0]) + len(p.got[1]); err == nil && n < p.want {
+		err = fmt.Errorf("received %d of %d records", n, p.want)
+	}
+	return p.got[0], p.got[1], err
 }
 
 // checkOrder says whether got holds each sent record once, each key in one partition and in
