@@ -118,11 +118,11 @@ fn plan(
     spec: &TopicSpec,
     metadata: &ClusterMetadata,
 ) -> Result<Vec<Vec<NodeId>>, TopicError> {
+    if metadata.topics.contains_key(&spec.name) || spec.name == topics::CONSUMER_OFFSETS {
+        return Err(TopicError::Exists(spec.name.clone()));
+    }
     if let Some(problem) = topics::name_problem(&spec.name) {
         return Err(TopicError::InvalidName(problem));
-    }
-    if metadata.topics.contains_key(&spec.name) {
-        return Err(TopicError::Exists(spec.name.clone()));
     }
     for (key, value) in &spec.configs {
         if let Some(problem) = topics::config_problem(key, value) {

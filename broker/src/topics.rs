@@ -2,10 +2,43 @@
 
 use std::collections::BTreeMap;
 
+use strand_raft::{PartitionInfo, TopicInfo, CONTROLLER_GROUP};
+
 use crate::config::Config;
+use crate::Broker;
+
+/// Kafka's internal topic of committed offsets. Strand keeps the offsets in its controller
+/// group, not as records, but describes this topic as Kafka does, because clients and tools
+/// look for it (regex consumers skip it as internal, `kafka-topics --list` shows it). Its
+/// name is reserved.
+pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
+
+/// `__consumer_offsets`' id: Kafka draws one per cluster; any fixed id no topic has will do.
+const CONSUMER_OFFSETS_ID: u128 = 0x5f5f_636f_6e73_756d_6572_5f6f_6666_7365;
+
+/// `__consumer_offsets` as Metadata, DescribeTopicPartitions and DescribeConfigs describe
+/// it: one partition, the controller group, led by the group coordinator and replicated on
+/// the controller's voters. Only for describing: Produce and Fetch do not serve it
+/// (OffsetCommit and OffsetFetch do), so it must never be routed to.
+pub fn consumer_offsets(broker: &Broker) -> TopicInfo {
+    let voters = broker.node.controller().replica.voters();
+    TopicInfo {
+        name: CONSUMER_OFFSETS.to_string(),
+        id: CONSUMER_OFFSETS_ID.to_be_bytes(),
+        partitions: vec![PartitionInfo {
+            group: CONTROLLER_GROUP,
+            replicas: voters.clone(),
+            initial: voters,
+        }],
+        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+    }
+}
 
 /// Why a topic name is not legal.
 pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name == CONSUMER_OFFSETS {
+        return Some("__consumer_offsets is Kafka's internal topic of committed offsets");
+    }
     if name.is_empty() {
         return Some("topic name is empty");
     }

@@ -198,3 +198,24 @@ def test_kafka_python_reads_every_config_source(broker):
                 assert topic["retention.ms"]["synonyms"][0]["source"] == "DYNAMIC_TOPIC_CONFIG"
     finally:
         a.close()
+
+
+def test_kafka_topics_lists_and_describes_the_internal_offsets_topic(broker, java):
+    """`__consumer_offsets` shows as Kafka's internal topic: kafka-topics lists it unless told
+    to leave internal topics out, and describing every topic (each one's partitions, then
+    its configs) takes it in."""
+    a = admin(broker)
+    a.create_topics([NewTopic("listed", 1, 1)])["listed"].result(10)
+
+    def topics(*args):
+        r = java.run(java.TOPICS, "--bootstrap-server", broker.bootstrap, *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    assert {"listed", "__consumer_offsets"} <= set(topics("--list").split())
+    assert "__consumer_offsets" not in topics("--list", "--exclude-internal").split()
+    described = topics("--describe")
+    assert "Topic: listed" in described, described
+    [internal] = [line for line in described.splitlines()
+                  if line.startswith("Topic: __consumer_offsets")]
+    assert "PartitionCount: 1" in internal and "cleanup.policy=compact" in internal, internal

@@ -13,7 +13,7 @@ use kafka_protocol::ResponseError;
 use strand_protocol::api_versions::ApiRange;
 
 use super::details::{check_broker_name, str_bytes, BROKER, TOPIC};
-use crate::topics::cleaner_defaults;
+use crate::topics::{cleaner_defaults, consumer_offsets, CONSUMER_OFFSETS};
 use crate::Broker;
 
 pub const VERSIONS: ApiRange = ApiRange::new(ApiKey::DescribeConfigs, 1, 4);
@@ -35,6 +35,9 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfi
             {
                 TOPIC => match metadata.topics.get(&name) {
                     Some(topic) => Ok(topic_entries(broker, &topic.configs)),
+                    None if name == CONSUMER_OFFSETS => {
+                        Ok(topic_entries(broker, &consumer_offsets(broker).configs))
+                    }
                     None => Err((
                         ResponseError::UnknownTopicOrPartition,
                         format!("topic '{name}' does not exist"),

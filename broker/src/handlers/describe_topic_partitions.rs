@@ -1,5 +1,5 @@
 //! DescribeTopicPartitions (KIP-966), what Kafka's AdminClient `describeTopics` asks first:
-//! Metadata's partition view, a page at a time. Topics go in name order; a response holds
+//! Metadata's partition view, a page at a time, `__consumer_offsets` included. Topics go in name order; a response holds
 //! at most `response_partition_limit` partitions and names where the next page starts.
 
 use kafka_protocol::messages::describe_topic_partitions_response::{
@@ -25,9 +25,16 @@ pub fn handle(
     request: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
     let metadata = broker.node.controller().metadata();
+    let internal = topics::consumer_offsets(broker);
+    let find = |name: &str| match metadata.topics.get(name) {
+        Some(topic) => Some(topic.as_ref()),
+        None => (name == topics::CONSUMER_OFFSETS).then_some(&internal),
+    };
     let listing_all = request.topics.is_empty();
     let mut names: Vec<String> = if listing_all {
-        metadata.topics.keys().cloned().collect()
+        let mut all: Vec<String> = metadata.topics.keys().cloned().collect();
+        all.push(internal.name.clone());
+        all
     } else {
         request.topics.iter().map(|t| t.name.to_string()).collect()
     };
@@ -58,7 +65,7 @@ pub fn handle(
     let mut next_cursor = None;
     let mut remaining = names.into_iter().filter(|n| *n >= first_topic).peekable();
     while let Some(name) = remaining.next() {
-        let Some(topic) = metadata.topics.get(&name) else {
+        let Some(topic) = find(&name) else {
             // Listing all topics never names a missing one.
             if !listing_all {
                 let error = match topics::name_problem(&name) {
@@ -124,6 +131,7 @@ fn describe(
     DescribeTopicPartitionsResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(Uuid::from_bytes(topic.id))
+        .with_is_internal(topic.name == topics::CONSUMER_OFFSETS)
         .with_partitions(partitions)
         .with_topic_authorized_operations(OPERATIONS_OMITTED)
 }

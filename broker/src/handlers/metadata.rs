@@ -1,6 +1,7 @@
 //! Metadata: brokers, the controller, and for each topic its partitions with leader,
 //! leader epoch (the Raft term), replicas and in-sync replicas. Asking for a topic that
-//! does not exist creates it when auto-creation is on and the client allows it.
+//! does not exist creates it when auto-creation is on and the client allows it. Kafka's
+//! internal `__consumer_offsets` is listed too ([`consumer_offsets`]).
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 use super::details::{broker_id, leader_and_isr, str_bytes, topic_name};
 use crate::cluster::{self, TopicError};
+use crate::topics::{consumer_offsets, CONSUMER_OFFSETS};
 use crate::Broker;
 
 /// v13 adds a top-level error code, which Kafka's broker never sets either (KIP-1102 is for
@@ -30,23 +32,30 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         Some(t) => Some(t),
     };
 
+    let internal = consumer_offsets(broker);
+    let internal_id = Uuid::from_bytes(internal.id);
     let mut topics = Vec::new();
     match requested {
         None => {
             for topic in broker.node.controller().metadata().topics.values() {
                 topics.push(describe(broker, topic));
             }
+            topics.push(describe(broker, &internal));
         }
         Some(requested) => {
             for wanted in requested {
                 let by_id = wanted.name.is_none() && !wanted.topic_id.is_nil();
+                let name = wanted.name.as_ref().map(|n| n.0.as_str());
+                if name == Some(CONSUMER_OFFSETS) || (by_id && wanted.topic_id == internal_id) {
+                    topics.push(describe(broker, &internal));
+                    continue;
+                }
                 let found = if by_id {
                     broker
                         .topic_by_id(wanted.topic_id)
                         .ok_or(ResponseError::UnknownTopicId)
                 } else {
-                    let name = wanted.name.as_ref().map(|n| n.0.as_str()).unwrap_or("");
-                    cluster::get_or_auto_create(broker, name, allow_create)
+                    cluster::get_or_auto_create(broker, name.unwrap_or(""), allow_create)
                         .await
                         .map_err(|e| match e {
                             TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
@@ -105,5 +114,6 @@ fn describe(broker: &Broker, topic: &TopicInfo) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(Uuid::from_bytes(topic.id))
+        .with_is_internal(topic.name == CONSUMER_OFFSETS)
         .with_partitions(partitions)
 }
