@@ -1,6 +1,7 @@
 //! DescribeTopicPartitions (KIP-966), what Kafka's AdminClient `describeTopics` asks first:
-//! Metadata's partition view, a page at a time, `__consumer_offsets` included. Topics go in name order; a response holds
-//! at most `response_partition_limit` partitions and names where the next page starts.
+//! Metadata's partition view (`__consumer_offsets` included), a page at a time. Topics go
+//! in name order; a response holds at most `response_partition_limit` partitions and names
+//! where the next page starts.
 
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
