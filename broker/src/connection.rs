@@ -7,9 +7,10 @@
 //! so many can be in flight. Clients match responses by position, so the writer awaits
 //! each request's outcome in arrival order; the bounded queue between the two is the
 //! connection's limit on requests in flight. A request that cannot be read ends the
-//! connection after the responses before it have been sent, which is what Kafka does;
-//! nothing a client sends can affect any other connection. Once the reader stops, the
-//! connection's JoinGroup and SyncGroup requests stop waiting for their group ([`HungUp`]).
+//! connection after the responses before it have been sent (but for a JoinGroup or
+//! SyncGroup still waiting: once the reader stops, those stop waiting for their group and
+//! end the connection, see [`HungUp`]), as Kafka closes a connection on a bad request;
+//! nothing a client sends can affect any other connection.
 //!
 //! A connection is closed when it stays idle (nothing to read, nothing being answered)
 //! for `connections.max.idle.ms`, and when a request it began to send does not arrive

@@ -142,8 +142,8 @@ struct Member {
     last_heard: Instant,
     /// When the member joined, relative to the others: the earliest leads.
     joined: u64,
-    /// Present while the member waits in JoinGroup: it has rejoined this rebalance, unless
-    /// nobody waits for the answer any more (see [`Member::rejoined`]).
+    /// Present while the member waits in JoinGroup: it has rejoined this rebalance (as in
+    /// Kafka, even if its client no longer waits for the answer; see [`Member::rejoined`]).
     join_waiter: Option<oneshot::Sender<JoinOutcome>>,
     /// The member's SyncGroup requests waiting for the leader's assignment. A client that
     /// retries one before the first is answered gets the assignment on both.
@@ -172,9 +172,9 @@ impl Member {
         changed
     }
 
-    /// Whether the member has rejoined this rebalance: a JoinGroup of its waits, and its
-    /// client still waits for the answer. One whose wait timed out, or whose connection
-    /// closed, must not lead a generation it will never hear of.
+    /// Whether the member has rejoined this rebalance and its client still waits for the
+    /// answer. One whose wait timed out, or whose connection closed, takes part in the
+    /// generation (it may rejoin with its member id and get it) but must not lead it.
     fn rejoined(&self) -> bool {
         self.join_waiter.as_ref().is_some_and(|w| !w.is_closed())
     }
@@ -501,7 +501,8 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             return;
         }
-        let all_joined = self.pending.is_empty() && self.members.values().all(Member::rejoined);
+        let all_joined =
+            self.pending.is_empty() && self.members.values().all(|m| m.join_waiter.is_some());
         let delay_over = self.initial_delay_until.is_none_or(|t| now >= t);
         let deadline_passed = self.rebalance_deadline.is_some_and(|d| now >= d);
         if !(deadline_passed || (all_joined && delay_over)) {
@@ -510,7 +511,7 @@ impl Group {
         let gone: Vec<String> = self
             .members
             .iter()
-            .filter(|(_, m)| !m.rejoined())
+            .filter(|(_, m)| m.join_waiter.is_none())
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
@@ -527,16 +528,15 @@ impl Group {
             return;
         }
         self.protocol = self.select_protocol();
-        if !self
-            .leader
-            .as_ref()
-            .is_some_and(|l| self.members.contains_key(l))
-        {
-            // As Kafka: the longest-standing member leads.
+        let leads = |id: &String| self.members.get(id).is_some_and(Member::rejoined);
+        if !self.leader.as_ref().is_some_and(leads) {
+            // As Kafka: the longest-standing member leads, but only one whose client waits
+            // for the answer: a leader that never hears of the generation sends no
+            // assignment, and the others would wait for it until its session ends.
             self.leader = self
                 .members
                 .iter()
-                .min_by_key(|(_, m)| m.joined)
+                .min_by_key(|(_, m)| (!m.rejoined(), m.joined))
                 .map(|(id, _)| id.clone());
         }
         self.state = GroupState::CompletingRebalance;
@@ -968,33 +968,26 @@ mod tests {
     }
 
     #[test]
-    fn a_member_whose_join_nobody_waits_for_neither_completes_the_rebalance_nor_leads() {
+    fn a_member_whose_join_nobody_waits_for_does_not_lead() {
         let t0 = Instant::now();
         let (mut g, a, b) = stable_pair(t0);
         let t = t0 + 5 * SECOND;
-        let (c, mut rc) = join_new(&mut g, t);
+        let (_c, mut rc) = join_new(&mut g, t);
         // The leader rejoins, but its client gives up on the answer (its wait timed out, or
         // its connection closed).
         drop(g.join(request(&a, None), t));
         let mut rb = g.join(request(&b, None), t);
-        assert!(answered(&mut rb).is_none(), "a has not really rejoined");
-        // a's session runs out: the rebalance ends without it, and b, the longest-standing
-        // of those left, leads.
-        g.tick(t + 11 * SECOND);
+        // Everyone rejoined, as Kafka counts it: the generation starts, led by b, the
+        // longest-standing member still waiting.
         let jb = answered(&mut rb).expect("join complete");
         let jc = answered(&mut rc).expect("join complete");
         assert_eq!((jb.generation, jc.generation), (2, 2));
-        assert_eq!((jb.leader.as_str(), jb.members.len()), (b.as_str(), 2));
+        assert_eq!((jb.leader.as_str(), jb.members.len()), (b.as_str(), 3));
         assert_eq!(jc.leader, b);
-        assert_eq!(
-            g.heartbeat(&a, None, 2, t + 11 * SECOND),
-            ResponseError::UnknownMemberId.code()
-        );
-        let mut left: Vec<String> = g.members().into_iter().map(|m| m.member_id).collect();
-        left.sort();
-        let mut expected = vec![b, c];
-        expected.sort();
-        assert_eq!(left, expected);
+        // a is still a member: rejoining with its id gets it the generation it missed.
+        let again = now_or_panic(g.join(request(&a, None), t + SECOND));
+        assert_eq!((again.error, again.generation), (0, 2));
+        assert_eq!(again.leader, b);
     }
 
     #[test]

@@ -32,22 +32,31 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         Some(t) => Some(t),
     };
 
-    let internal = consumer_offsets(broker);
-    let internal_id = Uuid::from_bytes(internal.id);
+    // Unless a topic of that name was created before the name was reserved.
+    let internal = (!broker
+        .node
+        .controller()
+        .metadata()
+        .topics
+        .contains_key(CONSUMER_OFFSETS))
+    .then(|| consumer_offsets(broker));
     let mut topics = Vec::new();
     match requested {
         None => {
             for topic in broker.node.controller().metadata().topics.values() {
                 topics.push(describe(broker, topic));
             }
-            topics.push(describe(broker, &internal));
+            topics.extend(internal.iter().map(|t| describe(broker, t)));
         }
         Some(requested) => {
             for wanted in requested {
                 let by_id = wanted.name.is_none() && !wanted.topic_id.is_nil();
                 let name = wanted.name.as_ref().map(|n| n.0.as_str());
-                if name == Some(CONSUMER_OFFSETS) || (by_id && wanted.topic_id == internal_id) {
-                    topics.push(describe(broker, &internal));
+                let is_internal = |t: &&TopicInfo| {
+                    name == Some(t.name.as_str()) || (by_id && wanted.topic_id.as_bytes() == &t.id)
+                };
+                if let Some(t) = internal.as_ref().filter(is_internal) {
+                    topics.push(describe(broker, t));
                     continue;
                 }
                 let found = if by_id {

@@ -177,7 +177,10 @@ pub async fn start(
             let client_host = format!("/{}", peer.ip());
             let hung_up = hung_up.clone();
             return Pending::Running(tokio::spawn(async move {
+                // The handler first: its change to the group is made even when the
+                // client has already gone.
                 tokio::select! {
+                    biased;
                     response = join_group::handle(&broker, r, version, client_id, client_host) => {
                         encode(correlation_id, api_key, version, ResponseKind::JoinGroup(response))
                     }
@@ -189,7 +192,10 @@ pub async fn start(
             let broker = broker.clone();
             let hung_up = hung_up.clone();
             return Pending::Running(tokio::spawn(async move {
+                // The handler first: its change to the group is made even when the
+                // client has already gone.
                 tokio::select! {
+                    biased;
                     response = sync_group::handle(&broker, r) => {
                         encode(correlation_id, api_key, version, ResponseKind::SyncGroup(response))
                     }
